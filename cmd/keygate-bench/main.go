@@ -1,0 +1,470 @@
+// Command keygate-bench is Keygate's load benchmark (issue 3, item 7):
+// it starts the built keygate binary on loopback with a generated config
+// and storage, drives a fixed concurrency for a fixed time with a
+// keep-alive fasthttp client, and prints one JSON line per scenario:
+// throughput, p50/p99/p999 latency, errors, and the server process's CPU
+// and peak RSS (from /proc). The load generator shares the machine's cores
+// with the server; that is the stated measuring condition.
+//
+//	go run ./cmd/keygate-bench                       # every scenario, c=64, 10 s each (go tool task bench)
+//	go run ./cmd/keygate-bench -scenarios cc-jwt-es256,jwks -d 5s
+//	go run ./cmd/keygate-bench -storage sqlite -c 32
+//	go run ./cmd/keygate-bench -scenarios cc-jwt-es256/sqlite -repeat 3   # the efficiency ratio, median of 3
+//	go run ./cmd/keygate-bench -scenarios cc-jwt-es256/sqlite -cpuprofile /tmp/kg   # + /tmp/kg-*.pprof
+//	go run ./cmd/keygate-bench -binary ./bin/keygate -server-env GOGC=400
+//
+// Scenarios (each on sqlite and on postgres unless -storage says otherwise):
+//
+//	cc-jwt-es256, cc-jwt-rs256, cc-jwt-eddsa  client_credentials (client_secret_basic), JWT access tokens
+//	cc-opaque                                 client_credentials, opaque access tokens (stored hashed)
+//	introspect                                RFC 7662 introspection of pre-issued tokens, half JWT, half opaque
+//	jwks                                      GET the JWK Set
+//	cc-jwt-es256-reload                       cc-jwt-es256 while the config is rewritten every 100 ms
+//	                                          (reload_writes, reloads, reload_failures in its line; errors must be 0)
+//	codeflow                                  full OIDC code flows with a password login (argon2id at the
+//	                                          default cost), one "request" = one flow; -codeflow-c workers
+//	baseline                                  the minimal fiber handler (SHA-256 secret check + one ES256 JWT)
+//
+// After baseline and cc-jwt-es256 on sqlite it prints
+// {"scenario":"efficiency","ratio":...}: keygate's throughput over the
+// minimal handler's, measured in the same run (selecting cc-jwt-es256
+// selects the baseline too). The baseline runs in a child process (the
+// bench binary itself), so it has its own Go runtime and its CPU and RSS
+// are read from /proc exactly as keygate's; -baseline-inprocess serves it
+// from the bench process instead.
+//
+// Each line also carries bench_cpu_s (the load generator), other_cpu_s
+// (every other process: PostgreSQL, and anything else sharing the
+// machine) and irq_cpu_s (interrupts, mostly loopback networking), in CPU
+// seconds over the window. On a shared machine a high other_cpu_s marks a
+// disturbed measurement; -wait-idle waits for a quiet machine before each
+// scenario.
+//
+// -cpuprofile runs the node in-process in a child of the bench (the same
+// node package and settings as `keygate runtime`) and profiles it during
+// each measured window; the server itself has no pprof endpoint.
+//
+// Only loopback addresses are used. Everything else it prints goes to
+// stderr. Exit status: 0 when every scenario ran with zero errors, 1
+// otherwise, 2 on bad flags.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Scenario kinds.
+const (
+	kindToken      = "token"
+	kindIntrospect = "introspect"
+	kindJWKS       = "jwks"
+	kindBaseline   = "baseline"
+	// kindCodeflow (codeflow.go) is declared with its scenario.
+)
+
+// scenario is one line of output.
+type scenario struct {
+	name    string
+	storage string // sqlite, postgres; "" for baseline
+	kind    string
+	alg     string // signing key of the profile: ES256, RS256, EdDSA
+	format  string // the profile's access-token format: jwt, opaque
+	reload  bool   // rewrite the config every -reload-every while loading
+}
+
+func (s scenario) id() string {
+	if s.storage == "" {
+		return s.name
+	}
+	return s.name + "/" + s.storage
+}
+
+// catalogue lists the scenarios in run order. The baseline runs right
+// before cc-jwt-es256 on sqlite so the efficiency ratio compares two
+// measurements taken as close together as possible.
+func catalogue(storages []string) []scenario {
+	per := []scenario{
+		{name: "cc-jwt-es256", kind: kindToken, alg: "ES256", format: "jwt"},
+		{name: "cc-jwt-rs256", kind: kindToken, alg: "RS256", format: "jwt"},
+		{name: "cc-jwt-eddsa", kind: kindToken, alg: "EdDSA", format: "jwt"},
+		{name: "cc-opaque", kind: kindToken, alg: "ES256", format: "opaque"},
+		{name: "introspect", kind: kindIntrospect, alg: "ES256", format: "jwt"},
+		{name: "jwks", kind: kindJWKS, alg: "ES256", format: "jwt"},
+		{name: "cc-jwt-es256-reload", kind: kindToken, alg: "ES256", format: "jwt", reload: true},
+		{name: "codeflow", kind: kindCodeflow, alg: "ES256", format: "jwt"},
+	}
+	out := []scenario{{name: "baseline", kind: kindBaseline, alg: "ES256", format: "jwt"}}
+	for _, st := range storages {
+		for _, s := range per {
+			s.storage = st
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+type options struct {
+	binary      string
+	concurrency int
+	duration    time.Duration
+	warmup      time.Duration
+	scenarios   []string
+	storages    []string
+	pgURL       string
+	reloadEvery time.Duration
+	tokens      int
+	cpuprofile  string
+	baselineIn  bool
+	timeout     time.Duration
+	keep        bool
+	waitIdle    time.Duration
+	clientProf  string
+	repeat      int
+	serverEnv   []string
+	codeflowC   int
+}
+
+func main() {
+	// Hidden modes: the bench re-executes itself as the baseline server or
+	// as an in-process keygate node with a CPU profile.
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case serveBaselineArg:
+			os.Exit(serveBaselineMain(os.Args[2:]))
+		case serveNodeArg:
+			os.Exit(serveNodeMain(os.Args[2:]))
+		}
+	}
+	os.Exit(run())
+}
+
+func run() int {
+	var o options
+	var scen, stor string
+	fs := flag.NewFlagSet("keygate-bench", flag.ContinueOnError)
+	fs.StringVar(&o.binary, "binary", "", "keygate binary to run (default: build ./cmd/keygate into a temp dir)")
+	fs.IntVar(&o.concurrency, "c", 64, "concurrent requests (one keep-alive connection each)")
+	fs.IntVar(&o.codeflowC, "codeflow-c", 0, "concurrent flows of the codeflow scenario; 0: one per core (it is CPU-bound on argon2id, p=1)")
+	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured duration per scenario")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each measurement (same load, not counted)")
+	fs.StringVar(&scen, "scenarios", "", "comma-separated scenario names or name/storage (default: all); see the package doc")
+	fs.StringVar(&stor, "storage", "sqlite,postgres", "comma-separated storages: sqlite, postgres")
+	fs.StringVar(&o.pgURL, "pg", "", "PostgreSQL server URL (default $KEYGATE_TEST_POSTGRES_URL or "+defaultPGURL+"); a fresh schema per scenario, dropped after")
+	fs.DurationVar(&o.reloadEvery, "reload-every", 100*time.Millisecond, "config rewrite interval of the -reload scenarios")
+	fs.IntVar(&o.tokens, "tokens", 512, "tokens pre-issued for the introspect scenario (half JWT, half opaque)")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the server during each measured window to FILE (FILE-<scenario>.pprof); the server then runs in-process in a bench child instead of the binary")
+	fs.BoolVar(&o.baselineIn, "baseline-inprocess", false, "serve the baseline inside the bench process (default: a child process, like keygate, so its CPU and RSS are measured the same way)")
+	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "abort the whole run after this long")
+	fs.DurationVar(&o.waitIdle, "wait-idle", 30*time.Second, "before each scenario, wait up to this long for the machine to be idle (under 0.25 CPU busy over 1 s), since other processes skew a shared 2-core machine; 0 disables")
+	var senv string
+	fs.StringVar(&senv, "server-env", "", "comma-separated NAME=value pairs added to the keygate node's (not the baseline's) environment, e.g. GOGC=400,GOMAXPROCS=2")
+	fs.IntVar(&o.repeat, "repeat", 1, "run the selected scenarios this many times (interleaved); with more than one run, a last efficiency line gives the median ratio")
+	fs.StringVar(&o.clientProf, "client-cpuprofile", "", "write a CPU profile of the load generator itself (this process) over the whole run to FILE")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temp directories (configs, keys, sqlite files) for inspection")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: keygate-bench [flags]\n\nPrints one JSON line per scenario on stdout; progress on stderr.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "keygate-bench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if o.concurrency < 1 || o.codeflowC < 0 || o.duration <= 0 || o.warmup < 0 || o.tokens < 2 || o.repeat < 1 {
+		fmt.Fprintln(os.Stderr, "keygate-bench: -c, -d and -repeat must be positive, -tokens at least 2")
+		return 2
+	}
+	// The node runs in its scenario's directory: make paths absolute.
+	for _, p := range []*string{&o.cpuprofile, &o.clientProf, &o.binary} {
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "keygate-bench:", err)
+				return 2
+			}
+			*p = abs
+		}
+	}
+	o.serverEnv = splitList(senv)
+	for _, kv := range o.serverEnv {
+		if !strings.Contains(kv, "=") {
+			fmt.Fprintf(os.Stderr, "keygate-bench: -server-env: %q is not NAME=value\n", kv)
+			return 2
+		}
+	}
+	o.scenarios = splitList(scen)
+	o.storages = splitList(stor)
+	for _, st := range o.storages {
+		if st != "sqlite" && st != "postgres" {
+			fmt.Fprintf(os.Stderr, "keygate-bench: unknown storage %q (want sqlite, postgres)\n", st)
+			return 2
+		}
+	}
+	if o.pgURL == "" {
+		o.pgURL = os.Getenv("KEYGATE_TEST_POSTGRES_URL")
+	}
+	if o.pgURL == "" {
+		o.pgURL = defaultPGURL
+	}
+
+	selected, err := selectScenarios(catalogue(o.storages), o.scenarios)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keygate-bench:", err)
+		return 2
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	work, err := os.MkdirTemp("", "keygate-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keygate-bench:", err)
+		return 1
+	}
+	if o.keep {
+		logf("keeping %s", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+
+	needServer := slices.ContainsFunc(selected, func(s scenario) bool { return s.kind != kindBaseline })
+	if needServer && o.binary == "" && o.cpuprofile == "" {
+		o.binary = filepath.Join(work, "keygate")
+		logf("building ./cmd/keygate")
+		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", o.binary, "./cmd/keygate")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "keygate-bench: build ./cmd/keygate (run from the repository root, or pass -binary):", err)
+			return 1
+		}
+	}
+
+	keys, err := generateKeys(work)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "keygate-bench: keys:", err)
+		return 1
+	}
+
+	if o.clientProf != "" {
+		var p profiler
+		p.start(o.clientProf)
+		defer p.stop()
+	}
+	pg := newPostgres(o.pgURL)
+	enc := json.NewEncoder(os.Stdout)
+	failed := false
+	var ratios []efficiency
+	total := len(selected) * o.repeat
+	n := 0
+	for run := 1; run <= o.repeat; run++ {
+		var baseline, es256 *result
+		for _, s := range selected {
+			n++
+			if ctx.Err() != nil {
+				fmt.Fprintln(os.Stderr, "keygate-bench: stopped:", ctx.Err())
+				return 1
+			}
+			if s.storage == "postgres" {
+				if err := pg.reachable(ctx); err != nil {
+					logf("skip %s: PostgreSQL not reachable at %s (%v)", s.id(), pg.describe(), err)
+					continue
+				}
+			}
+			waitIdle(ctx, o.waitIdle)
+			c := o.concurrency
+			if s.kind == kindCodeflow {
+				c = codeflowConcurrency(o)
+			}
+			logf("[%d/%d] %s: c=%d warm-up %s, measure %s", n, total, s.id(), c, o.warmup, o.duration)
+			var r *result
+			switch s.kind {
+			case kindBaseline:
+				r, err = runBaseline(ctx, o, s, keys)
+			case kindCodeflow:
+				r, err = runCodeflow(ctx, o, s, keys, work, pg)
+			default:
+				r, err = runKeygate(ctx, o, s, keys, work, pg)
+			}
+			if err != nil {
+				failed = true
+				logf("%s: %v", s.id(), err)
+				continue
+			}
+			if r.Errors > 0 {
+				failed = true
+			}
+			if o.repeat > 1 {
+				r.Run = run
+			}
+			_ = enc.Encode(r)
+			switch {
+			case s.kind == kindBaseline:
+				baseline = r
+			case s.name == "cc-jwt-es256" && s.storage == "sqlite":
+				es256 = r
+			}
+		}
+		if baseline != nil && es256 != nil && baseline.Throughput > 0 && es256.ServerCPUPerReqUS > 0 {
+			e := efficiency{
+				Scenario:  "efficiency",
+				Ratio:     round(es256.Throughput/baseline.Throughput, 3),
+				CPURatio:  round(baseline.ServerCPUPerReqUS/es256.ServerCPUPerReqUS, 3),
+				Keygate:   es256.Throughput,
+				Baseline:  baseline.Throughput,
+				Numerator: "cc-jwt-es256/sqlite", Denominator: "baseline",
+			}
+			if o.repeat > 1 {
+				e.Run = run
+			}
+			ratios = append(ratios, e)
+			_ = enc.Encode(e)
+		}
+	}
+	if len(ratios) > 1 {
+		// The median of the runs' ratios: one disturbed run moves it little.
+		med := func(f func(efficiency) float64) float64 {
+			v := make([]float64, len(ratios))
+			for i, e := range ratios {
+				v[i] = f(e)
+			}
+			slices.Sort(v)
+			if len(v)%2 == 1 {
+				return v[len(v)/2]
+			}
+			return round((v[len(v)/2-1]+v[len(v)/2])/2, 3)
+		}
+		_ = enc.Encode(efficiency{
+			Scenario:  "efficiency",
+			Ratio:     med(func(e efficiency) float64 { return e.Ratio }),
+			CPURatio:  med(func(e efficiency) float64 { return e.CPURatio }),
+			Keygate:   med(func(e efficiency) float64 { return e.Keygate }),
+			Baseline:  med(func(e efficiency) float64 { return e.Baseline }),
+			Numerator: "cc-jwt-es256/sqlite", Denominator: "baseline",
+			Runs: len(ratios), Median: true,
+		})
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// efficiency is keygate cc-jwt-es256 on sqlite over the minimal handler:
+// ratio is of throughputs (the tracked figure); cpu_ratio is of server CPU
+// per request (baseline over keygate, so higher is better too), which
+// other processes on the machine disturb less.
+type efficiency struct {
+	Scenario    string  `json:"scenario"`
+	Ratio       float64 `json:"ratio"`
+	CPURatio    float64 `json:"cpu_ratio"`
+	Keygate     float64 `json:"keygate_rps"`
+	Baseline    float64 `json:"baseline_rps"`
+	Numerator   string  `json:"numerator"`
+	Denominator string  `json:"denominator"`
+	Run         int     `json:"run,omitempty"`
+	Runs        int     `json:"runs,omitempty"`
+	Median      bool    `json:"median,omitempty"`
+}
+
+// selectScenarios keeps the scenarios named in filter ("name" or
+// "name/storage"); an empty filter keeps all. Selecting cc-jwt-es256 on
+// sqlite also selects the baseline, so the efficiency ratio is always
+// printed with it.
+func selectScenarios(all []scenario, filter []string) ([]scenario, error) {
+	if len(filter) == 0 {
+		return all, nil
+	}
+	known := map[string]bool{}
+	for _, s := range all {
+		known[s.name], known[s.id()] = true, true
+	}
+	for _, f := range filter {
+		if !known[f] {
+			var names []string
+			for _, s := range all {
+				if !slices.Contains(names, s.name) {
+					names = append(names, s.name)
+				}
+			}
+			return nil, fmt.Errorf("unknown scenario %q (want one of %s, optionally /sqlite or /postgres)", f, strings.Join(names, ", "))
+		}
+	}
+	var out []scenario
+	for _, s := range all {
+		keep := slices.Contains(filter, s.name) || slices.Contains(filter, s.id())
+		if s.kind == kindBaseline && (slices.Contains(filter, "cc-jwt-es256") || slices.Contains(filter, "cc-jwt-es256/sqlite")) {
+			keep = true
+		}
+		if keep {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "keygate-bench: "+format+"\n", args...)
+}
+
+// waitIdle waits, up to max, until the machine's busy CPU time over one
+// second is under 0.25 CPU (the bench and its server are stopped between
+// scenarios, so what remains is other work sharing the cores).
+func waitIdle(ctx context.Context, max time.Duration) {
+	if max <= 0 {
+		return
+	}
+	deadline := time.Now().Add(max)
+	logged := false
+	for ctx.Err() == nil {
+		a, err := hostBusy()
+		if err != nil {
+			return
+		}
+		sleepUntil(ctx, time.Now().Add(time.Second))
+		b, err := hostBusy()
+		if err != nil {
+			return
+		}
+		busy := float64(b-a) / clockTicks
+		if busy < 0.25 {
+			return
+		}
+		if time.Now().After(deadline) {
+			logf("the machine is still busy (%.2f CPU used by other processes); measuring anyway, see other_cpu_s", busy)
+			return
+		}
+		if !logged {
+			logf("waiting up to %s for the machine to be idle (%.2f CPU used by other processes)", max, busy)
+			logged = true
+		}
+	}
+}

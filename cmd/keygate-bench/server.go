@@ -1,0 +1,725 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/valyala/fasthttp"
+)
+
+const (
+	defaultPGURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+	profilePath  = "/oauth/v2"
+	issuer       = "http://localhost/oauth/v2"
+	clientID     = "bench"
+	opaqueClient = "bench-opaque"
+	benchScope   = "bench:read"
+	audience     = "https://api.example.com"
+	// clientSecret is a development-only secret for the bench's clients.
+	clientSecret = "keygate-bench-client-secret-0123456789"
+)
+
+var basicAuthz = "Basic " + base64.StdEncoding.EncodeToString([]byte(clientID+":"+clientSecret))
+
+// ---- keys ----
+
+// benchKeys are the PEM files of the run's signing keys, by algorithm.
+type benchKeys struct {
+	files map[string]string // alg -> PEM path
+	es256 *ecdsa.PrivateKey // for the baseline
+}
+
+var keyNames = map[string]string{"ES256": "k-es256", "RS256": "k-rs256", "EdDSA": "k-eddsa"}
+
+// generateKeys writes fresh ES256 (P-256), RS256 (RSA 2048) and EdDSA
+// (Ed25519) private keys as PKCS#8 PEM files under dir/keys.
+func generateKeys(dir string) (*benchKeys, error) {
+	kd := filepath.Join(dir, "keys")
+	if err := os.MkdirAll(kd, 0o700); err != nil {
+		return nil, err
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	k := &benchKeys{files: map[string]string{}, es256: ec}
+	for alg, key := range map[string]any{"ES256": ec, "RS256": rs, "EdDSA": ed} {
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(kd, keyNames[alg]+".pem")
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			return nil, err
+		}
+		k.files[alg] = path
+	}
+	return k, nil
+}
+
+// ---- config ----
+
+// writeConfig writes the scenario's config directory: one token profile
+// at /oauth/v2 signing with the scenario's algorithm (the other two keys
+// published too), and two client_secret_basic clients with
+// client_credentials: bench (the profile's access-token format) and
+// bench-opaque (opaque tokens, for the introspect scenario).
+func writeConfig(dir string, s scenario, k *benchKeys, dbPath string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	ds := fmt.Sprintf("{type: sqlite, path: %q}", dbPath)
+	if s.storage == "postgres" {
+		ds = `{type: postgres, url: "${BENCH_PG_URL}"}`
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Written by keygate-bench.
+schema: 1
+service-roles:
+  default: {zone: local, profiles: [token]}
+zones:
+  local: {data-source: db}
+data-sources:
+  db: %s
+keys:
+`, ds)
+	for _, alg := range []string{"ES256", "RS256", "EdDSA"} {
+		fmt.Fprintf(&b, "  %s: {algorithm: %s, private-key: \"${file:%s}\"}\n", keyNames[alg], alg, k.files[alg])
+	}
+	fmt.Fprintf(&b, `clients:
+  %[1]s:
+    profile: token
+    secret: "${BENCH_CLIENT_SECRET}"
+    grant-types: [client_credentials]
+    scopes: [%[3]q]
+    audiences: [%[4]s]
+  %[2]s:
+    profile: token
+    secret: "${BENCH_CLIENT_SECRET}"
+    grant-types: [client_credentials]
+    scopes: [%[3]q]
+    audiences: [%[4]s]
+    access-tokens: {format: opaque}
+`, clientID, opaqueClient, benchScope, audience)
+	if err := os.WriteFile(filepath.Join(dir, "00-bench.yaml"), []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	return writeProfile(dir, s, 0)
+}
+
+// writeProfile writes the profile file atomically (a hidden temp file
+// renamed over it, as an editor or Kubernetes would). variant 0 and 1
+// differ only in the access-token lifetime: the reload scenario alternates
+// between them.
+func writeProfile(dir string, s scenario, variant int) error {
+	keys := []string{keyNames[s.alg]}
+	for _, alg := range []string{"ES256", "RS256", "EdDSA"} {
+		if alg != s.alg {
+			keys = append(keys, keyNames[alg])
+		}
+	}
+	lifetime := []string{"5m", "6m"}[variant%2]
+	body := fmt.Sprintf(`profiles:
+  token:
+    type: token
+    path: %s
+    issuer: %s
+    signing-keys: [%s]
+    endpoints: [discovery, jwks, token, introspect, revoke]
+    access-tokens: {format: %s, lifetime: %s}
+`, profilePath, issuer, strings.Join(keys, ", "), s.format, lifetime)
+	path := filepath.Join(dir, "30-profile.yaml")
+	tmp := filepath.Join(dir, ".30-profile.yaml.tmp")
+	if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ---- the server process ----
+
+// server is a running keygate node (the binary, or a bench child serving
+// a node in-process for -cpuprofile) or a baseline child.
+type server struct {
+	cmd    *exec.Cmd
+	pid    int
+	public string // host:port
+	ops    string // host:port; "" for the baseline
+	exited chan struct{}
+
+	mu      sync.Mutex
+	tail    []string // the last log lines, for error reports
+	warns   int      // log lines at WARN or ERROR after start-up
+	serving bool
+}
+
+const tailLines = 30
+
+// start runs cmd and waits for its "runtime node serving" (or baseline
+// serving) JSON log line on stderr, which carries the real addresses.
+// Every other line is kept only in a short tail for error reports.
+func start(ctx context.Context, cmd *exec.Cmd) (*server, error) {
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{})}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			var entry struct{ Msg, Level, Public, Ops string }
+			_ = json.Unmarshal([]byte(line), &entry)
+			s.mu.Lock()
+			if len(s.tail) == tailLines {
+				s.tail = s.tail[1:]
+			}
+			s.tail = append(s.tail, line)
+			if s.serving && (entry.Level == "WARN" || entry.Level == "ERROR") {
+				s.warns++
+			}
+			if !s.serving && (entry.Msg == "runtime node serving" || entry.Msg == "baseline serving") {
+				s.public, s.ops, s.serving = entry.Public, entry.Ops, true
+				close(ready)
+			}
+			s.mu.Unlock()
+		}
+		_ = cmd.Wait()
+		close(s.exited)
+	}()
+	select {
+	case <-ready:
+		return s, nil
+	case <-s.exited:
+		return nil, fmt.Errorf("server exited before serving:\n%s", s.logTail())
+	case <-time.After(60 * time.Second):
+		s.stop()
+		return nil, fmt.Errorf("server did not log serving within 60s:\n%s", s.logTail())
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+}
+
+func (s *server) logTail() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.tail, "\n")
+}
+
+// stop sends SIGTERM and waits (killing after 15 s).
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+}
+
+func (s *server) alive() bool {
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+var httpc = &http.Client{Timeout: 5 * time.Second}
+
+// waitReady polls the ops listener's /readyz until 200.
+func (s *server) waitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) && ctx.Err() == nil && s.alive() {
+		resp, err := httpc.Get("http://" + s.ops + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("/readyz not 200 within %s (last: %s):\n%s", timeout, last, s.logTail())
+}
+
+// reloadCounts reads keygate_config_reloads_total{result="success"} and
+// {result="failure"} from /metrics.
+func (s *server) reloadCounts() (success, failure int, err error) {
+	resp, err := httpc.Get("http://" + s.ops + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "keygate_config_reloads_total{") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, perr := strconv.ParseFloat(line[i+1:], 64)
+		if perr != nil {
+			continue
+		}
+		switch {
+		case strings.Contains(line, `result="success"`):
+			success = int(v)
+		case strings.Contains(line, `result="failure"`):
+			failure = int(v)
+		}
+	}
+	return success, failure, sc.Err()
+}
+
+// serverEnv is the environment of a keygate node: loopback listeners on
+// free ports, JSON logs at info (the serving line is INFO; nothing is
+// logged per request at info), and the bench's secrets. GO* runtime
+// variables (GOMAXPROCS, GOGC, GOMEMLIMIT, GODEBUG) pass through for
+// experiments; no other variable of the bench's environment does, so a
+// stray KEYGATE_* cannot change what is measured.
+func serverEnv(configDir, pgURL string) []string {
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"KEYGATE_CONFIG_DIR=" + configDir,
+		"KEYGATE_LISTEN_ADDR=127.0.0.1:0",
+		"KEYGATE_OPS_LISTEN_ADDR=127.0.0.1:0",
+		"KEYGATE_LOG_FORMAT=json",
+		"KEYGATE_LOG_LEVEL=info",
+		"KEYGATE_NODE_ID=keygate-bench",
+		"KEYGATE_SHUTDOWN_TIMEOUT=10s",
+		"BENCH_CLIENT_SECRET=" + clientSecret,
+	}
+	if pgURL != "" {
+		env = append(env, "BENCH_PG_URL="+pgURL)
+	}
+	for _, v := range []string{"GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG", "HOME", "TMPDIR"} {
+		if x, ok := os.LookupEnv(v); ok {
+			env = append(env, v+"="+x)
+		}
+	}
+	return env
+}
+
+// ---- PostgreSQL ----
+
+type postgres struct {
+	url   string
+	once  sync.Once
+	reach error
+}
+
+func newPostgres(u string) *postgres { return &postgres{url: u} }
+
+func (p *postgres) describe() string {
+	u, err := url.Parse(p.url)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Host + u.Path
+}
+
+func (p *postgres) connect(ctx context.Context) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return pgx.Connect(ctx, p.url)
+}
+
+// reachable checks once per run that the server answers.
+func (p *postgres) reachable(ctx context.Context) error {
+	p.once.Do(func() {
+		conn, err := p.connect(ctx)
+		if err == nil {
+			err = conn.Ping(ctx)
+			conn.Close(context.Background())
+		}
+		p.reach = err
+	})
+	return p.reach
+}
+
+// createSchema makes a fresh schema and returns its name and the server
+// URL with search_path set to it (pgx passes unknown URL parameters to
+// the server as run-time parameters).
+func (p *postgres) createSchema(ctx context.Context) (string, string, error) {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "kg_bench_" + hex.EncodeToString(b[:])
+	conn, err := p.connect(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", "", err
+	}
+	u, err := url.Parse(p.url)
+	if err != nil {
+		return "", "", err
+	}
+	q := u.Query()
+	q.Set("search_path", name)
+	u.RawQuery = q.Encode()
+	return name, u.String(), nil
+}
+
+func (p *postgres) dropSchema(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := p.connect(ctx)
+	if err != nil {
+		logf("drop schema %s: %v", name, err)
+		return
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
+		logf("drop schema %s: %v", name, err)
+	}
+}
+
+// ---- a keygate scenario ----
+
+// scenarioNode is a keygate node started for one scenario.
+type scenarioNode struct {
+	dir, configDir string
+	env            []string // the node's environment (for keygate user add)
+	profile        string   // the CPU profile path, with -cpuprofile
+	srv            *server
+	cleanups       []func()
+}
+
+// close stops the node and removes what the scenario created, last first.
+func (n *scenarioNode) close() {
+	for i := len(n.cleanups) - 1; i >= 0; i-- {
+		n.cleanups[i]()
+	}
+}
+
+// startScenarioNode writes the scenario's config with writeCfg (in a fresh
+// directory, with a fresh PostgreSQL schema when the scenario needs one),
+// starts binary as a runtime node (or a node in-process under -cpuprofile)
+// and waits until it is ready on loopback. Call close, even on error.
+func startScenarioNode(ctx context.Context, o options, s scenario, work, binary string, pg *postgres,
+	writeCfg func(configDir, db string) error) (*scenarioNode, error) {
+	n := &scenarioNode{}
+	dir, err := os.MkdirTemp(work, s.name+"-"+s.storage+"-")
+	if err != nil {
+		return n, err
+	}
+	n.dir, n.configDir = dir, filepath.Join(dir, "config.d")
+	if !o.keep {
+		n.cleanups = append(n.cleanups, func() { os.RemoveAll(dir) })
+	}
+	pgURL := ""
+	if s.storage == "postgres" {
+		schema, u, err := pg.createSchema(ctx)
+		if err != nil {
+			return n, fmt.Errorf("create schema: %w", err)
+		}
+		n.cleanups = append(n.cleanups, func() { pg.dropSchema(schema) })
+		pgURL = u
+	}
+	if err := writeCfg(n.configDir, filepath.Join(dir, "keygate.db")); err != nil {
+		return n, fmt.Errorf("write config: %w", err)
+	}
+
+	var cmd *exec.Cmd
+	if o.cpuprofile != "" {
+		self, err := os.Executable()
+		if err != nil {
+			return n, err
+		}
+		n.profile = strings.TrimSuffix(o.cpuprofile, ".pprof") + "-" + s.name + "-" + s.storage + ".pprof"
+		cmd = exec.CommandContext(ctx, self, serveNodeArg, n.profile)
+	} else {
+		cmd = exec.CommandContext(ctx, binary, "runtime")
+	}
+	cmd.Dir = dir
+	n.env = serverEnv(n.configDir, pgURL)
+	cmd.Env = append(slices.Clone(n.env), o.serverEnv...)
+	if n.srv, err = start(ctx, cmd); err != nil {
+		return n, err
+	}
+	n.cleanups = append(n.cleanups, n.srv.stop)
+	if !loopback(n.srv.public) || !loopback(n.srv.ops) {
+		return n, fmt.Errorf("the node listens on %s / %s, not loopback; refusing to load it", n.srv.public, n.srv.ops)
+	}
+	return n, n.srv.waitReady(ctx, 30*time.Second)
+}
+
+func runKeygate(ctx context.Context, o options, s scenario, k *benchKeys, work string, pg *postgres) (*result, error) {
+	n, err := startScenarioNode(ctx, o, s, work, o.binary, pg, func(configDir, db string) error {
+		return writeConfig(configDir, s, k, db)
+	})
+	defer n.close()
+	if err != nil {
+		return nil, err
+	}
+	configDir, profile, srv := n.configDir, n.profile, n.srv
+
+	l, err := buildLoad(ctx, o, s, srv.public)
+	if err != nil {
+		return nil, err
+	}
+
+	// The reload scenario rewrites the profile every -reload-every from
+	// the start of the warm-up to the end of the window.
+	var writes, windowWrites, reloads0, fails0 int
+	inWindow := false
+	var reloadMu sync.Mutex
+	stopReload := make(chan struct{})
+	reloadDone := make(chan struct{})
+	var reloadErr error
+	if s.reload {
+		go func() {
+			defer close(reloadDone)
+			t := time.NewTicker(o.reloadEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-stopReload:
+					return
+				case <-t.C:
+				}
+				writes++
+				if err := writeProfile(configDir, s, writes); err != nil {
+					reloadErr = err
+					return
+				}
+				reloadMu.Lock()
+				if inWindow {
+					windowWrites++
+				}
+				reloadMu.Unlock()
+			}
+		}()
+	} else {
+		close(reloadDone)
+	}
+
+	srvCPU := cpuWindow{pid: srv.pid}
+	benchCPU := cpuWindow{pid: 0}
+	hostCPU := cpuWindow{pid: -1}
+	irqCPU := cpuWindow{pid: -2}
+	var reloads, fails int
+	onStart := func() {
+		if s.reload {
+			reloads0, fails0, _ = srv.reloadCounts()
+			reloadMu.Lock()
+			inWindow = true
+			reloadMu.Unlock()
+		}
+		if profile != "" {
+			_ = srv.cmd.Process.Signal(syscall.SIGUSR1)
+		}
+		hostCPU.begin()
+		irqCPU.begin()
+		srvCPU.begin()
+		benchCPU.begin()
+	}
+	onEnd := func() {
+		srvCPU.finish()
+		benchCPU.finish()
+		hostCPU.finish()
+		irqCPU.finish()
+		if profile != "" {
+			_ = srv.cmd.Process.Signal(syscall.SIGUSR2)
+		}
+		if s.reload {
+			reloadMu.Lock()
+			inWindow = false
+			reloadMu.Unlock()
+			close(stopReload)
+			// Let the last write's reload land before counting.
+			time.Sleep(300 * time.Millisecond)
+			r, f, err := srv.reloadCounts()
+			if err == nil {
+				reloads, fails = r-reloads0, f-fails0
+			}
+		}
+	}
+	out := drive(ctx, l, o.concurrency, o.warmup, o.duration, onStart, onEnd)
+	<-reloadDone
+	if reloadErr != nil {
+		return nil, fmt.Errorf("rewrite config: %w", reloadErr)
+	}
+	rss, err := procPeakRSSKB(srv.pid)
+	if err != nil {
+		return nil, fmt.Errorf("peak RSS: %w (did the server exit?)\n%s", err, srv.logTail())
+	}
+	r := newResult(s, o.concurrency, out, srvCPU, benchCPU, hostCPU, irqCPU, rss)
+	if s.reload {
+		r.ReloadWrites, r.Reloads, r.ReloadFailures = &windowWrites, &reloads, &fails
+	}
+	if out.errors+out.warmupErrors > 0 {
+		logf("%s: %d errors (+%d in warm-up); first: %s", s.id(), out.errors, out.warmupErrors, out.errorSample)
+	}
+	srv.mu.Lock()
+	warns := srv.warns
+	srv.mu.Unlock()
+	if warns > 0 {
+		logf("%s: the server logged %d warnings/errors under load; last lines:\n%s", s.id(), warns, srv.logTail())
+	}
+	if profile != "" {
+		srv.stop() // flushes nothing more; the profile was written at SIGUSR2
+		logf("%s: CPU profile of the measured window: %s (go tool pprof -top %s)", s.id(), profile, profile)
+	}
+	return r, nil
+}
+
+// buildLoad prepares the requests of a scenario. The introspect scenario
+// first obtains its tokens from the node: half JWT (client bench, the
+// profile's jwt format) and half opaque (client bench-opaque).
+func buildLoad(ctx context.Context, o options, s scenario, addr string) (load, error) {
+	switch s.kind {
+	case kindJWKS:
+		return load{
+			addr: addr,
+			setup: func(_ int, req *fasthttp.Request) {
+				req.Header.SetMethod(fasthttp.MethodGet)
+				req.SetRequestURI("http://" + addr + profilePath + "/jwks")
+			},
+			want: []byte(`{"keys":[`),
+		}, nil
+	case kindToken:
+		return tokenLoad(addr, profilePath+"/token"), nil
+	case kindIntrospect:
+		tokens, err := issueTokens(ctx, addr, o.tokens)
+		if err != nil {
+			return load{}, fmt.Errorf("pre-issue tokens: %w", err)
+		}
+		bodies := make([][]byte, len(tokens))
+		for i, t := range tokens {
+			bodies[i] = []byte("token=" + url.QueryEscape(t) + "&token_type_hint=access_token")
+		}
+		return load{
+			addr:   addr,
+			setup:  formPost(addr, profilePath+"/introspect", ""),
+			bodies: bodies,
+			want:   []byte(`{"active":true`),
+		}, nil
+	}
+	return load{}, fmt.Errorf("unknown scenario kind %q", s.kind)
+}
+
+var tokenBody = "grant_type=client_credentials&scope=" + url.QueryEscape(benchScope)
+
+func tokenLoad(addr, path string) load {
+	return load{
+		addr:  addr,
+		setup: formPost(addr, path, tokenBody),
+		want:  []byte(`{"access_token":"`),
+	}
+}
+
+// formPost sets up a client_secret_basic form POST.
+func formPost(addr, path, body string) func(int, *fasthttp.Request) {
+	return func(_ int, req *fasthttp.Request) {
+		req.Header.SetMethod(fasthttp.MethodPost)
+		req.SetRequestURI("http://" + addr + path)
+		req.Header.SetContentType("application/x-www-form-urlencoded")
+		req.Header.Set(fasthttp.HeaderAuthorization, basicAuthz)
+		if body != "" {
+			req.SetBodyString(body)
+		}
+	}
+}
+
+// issueTokens obtains n access tokens, alternating JWT and opaque.
+func issueTokens(ctx context.Context, addr string, n int) ([]string, error) {
+	hc := &fasthttp.HostClient{Addr: addr, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	authz := map[bool]string{
+		false: basicAuthz,
+		true:  "Basic " + base64.StdEncoding.EncodeToString([]byte(opaqueClient+":"+clientSecret)),
+	}
+	out := make([]string, 0, n)
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	for i := range n {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		req.Reset()
+		formPost(addr, profilePath+"/token", tokenBody)(0, req)
+		req.Header.Set(fasthttp.HeaderAuthorization, authz[i%2 == 1])
+		if err := hc.Do(req, resp); err != nil {
+			return nil, err
+		}
+		if resp.StatusCode() != http.StatusOK {
+			return nil, fmt.Errorf("token endpoint: %d %s", resp.StatusCode(), resp.Body())
+		}
+		var tr struct {
+			AccessToken string `json:"access_token"`
+		}
+		if err := json.Unmarshal(resp.Body(), &tr); err != nil || tr.AccessToken == "" {
+			return nil, fmt.Errorf("token endpoint: unexpected body %.200s", resp.Body())
+		}
+		out = append(out, tr.AccessToken)
+	}
+	if jwts := strings.Count(out[0], "."); jwts != 2 || strings.Count(out[1], ".") != 0 {
+		return nil, errors.New("pre-issued tokens: expected a JWT then an opaque token")
+	}
+	return out, nil
+}
+
+// loopback reports whether hostport is on a loopback address (the bench
+// loads nothing else).
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/keygate/keygate/internal/admin"
+	"github.com/keygate/keygate/internal/bundle"
+	"github.com/keygate/keygate/internal/datasource"
+	"github.com/keygate/keygate/internal/publish"
+)
+
+// runAdmin runs the admin node until SIGTERM or SIGINT. It needs
+// KEYGATE_PUBLISH_DIR, KEYGATE_BUNDLE_SIGNING_KEY_FILE and
+// KEYGATE_ADMIN_TOKEN_FILE; at start it cleans up after an interrupted
+// publish. With KEYGATE_ADMIN_TLS_CERT_FILE and _KEY_FILE it serves HTTPS;
+// with KEYGATE_ADMIN_TLS_CLIENT_CA_FILE too, only to clients presenting a
+// certificate signed by that CA (the bearer token is still required).
+func runAdmin(args, environ []string, stderr io.Writer) (int, error) {
+	s, log, code, err := startNode("admin", args, environ, stderr)
+	if err != nil {
+		return code, err
+	}
+	var missing []string
+	for name, v := range map[string]string{"KEYGATE_PUBLISH_DIR": s.PublishDir, "KEYGATE_BUNDLE_SIGNING_KEY_FILE": s.BundleSigningKeyFile, "KEYGATE_ADMIN_TOKEN_FILE": s.AdminTokenFile} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return exitFailure, fmt.Errorf("admin: %s must be set", strings.Join(missing, ", "))
+	}
+	key, err := bundle.LoadPrivateKey(s.BundleSigningKeyFile)
+	if err != nil {
+		return exitFailure, fmt.Errorf("KEYGATE_BUNDLE_SIGNING_KEY_FILE: %w", err)
+	}
+	token, err := os.ReadFile(s.AdminTokenFile)
+	if err != nil {
+		return exitFailure, fmt.Errorf("KEYGATE_ADMIN_TOKEN_FILE: %w", err)
+	}
+	if len(strings.TrimSpace(string(token))) < 16 {
+		return exitFailure, errors.New("KEYGATE_ADMIN_TOKEN_FILE: the admin token must be at least 16 characters")
+	}
+	pub, err := publish.New(s.PublishDir, s.PublishRetention)
+	if err != nil {
+		return exitFailure, fmt.Errorf("KEYGATE_PUBLISH_DIR: %w", err)
+	}
+	pools := datasource.New(datasource.Options{Logger: log})
+	defer pools.Close()
+	api := admin.New(admin.Config{
+		Publisher: pub, SigningKey: key, Token: []byte(strings.TrimSpace(string(token))), Logger: log,
+		ConfigDir: s.ConfigDir, EnvFiles: s.EnvFiles, Environ: environ, Pools: pools,
+	})
+	tlsConfig, err := admin.ServerTLS(s.AdminTLSCertFile, s.AdminTLSKeyFile, s.AdminTLSClientCAFile)
+	if err != nil {
+		return exitFailure, fmt.Errorf("KEYGATE_ADMIN_TLS_*: %w", err)
+	}
+	ln, err := net.Listen("tcp", s.AdminListenAddr)
+	if err != nil {
+		return exitFailure, fmt.Errorf("listen %s (KEYGATE_ADMIN_LISTEN_ADDR): %w", s.AdminListenAddr, err)
+	}
+	scheme := "http"
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+		scheme = "https"
+	}
+	srv := &http.Server{Handler: api.Handler(), TLSConfig: tlsConfig, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(signals)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("admin node serving", "admin", ln.Addr().String(), "scheme", scheme, "client_certificates", s.AdminTLSClientCAFile != "",
+		"publish_dir", s.PublishDir, "retention", s.PublishRetention)
+	select {
+	case err := <-served:
+		return exitFailure, fmt.Errorf("serve: %w", err)
+	case sig := <-signals:
+		log.Info("shutting down", "signal", sig.String())
+		ctx, cancel := context.WithTimeout(context.Background(), s.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			return exitFailure, fmt.Errorf("shutdown: %w", err)
+		}
+		return exitOK, nil
+	}
+}

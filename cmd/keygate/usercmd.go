@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/password"
+	"github.com/keygate/keygate/internal/profile/authn"
+	"github.com/keygate/keygate/internal/settings"
+	"github.com/keygate/keygate/internal/storage"
+)
+
+// stdin is where keygate user add reads the password (tests replace it).
+var stdin io.Reader = os.Stdin
+
+// maxPasswordInput bounds what user add reads from stdin.
+const maxPasswordInput = 1024
+
+func runUser(args, environ []string, stdout, stderr io.Writer) (int, error) {
+	if len(args) == 0 || args[0] != "add" {
+		return exitUsage, usageError{"user: want 'keygate user add --zone Z --username U'"}
+	}
+	return runUserAdd(args[1:], environ, stdout, stderr)
+}
+
+// runUserAdd creates a local user in the data source of a zone, with the
+// password read from stdin (one line; a trailing newline is dropped) and
+// hashed with the argon2id parameters of the zone's password
+// authenticator (the defaults if none is configured).
+func runUserAdd(args, environ []string, stdout, stderr io.Writer) (int, error) {
+	s, _, err := settings.Load(environ)
+	if err != nil {
+		return exitFailure, err
+	}
+	var (
+		role, zone, username       string
+		name, given, family, email string
+		emailVerified              bool
+		cf                         configFlags
+	)
+	fs := flag.NewFlagSet("keygate user add", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf.register(fs, s)
+	fs.StringVar(&role, "role", "", "a service role in the zone (default: the first role whose zone is --zone)")
+	fs.StringVar(&zone, "zone", "", "the user's home zone (required)")
+	fs.StringVar(&username, "username", "", "the username (required; stored trimmed and lower-cased)")
+	fs.StringVar(&name, "name", "", "claim name")
+	fs.StringVar(&given, "given-name", "", "claim given_name")
+	fs.StringVar(&family, "family-name", "", "claim family_name")
+	fs.StringVar(&email, "email", "", "claim email")
+	fs.BoolVar(&emailVerified, "email-verified", false, "claim email_verified = true")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return exitUsage, usageError{fmt.Sprintf("user add: unexpected argument %q", fs.Arg(0))}
+	}
+	username = authn.NormaliseUsername(username)
+	if zone == "" || username == "" {
+		return exitUsage, usageError{"user add: --zone and --username are required"}
+	}
+	cf.defaults(s)
+	opts := func(role string) config.Options { return cf.options(environ, role, cf.envFiles) }
+
+	pw, err := readPassword(stdin)
+	if err != nil {
+		return exitUsage, usageError{"user add: " + err.Error()}
+	}
+
+	roles := []string{role}
+	if role == "" {
+		if roles, err = config.Roles(opts("")); err != nil {
+			return exitFailure, err
+		}
+	}
+	var snap *config.Snapshot
+	var loadErrs []error
+	for _, r := range roles {
+		sn, err := config.Load(opts(r))
+		if err != nil {
+			loadErrs = append(loadErrs, fmt.Errorf("role %s: configuration not loaded\n%w", r, err))
+			continue
+		}
+		if sr := sn.ServiceRoles[r]; sr != nil && sr.Zone == zone {
+			snap, role = sn, r
+			break
+		}
+	}
+	if snap == nil {
+		if len(loadErrs) > 0 {
+			return exitFailure, errors.Join(append([]error{fmt.Errorf("no loadable service role is in zone %q", zone)}, loadErrs...)...)
+		}
+		return exitFailure, fmt.Errorf("no service role is in zone %q (user add finds the zone's data source through a role)", zone)
+	}
+	ds := snap.DataSources[snap.Zones[zone].DataSource]
+	params := zoneArgon2(snap, snap.ServiceRoles[role])
+
+	ctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
+	defer cancel()
+	st, err := storage.Open(ctx, ds)
+	if err != nil {
+		return exitFailure, err
+	}
+	defer st.Close()
+	v, err := st.SchemaVersion(ctx)
+	if err != nil {
+		return exitFailure, fmt.Errorf("data source %s: %w", ds.Name, err)
+	}
+	if storage.CheckSchemaVersion(v) != nil {
+		if !s.MigrateOnStart {
+			return exitFailure, fmt.Errorf("data source %s: the database schema is too old (version %d); run 'keygate migrate' first", ds.Name, v)
+		}
+		if err := st.Migrate(ctx); err != nil {
+			return exitFailure, fmt.Errorf("data source %s: migrate: %w", ds.Name, err)
+		}
+	}
+
+	claims := map[string]any{}
+	for k, v := range map[string]string{"name": name, "given_name": given, "family_name": family, "email": email} {
+		if v != "" {
+			claims[k] = v
+		}
+	}
+	if email != "" || emailVerified {
+		claims["email_verified"] = emailVerified
+	}
+	now := time.Now().UTC()
+	u := storage.User{
+		ID: storage.NewID(), Zone: zone, Username: username,
+		PasswordHash: password.Hash(pw, params),
+		Claims:       claims, Status: storage.UserActive, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := st.Users().Create(ctx, u); err != nil {
+		if errors.Is(err, storage.ErrConflict) {
+			return exitFailure, fmt.Errorf("user %q already exists in zone %s", username, zone)
+		}
+		return exitFailure, fmt.Errorf("data source %s: create user: %w", ds.Name, err)
+	}
+	fmt.Fprintf(stdout, "created user %s (id %s) in zone %s (data source %s)\n", username, u.ID, zone, ds.Name)
+	return exitOK, nil
+}
+
+// readPassword reads one password from r: everything up to EOF, without
+// one trailing newline (CRLF or LF). Empty is an error.
+func readPassword(r io.Reader) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxPasswordInput+2))
+	if err != nil {
+		return "", fmt.Errorf("read password from stdin: %w", err)
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	switch {
+	case len(b) == 0:
+		return "", errors.New("no password on stdin (pipe it in: printf %s \"$PW\" | keygate user add ...)")
+	case len(b) > maxPasswordInput:
+		return "", fmt.Errorf("password longer than %d bytes", maxPasswordInput)
+	case bytes.ContainsRune(b, '\n'):
+		return "", errors.New("the password on stdin has more than one line")
+	}
+	return string(b), nil
+}
+
+// zoneArgon2 is the argon2id cost for new hashes in the role's zone: that
+// of the role's first authentication profile's password authenticator
+// (by name), else the defaults.
+func zoneArgon2(snap *config.Snapshot, sr *config.ServiceRole) password.Params {
+	for _, name := range sr.Profiles {
+		p := snap.Profiles[name]
+		if p == nil || p.Type != config.ProfileAuthentication {
+			continue
+		}
+		for _, an := range sortedNames(p.Authenticators) {
+			if a := p.Authenticators[an]; a.Type == "password" {
+				return password.FromConfig(a.Argon2)
+			}
+		}
+	}
+	return password.Default
+}
+
+func sortedNames[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

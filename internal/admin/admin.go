@@ -1,0 +1,428 @@
+// Package admin is the admin node's API (SPEC §5): it validates config
+// bundles for every service role, signs and publishes them, keeps their
+// history for rollback, and shows the cluster from the runtime nodes'
+// heartbeats. Runtime nodes never call it.
+//
+// Every call needs "Authorization: Bearer <token>" (the token from
+// KEYGATE_ADMIN_TOKEN_FILE, compared in constant time; a missing or wrong
+// token gets 401 with WWW-Authenticate: Bearer). The token is never logged.
+// Optionally the listener serves HTTPS and requires a client certificate
+// (mTLS, see ServerTLS); the token is required all the same.
+//
+//	POST /admin/v1/bundles[?force=true]   upload (JSON, see Upload) → 201 manifest;
+//	                                      422 {"error":"invalid_bundle","errors":[…]} with nothing written;
+//	                                      409 {"error":"schema_too_new",…} when a live runtime node
+//	                                      supports an older schema (unless force=true)
+//	GET  /admin/v1/bundles                history, newest first, with the active flag
+//	POST /admin/v1/bundles/{version}/activate   rollback (or roll forward) → 200; 404 unknown version
+//	GET  /admin/v1/cluster                {"nodes":[…],"errors":[…]} from every data source's heartbeats
+package admin
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keygate/keygate/internal/bundle"
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
+	"github.com/keygate/keygate/internal/dotenv"
+	"github.com/keygate/keygate/internal/publish"
+)
+
+// stateStopping is the heartbeat state a runtime node writes on a clean
+// shutdown (node.StateStopping; not imported: the admin needs no runtime).
+const stateStopping = "stopping"
+
+// MaxUpload bounds a bundle upload.
+const MaxUpload = 8 << 20
+
+// Config wires the admin API.
+type Config struct {
+	Publisher  *publish.Publisher
+	SigningKey ed25519.PrivateKey
+	Token      []byte // the bearer token, trimmed
+	Logger     *slog.Logger
+	// For the cluster view: the admin's own config directory (used when
+	// nothing is published yet), env files and environment, with which it
+	// resolves every role's data source.
+	ConfigDir string
+	EnvFiles  []string
+	Environ   []string
+	Pools     *datasource.Pools
+	// StaleAfter marks a node stale when its last heartbeat is older
+	// (default 3 × 5 s, three default heartbeat intervals). A node is
+	// also stale once its row's own expiry (three of its intervals) has
+	// passed, or when it reported a clean stop.
+	StaleAfter time.Duration
+}
+
+// Server is the admin API handler.
+type Server struct {
+	c     Config
+	token [32]byte
+	mu    sync.Mutex // serializes publish and activate: one writer of the publish dir
+}
+
+// New returns the admin API.
+func New(c Config) *Server {
+	if c.StaleAfter == 0 {
+		c.StaleAfter = 15 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{c: c, token: sha256.Sum256(c.Token)}
+}
+
+// Handler routes the admin API behind bearer authentication.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /admin/v1/bundles", s.postBundle)
+	mux.HandleFunc("GET /admin/v1/bundles", s.listBundles)
+	mux.HandleFunc("POST /admin/v1/bundles/{version}/activate", s.activate)
+	mux.HandleFunc("GET /admin/v1/cluster", s.cluster)
+	return s.authenticate(mux)
+}
+
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if !ok || len(s.c.Token) == 0 || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="keygate-admin"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "a valid admin bearer token is required"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Upload is the body of POST /admin/v1/bundles.
+type Upload struct {
+	// Files are the config.d files by name (*.yaml / *.yml, no directories).
+	Files   map[string]string `json:"files"`
+	Author  string            `json:"author"`
+	Message string            `json:"message"`
+	// EnvFiles, optional, are env files by stage or role: {"staging":
+	// {"staging.env": "…"}}. A key that names a service role is checked
+	// against that role, any other key (a stage) against every role: each
+	// variable the role needs without a default must be declared (set,
+	// even to an empty value) in those files, applied in name order.
+	EnvFiles map[string]map[string]string `json:"env_files"`
+}
+
+type problem struct {
+	Error       string   `json:"error"`
+	Description string   `json:"error_description,omitempty"`
+	Errors      []string `json:"errors,omitempty"`
+}
+
+func (s *Server) postBundle(w http.ResponseWriter, r *http.Request) {
+	var up Upload
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxUpload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&up); err != nil {
+		writeJSON(w, http.StatusBadRequest, problem{Error: "invalid_request", Description: "body must be a JSON bundle upload: " + err.Error()})
+		return
+	}
+	b, errs := s.validate(up)
+	if len(errs) > 0 {
+		s.c.Logger.Warn("bundle refused", "errors", len(errs), "author", up.Author)
+		writeJSON(w, http.StatusUnprocessableEntity, problem{Error: "invalid_bundle", Description: "the bundle is invalid; nothing was published", Errors: errs})
+		return
+	}
+	if r.URL.Query().Get("force") != "true" {
+		if oldest, nodes := s.oldestSchema(r.Context()); oldest >= 0 && b.Manifest.Schema > oldest {
+			writeJSON(w, http.StatusConflict, problem{Error: "schema_too_new",
+				Description: fmt.Sprintf("the bundle needs config schema %d but live runtime nodes support only up to %d (%s); upgrade them first, or publish with ?force=true",
+					b.Manifest.Schema, oldest, strings.Join(nodes, ", "))})
+			return
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	version, err := s.c.Publisher.NextVersion()
+	if err == nil {
+		b.Manifest.Version = version
+		err = b.Sign(s.c.SigningKey)
+	}
+	if err == nil {
+		err = s.c.Publisher.Publish(b)
+	}
+	if err != nil {
+		s.c.Logger.Error("publish failed", "error", err.Error())
+		writeJSON(w, http.StatusInternalServerError, problem{Error: "server_error", Description: "publishing failed; see the admin node's log"})
+		return
+	}
+	s.c.Logger.Info("bundle published", "version", version, "content_hash", b.Manifest.ContentHash[:12], "author", up.Author)
+	writeJSON(w, http.StatusCreated, b.Manifest)
+}
+
+// validate builds the bundle in a scratch directory; it returns every
+// problem at once. Nothing is written to the publish directory.
+func (s *Server) validate(up Upload) (*bundle.Bundle, []string) {
+	var errs []string
+	if len(up.Files) == 0 {
+		return nil, []string{"files: a bundle needs at least one *.yaml file"}
+	}
+	tmp, err := os.MkdirTemp("", "keygate-bundle-")
+	if err != nil {
+		return nil, []string{"server: cannot create a scratch directory"}
+	}
+	defer os.RemoveAll(tmp)
+	for name, body := range up.Files {
+		if ext := filepath.Ext(name); name != filepath.Base(name) || strings.HasPrefix(name, ".") || (ext != ".yaml" && ext != ".yml") {
+			errs = append(errs, fmt.Sprintf("files: %q: must be a plain *.yaml or *.yml file name (no directories, not hidden)", name))
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(tmp, name), []byte(body), 0o644); err != nil {
+			errs = append(errs, fmt.Sprintf("files: %q: %v", name, err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	b, err := bundle.Build(tmp, bundle.Meta{Author: up.Author, Message: up.Message})
+	if err != nil {
+		return nil, strings.Split(err.Error(), "\n")
+	}
+	// Errors name files relative to the scratch dir; strip its path.
+	for stage, files := range up.EnvFiles {
+		declared := map[string]bool{}
+		names := make([]string, 0, len(files))
+		for name := range files {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			vars, err := dotenv.Parse(stage+"/"+name, []byte(files[name]))
+			if err != nil {
+				errs = append(errs, strings.Split(err.Error(), "\n")...)
+			}
+			for _, v := range vars {
+				declared[v.Name] = true
+			}
+		}
+		roles := []string{stage}
+		if _, isRole := b.Manifest.Variables[stage]; !isRole {
+			roles = sortedKeys(b.Manifest.Variables)
+		}
+		for _, role := range roles {
+			for _, v := range b.Manifest.Variables[role] {
+				if !declared[v] {
+					errs = append(errs, fmt.Sprintf("env_files.%s: service role %s needs variable %s, which its env files do not declare", stage, role, v))
+				}
+			}
+		}
+	}
+	slices.Sort(errs)
+	for i := range errs {
+		errs[i] = strings.ReplaceAll(errs[i], tmp+string(filepath.Separator), "")
+		errs[i] = strings.ReplaceAll(errs[i], tmp, "config.d")
+	}
+	return b, errs
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// BundleInfo is one entry of the history.
+type BundleInfo struct {
+	Version     string `json:"version"`
+	ContentHash string `json:"content_hash"`
+	Schema      int    `json:"schema"`
+	CreatedAt   string `json:"created_at"`
+	Author      string `json:"author,omitempty"`
+	Message     string `json:"message,omitempty"`
+	Active      bool   `json:"active"`
+}
+
+func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) {
+	vs, err := s.c.Publisher.Versions()
+	if err != nil {
+		s.c.Logger.Error("list bundles", "error", err.Error())
+		writeJSON(w, http.StatusInternalServerError, problem{Error: "server_error"})
+		return
+	}
+	out := []BundleInfo{}
+	for i := len(vs) - 1; i >= 0; i-- {
+		m := vs[i].Manifest
+		out = append(out, BundleInfo{Version: m.Version, ContentHash: m.ContentHash, Schema: m.Schema, CreatedAt: m.CreatedAt,
+			Author: m.Author, Message: m.Message, Active: vs[i].Active})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"bundles": out})
+}
+
+func (s *Server) activate(w http.ResponseWriter, r *http.Request) {
+	version := r.PathValue("version")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.c.Publisher.Activate(version)
+	switch {
+	case errors.Is(err, publish.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, problem{Error: "not_found", Description: fmt.Sprintf("version %q is not kept in the publish directory", version)})
+	case err != nil:
+		s.c.Logger.Error("activate failed", "version", version, "error", err.Error())
+		writeJSON(w, http.StatusInternalServerError, problem{Error: "server_error"})
+	default:
+		s.c.Logger.Info("bundle activated", "version", version)
+		writeJSON(w, http.StatusOK, map[string]string{"active": version})
+	}
+}
+
+// NodeInfo is one runtime node in the cluster view.
+type NodeInfo struct {
+	ID            string    `json:"id"`
+	Role          string    `json:"role"`
+	Zone          string    `json:"zone"`
+	DataSource    string    `json:"data_source"`
+	ConfigVersion string    `json:"config_version"`
+	ConfigHash    string    `json:"config_hash"`
+	BinaryVersion string    `json:"binary_version"`
+	SchemaMax     int       `json:"schema_max"` // -1: not reported
+	HeartbeatAt   time.Time `json:"heartbeat_at"`
+	// State is the node's own word: "serving", or "stopping" after a
+	// clean shutdown ("" if not reported).
+	State string `json:"state"`
+	// Stale: the node stopped (state "stopping"), its heartbeat expired
+	// (three of its intervals without one), or none came for StaleAfter.
+	Stale bool `json:"stale"`
+}
+
+func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
+	nodes, errs := s.nodes(r.Context())
+	if nodes == nil {
+		nodes = []NodeInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes, "errors": errs})
+}
+
+// oldestSchema is the lowest schema_max of live nodes (-1: none known).
+func (s *Server) oldestSchema(ctx context.Context) (int, []string) {
+	nodes, _ := s.nodes(ctx)
+	oldest := -1
+	var ids []string
+	known := false
+	for _, n := range nodes {
+		if n.Stale || n.SchemaMax < 0 {
+			continue
+		}
+		switch {
+		case !known || n.SchemaMax < oldest:
+			known = true
+			oldest, ids = n.SchemaMax, []string{n.ID}
+		case n.SchemaMax == oldest:
+			ids = append(ids, n.ID)
+		}
+	}
+	if !known {
+		return -1, nil
+	}
+	return oldest, ids
+}
+
+// nodes reads heartbeats from every data source of every role of the
+// active bundle (or the admin's config dir), resolved with the admin's own
+// environment. Data sources it cannot resolve or reach are listed in errs
+// by name (never a URL).
+func (s *Server) nodes(ctx context.Context) ([]NodeInfo, []string) {
+	if s.c.Pools == nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	dir := s.c.ConfigDir
+	if _, ok, _ := s.c.Publisher.Active(); ok {
+		dir = s.c.Publisher.Dir()
+	}
+	opts := config.Options{Dir: dir, EnvFiles: s.c.EnvFiles, Environ: s.c.Environ, Lenient: true}
+	roles, err := config.Roles(opts)
+	if err != nil {
+		return nil, []string{"config: " + err.Error()}
+	}
+	sources := map[string]*config.DataSource{}
+	var errs []string
+	for _, role := range roles {
+		opts.Role = role
+		snap, err := config.Load(opts)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("service role %s: configuration does not load with the admin's environment", role))
+			continue
+		}
+		for name, ds := range snap.DataSources {
+			sources[name] = ds
+		}
+	}
+	var out []NodeInfo
+	now := time.Now()
+	for _, name := range sortedKeys(sources) {
+		ds := sources[name]
+		if ds.Path == "" && ds.URL.Reveal() == "" {
+			errs = append(errs, fmt.Sprintf("data source %s: not resolved with the admin's environment", name))
+			continue
+		}
+		st, release, err := s.c.Pools.Acquire(ctx, ds)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("data source %s: unreachable", name))
+			continue
+		}
+		list, err := st.Nodes().List(ctx)
+		release()
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("data source %s: cannot list nodes", name))
+			continue
+		}
+		for _, n := range list {
+			state, _ := n.Details["state"].(string)
+			stale := now.Sub(n.HeartbeatAt) > s.c.StaleAfter || state == stateStopping ||
+				(!n.ExpiresAt.IsZero() && now.After(n.ExpiresAt))
+			out = append(out, NodeInfo{ID: n.ID, Role: n.Role, Zone: n.Zone, DataSource: name, ConfigVersion: n.ConfigVersion,
+				ConfigHash: n.ConfigHash, BinaryVersion: n.BinaryVersion, SchemaMax: schemaMax(n.Details),
+				HeartbeatAt: n.HeartbeatAt, State: state, Stale: stale})
+		}
+	}
+	return out, errs
+}
+
+// schemaMax reads the newest config schema a node supports from its
+// heartbeat details ("config_schema_max", or "schema_max"); -1 if absent.
+func schemaMax(d map[string]any) int {
+	for _, k := range []string{"config_schema_max", "schema_max"} {
+		switch v := d[k].(type) {
+		case float64:
+			return int(v)
+		case int:
+			return v
+		case json.Number:
+			n, _ := v.Int64()
+			return int(n)
+		}
+	}
+	return -1
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,195 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
+	"github.com/keygate/keygate/internal/publish"
+	"github.com/keygate/keygate/internal/storage"
+)
+
+const token = "test-admin-token-0123456789"
+
+func cfg(dbPath, issuerPath string) string {
+	return fmt.Sprintf(`schema: 1
+service-roles:
+  default: {zone: z, profiles: [authn]}
+zones:
+  z: {data-source: d}
+data-sources:
+  d: {type: sqlite, path: "${DB_DIR}/%s"}
+profiles:
+  authn: {type: authentication, path: /%s, authenticators: {password: {type: password}}}
+`, filepath.Base(dbPath), issuerPath)
+}
+
+type fixture struct {
+	srv    *httptest.Server
+	pubDir string
+	db     string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	pubDir := t.TempDir()
+	p, err := publish.New(pubDir, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pools := datasource.New(datasource.Options{Migrate: true})
+	t.Cleanup(func() { pools.Close() })
+	dbDir := t.TempDir()
+	api := New(Config{Publisher: p, SigningKey: ed25519.NewKeyFromSeed(make([]byte, 32)), Token: []byte(token),
+		ConfigDir: t.TempDir(), Pools: pools, Environ: []string{"DB_DIR=" + dbDir}})
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	return &fixture{srv: srv, pubDir: pubDir, db: filepath.Join(dbDir, "k.db")}
+}
+
+func (f *fixture) do(t *testing.T, method, path, tok string, body any) (int, http.Header, []byte) {
+	t.Helper()
+	data, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, f.srv.URL+path, bytes.NewReader(data))
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(resp.Body)
+	return resp.StatusCode, resp.Header, buf.Bytes()
+}
+
+func listing(t *testing.T, dir string) []string {
+	entries, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func TestAuthentication(t *testing.T) {
+	f := newFixture(t)
+	for _, tok := range []string{"", "nope", token + "x"} {
+		code, h, body := f.do(t, "GET", "/admin/v1/bundles", tok, nil)
+		if code != http.StatusUnauthorized || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") || !strings.Contains(string(body), "invalid_token") {
+			t.Errorf("token %q: %d %v %s", tok, code, h, body)
+		}
+	}
+	if code, _, _ := f.do(t, "GET", "/admin/v1/bundles", token, nil); code != http.StatusOK {
+		t.Fatalf("valid token: %d", code)
+	}
+}
+
+func TestRefusedBundleWritesNothingAndListsEveryError(t *testing.T) {
+	f := newFixture(t)
+	before := listing(t, f.pubDir)
+	broken := strings.Replace(cfg(f.db, "a"), "profiles: [authn]", "profiles: [missing]", 1)
+	code, _, body := f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: map[string]string{"a.yaml": broken, "../x.yaml": "", "b.txt": ""}})
+	if code != http.StatusUnprocessableEntity {
+		t.Fatalf("%d %s", code, body)
+	}
+	var p problem
+	json.Unmarshal(body, &p)
+	if len(p.Errors) != 2 || !strings.Contains(body2(p), "../x.yaml") || !strings.Contains(body2(p), "b.txt") {
+		t.Fatalf("errors: %q", p.Errors)
+	}
+	code, _, body = f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: map[string]string{"a.yaml": broken, "b.yaml": "zones:\n  z: {data-source: d}\n"}})
+	json.Unmarshal(body, &p)
+	if code != http.StatusUnprocessableEntity || !strings.Contains(body2(p), `"missing"`) || !strings.Contains(body2(p), "already defined") || strings.Contains(body2(p), os.TempDir()) {
+		t.Fatalf("%d %q", code, p.Errors)
+	}
+	if after := listing(t, f.pubDir); !slices.Equal(before, after) {
+		t.Fatalf("publish dir changed: %q → %q", before, after)
+	}
+}
+
+func body2(p problem) string { return strings.Join(p.Errors, "\n") }
+
+func TestEnvFilesMustDeclareEveryRoleVariable(t *testing.T) {
+	f := newFixture(t)
+	files := map[string]string{"a.yaml": cfg(f.db, "a")}
+	code, _, body := f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: files, EnvFiles: map[string]map[string]string{
+		"staging": {"staging.env": "OTHER=1\n"}, "production": {"production.env": "DB_DIR=\n"}}})
+	if code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "env_files.staging: service role default needs variable DB_DIR") || strings.Contains(string(body), "production") {
+		t.Fatalf("%d %s", code, body)
+	}
+	code, _, body = f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: files, Author: "me", EnvFiles: map[string]map[string]string{"production": {"p.env": "DB_DIR=\n"}}})
+	var m struct {
+		Version   string
+		Variables map[string][]string
+		Signature string
+	}
+	json.Unmarshal(body, &m)
+	if code != http.StatusCreated || m.Version != "v1" || m.Signature == "" || !slices.Equal(m.Variables["default"], []string{"DB_DIR"}) {
+		t.Fatalf("%d %s", code, body)
+	}
+	if code, _, body := f.do(t, "POST", "/admin/v1/bundles/v9/activate", token, nil); code != http.StatusNotFound {
+		t.Fatalf("activate unknown: %d %s", code, body)
+	}
+}
+
+func TestClusterAndPhasedUpgrade(t *testing.T) {
+	f := newFixture(t)
+	files := map[string]string{"a.yaml": cfg(f.db, "a")}
+	if code, _, body := f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: files}); code != http.StatusCreated {
+		t.Fatalf("%d %s", code, body)
+	}
+	ctx := context.Background()
+	st, err := storage.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: f.db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, n := range []storage.NodeStatus{
+		{ID: "live", Role: "default", Zone: "z", ConfigVersion: "v1", HeartbeatAt: now, ExpiresAt: now.Add(time.Hour), Details: map[string]any{"config_schema_max": 0}},
+		{ID: "gone", Role: "default", Zone: "z", ConfigVersion: "v0", HeartbeatAt: now.Add(-time.Minute), ExpiresAt: now.Add(time.Hour)},
+	} {
+		if err := st.Nodes().Heartbeat(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _, body := f.do(t, "GET", "/admin/v1/cluster", token, nil)
+	var c struct {
+		Nodes  []NodeInfo
+		Errors []string
+	}
+	json.Unmarshal(body, &c)
+	if code != http.StatusOK || len(c.Nodes) != 2 {
+		t.Fatalf("%d %s", code, body)
+	}
+	for _, n := range c.Nodes {
+		if n.Stale != (n.ID == "gone") || n.DataSource != "d" {
+			t.Errorf("node %+v", n)
+		}
+	}
+	// A live node supports only schema 0 (artificially): schema 1 is refused unless forced.
+	code, _, body = f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: files})
+	if code != http.StatusConflict || !strings.Contains(string(body), "live") {
+		t.Fatalf("%d %s", code, body)
+	}
+	if code, _, body := f.do(t, "POST", "/admin/v1/bundles?force=true", token, Upload{Files: files}); code != http.StatusCreated {
+		t.Fatalf("forced: %d %s", code, body)
+	}
+}

@@ -1,0 +1,352 @@
+// Package clientauth authenticates OAuth clients at the token,
+// introspection and revocation endpoints: client_secret_basic and
+// client_secret_post (RFC 6749 §2.3.1) and private_key_jwt (RFC 7523 §2.2,
+// OpenID Connect Core 1.0 §9).
+//
+// Secrets: config secrets arrive in plaintext through placeholders (from
+// a vault or a secret volume) and are random strings of at least 16
+// characters. The Authenticator keeps only their SHA-256, computed once
+// when the snapshot is built, and compares SHA-256 of the presented
+// secret in constant time: microseconds per check. A slow password hash
+// (bcrypt, PBKDF2) defends a stored hash database against offline
+// guessing; there is none here, and a high-entropy secret cannot be
+// guessed from its SHA-256 anyway.
+package clientauth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/oauth"
+	"github.com/keygate/keygate/internal/storage"
+)
+
+// AssertionType is the client_assertion_type of RFC 7523 §2.2.
+const AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// MaxAssertionLifetime bounds how far in the future an assertion's exp may
+// be, which bounds how long its jti must be remembered.
+const MaxAssertionLifetime = 5 * time.Minute
+
+// Skew is the clock skew tolerated on assertion exp/nbf/iat.
+const Skew = 30 * time.Second
+
+// Credentials are what one request presented. The endpoint fills them
+// from the Authorization header and the form.
+type Credentials struct {
+	// Authorization is the raw Authorization header value ("" if absent).
+	Authorization string
+	// Form parameters (RFC 6749 §2.3.1, RFC 7521 §4.2).
+	ClientID            string
+	ClientSecret        string
+	ClientAssertionType string
+	ClientAssertion     string
+	// HasClientSecret etc. tell an empty parameter from an absent one.
+	HasClientSecret, HasAssertion bool
+}
+
+// UsedBasic reports whether the request carried HTTP Basic credentials,
+// so an invalid_client answer is a 401 with a Basic challenge.
+func (c *Credentials) UsedBasic() bool {
+	return len(c.Authorization) >= 6 && strings.EqualFold(c.Authorization[:6], "basic ")
+}
+
+// Client is a config client as the authenticator holds it.
+type Client struct {
+	ID     string
+	Config *config.Client
+	Method string
+
+	secretHash [sha256.Size]byte
+	keys       jwk.Set // private_key_jwt
+}
+
+// String keeps the hash out of %v.
+func (c *Client) String() string { return "client " + c.ID }
+
+// Authenticator authenticates the clients of one token profile.
+type Authenticator struct {
+	clients map[string]*Client
+	// audiences an assertion may name: the token endpoint URL and the
+	// issuer (RFC 7523 §3 item 3).
+	audiences []string
+	store     storage.Store // for assertion replay; nil: private_key_jwt fails closed
+	now       func() time.Time
+}
+
+// Options configure New.
+type Options struct {
+	// Audiences are the values an assertion's aud may contain (one
+	// match suffices): the token endpoint URL and the issuer.
+	Audiences []string
+	Store     storage.Store
+	Now       func() time.Time // nil: time.Now
+	// Previous is the authenticator of the snapshot being replaced: a
+	// client whose config entry is the same object (the loader keeps
+	// unchanged entries) is reused rather than derived again, so a reload
+	// with thousands of clients does not redo their work.
+	Previous *Authenticator
+}
+
+// New builds the authenticator for clients (the profile's). Public keys
+// are parsed here, once per snapshot.
+func New(clients []*config.Client, o Options) (*Authenticator, error) {
+	a := &Authenticator{clients: make(map[string]*Client, len(clients)), audiences: o.Audiences, store: o.Store, now: o.Now}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	for _, c := range clients {
+		if o.Previous != nil {
+			if prev, ok := o.Previous.clients[c.Name]; ok && prev.Config == c {
+				a.clients[c.Name] = prev // immutable once built
+				continue
+			}
+		}
+		cl := &Client{ID: c.Name, Config: c, Method: c.TokenEndpointAuthMethod}
+		if cl.Method == "" {
+			switch {
+			case !c.Secret.IsZero():
+				cl.Method = config.AuthSecretBasic
+			case len(c.PublicKeys) > 0:
+				cl.Method = config.AuthPrivateKeyJWT
+			default:
+				cl.Method = config.AuthNone
+			}
+		}
+		if !c.Secret.IsZero() {
+			cl.secretHash = sha256.Sum256([]byte(c.Secret.Reveal()))
+		}
+		if len(c.PublicKeys) > 0 {
+			set, err := publicKeys(c.PublicKeys)
+			if err != nil {
+				return nil, fmt.Errorf("clients.%s.public-keys: %w", c.Name, err)
+			}
+			cl.keys = set
+		}
+		a.clients[c.Name] = cl
+	}
+	return a, nil
+}
+
+// publicKeys parses PEM public keys (PKIX) into a JWK Set, each key with
+// the one alg it may verify: ES256 (P-256), RS256 (≥2048 bits) or EdDSA.
+func publicKeys(pems []string) (jwk.Set, error) {
+	set := jwk.NewSet()
+	for i, text := range pems {
+		block, _ := pem.Decode([]byte(text))
+		if block == nil || block.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("[%d]: want a PEM PUBLIC KEY block", i)
+		}
+		raw, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: not a PKIX public key", i)
+		}
+		var alg jwa.SignatureAlgorithm
+		switch k := raw.(type) {
+		case *ecdsa.PublicKey:
+			if k.Curve != elliptic.P256() {
+				return nil, fmt.Errorf("[%d]: EC keys must be P-256 (ES256)", i)
+			}
+			alg = jwa.ES256
+		case *rsa.PublicKey:
+			if k.N.BitLen() < 2048 {
+				return nil, fmt.Errorf("[%d]: RSA keys must have at least 2048 bits", i)
+			}
+			alg = jwa.RS256
+		case ed25519.PublicKey:
+			alg = jwa.EdDSA
+		default:
+			return nil, fmt.Errorf("[%d]: unsupported key type %T", i, raw)
+		}
+		key, err := jwk.FromRaw(raw)
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: %w", i, err)
+		}
+		if err := key.Set(jwk.AlgorithmKey, alg); err != nil {
+			return nil, err
+		}
+		if err := set.AddKey(key); err != nil {
+			return nil, err
+		}
+	}
+	return set, nil
+}
+
+// Client returns a client by id, or nil.
+func (a *Authenticator) Client(id string) *Client { return a.clients[id] }
+
+// dummy is compared against when the client is unknown, so an unknown
+// client id costs the same as a wrong secret.
+var dummy [sha256.Size]byte
+
+// Authenticate authenticates the request's client (RFC 6749 §2.3).
+// Exactly one method must be used, and it must be the client's configured
+// one. Errors are *oauth.Error: invalid_request for a malformed or
+// ambiguous request, invalid_client for every failed authentication
+// (with no hint which part failed; the cause is for logs).
+func (a *Authenticator) Authenticate(ctx context.Context, cr *Credentials) (*Client, *oauth.Error) {
+	methods := 0
+	basic := cr.Authorization != ""
+	if basic {
+		methods++
+	}
+	if cr.HasClientSecret {
+		methods++
+	}
+	if cr.HasAssertion || cr.ClientAssertionType != "" {
+		methods++
+	}
+	switch {
+	case methods > 1:
+		// RFC 6749 §2.3: "MUST NOT use more than one authentication method in each request."
+		return nil, oauth.ErrInvalidRequest.WithDescription("use exactly one client authentication method")
+	case methods == 0:
+		return nil, oauth.ErrInvalidClient.WithDescription("client authentication required").WithCause(errors.New("no credentials"))
+	}
+	switch {
+	case basic:
+		id, secret, err := parseBasic(cr.Authorization)
+		if err != nil {
+			return nil, oauth.ErrInvalidClient.WithDescription("client authentication failed").WithCause(err)
+		}
+		if cr.ClientID != "" && cr.ClientID != id {
+			return nil, oauth.ErrInvalidRequest.WithDescription("client_id does not match the Authorization header")
+		}
+		return a.secret(id, secret, config.AuthSecretBasic)
+	case cr.HasClientSecret:
+		return a.secret(cr.ClientID, cr.ClientSecret, config.AuthSecretPost)
+	default:
+		return a.assertion(ctx, cr)
+	}
+}
+
+func failed(cause string, args ...any) *oauth.Error {
+	return oauth.ErrInvalidClient.WithDescription("client authentication failed").WithCause(fmt.Errorf(cause, args...))
+}
+
+// secret checks a client secret in constant time (hash of presented vs
+// hash held since the snapshot was built).
+func (a *Authenticator) secret(id, secret, method string) (*Client, *oauth.Error) {
+	got := sha256.Sum256([]byte(secret))
+	c := a.clients[id]
+	want := dummy
+	if c != nil {
+		want = c.secretHash
+	}
+	ok := subtle.ConstantTimeCompare(got[:], want[:]) == 1
+	switch {
+	case c == nil:
+		return nil, failed("unknown client")
+	case c.Method != method:
+		return nil, failed("client %s uses %s, not %s", id, c.Method, method)
+	case c.secretHash == dummy || !ok:
+		return nil, failed("client %s: wrong secret", id)
+	}
+	return c, nil
+}
+
+// parseBasic decodes HTTP Basic credentials whose id and secret are each
+// form-urlencoded (RFC 6749 §2.3.1).
+func parseBasic(h string) (id, secret string, err error) {
+	if len(h) < 6 || !strings.EqualFold(h[:6], "basic ") {
+		return "", "", errors.New("authorization scheme is not Basic")
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h[6:]))
+	if err != nil {
+		return "", "", errors.New("basic credentials are not base64")
+	}
+	u, p, ok := strings.Cut(string(raw), ":")
+	if !ok {
+		return "", "", errors.New("basic credentials lack ':'")
+	}
+	if id, err = url.QueryUnescape(u); err != nil {
+		return "", "", errors.New("basic user is not form-urlencoded")
+	}
+	if secret, err = url.QueryUnescape(p); err != nil {
+		return "", "", errors.New("basic password is not form-urlencoded")
+	}
+	if id == "" {
+		return "", "", errors.New("empty basic user")
+	}
+	return id, secret, nil
+}
+
+// assertion implements private_key_jwt (RFC 7523 §2.2 and §3).
+func (a *Authenticator) assertion(ctx context.Context, cr *Credentials) (*Client, *oauth.Error) {
+	if cr.ClientAssertionType != AssertionType {
+		return nil, oauth.ErrInvalidRequest.WithDescription("unsupported client_assertion_type")
+	}
+	if cr.ClientAssertion == "" {
+		return nil, oauth.ErrInvalidRequest.WithDescription("client_assertion is empty")
+	}
+	// Which client: client_id if sent (RFC 7521 §4.2: it may be), else the
+	// unverified sub, which the verified iss/sub must then equal.
+	id := cr.ClientID
+	if id == "" {
+		tok, err := jwt.ParseInsecure([]byte(cr.ClientAssertion))
+		if err != nil {
+			return nil, failed("assertion: %v", err)
+		}
+		id = tok.Subject()
+	}
+	c := a.clients[id]
+	if c == nil {
+		return nil, failed("unknown client")
+	}
+	if c.Method != config.AuthPrivateKeyJWT || c.keys == nil {
+		return nil, failed("client %s uses %s, not private_key_jwt", id, c.Method)
+	}
+	now := a.now()
+	tok, err := jwt.Parse([]byte(cr.ClientAssertion),
+		jwt.WithKeySet(c.keys, jws.WithRequireKid(false)),
+		jwt.WithClock(jwt.ClockFunc(func() time.Time { return now })),
+		jwt.WithAcceptableSkew(Skew),
+		jwt.WithValidate(true),
+		jwt.WithIssuer(id),
+		jwt.WithSubject(id),
+		jwt.WithRequiredClaim(jwt.ExpirationKey),
+		jwt.WithRequiredClaim(jwt.JwtIDKey),
+	)
+	if err != nil {
+		return nil, failed("client %s: assertion: %v", id, err)
+	}
+	if !slices.ContainsFunc(tok.Audience(), func(aud string) bool { return slices.Contains(a.audiences, aud) }) {
+		return nil, failed("client %s: assertion audience %v", id, tok.Audience())
+	}
+	exp := tok.Expiration()
+	if exp.After(now.Add(MaxAssertionLifetime + Skew)) {
+		return nil, failed("client %s: assertion exp more than %s ahead", id, MaxAssertionLifetime)
+	}
+	if a.store == nil {
+		return nil, oauth.ErrServerError.WithCause(errors.New("private_key_jwt needs a data source for replay protection"))
+	}
+	// Remember the jti until the assertion expires (plus skew, during which
+	// it would still be accepted).
+	switch err := a.store.Assertions().Use(ctx, id, tok.JwtID(), exp.Add(Skew)); {
+	case errors.Is(err, storage.ErrReplay):
+		return nil, failed("client %s: assertion jti replayed", id)
+	case err != nil:
+		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("record assertion: %w", err))
+	}
+	return c, nil
+}

@@ -1,0 +1,160 @@
+package clientauth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/oauth"
+	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/storage"
+)
+
+const tokenURL = "https://id.example.com/oauth/token"
+
+func openStore(t *testing.T) storage.Store {
+	t.Helper()
+	s, err := storage.Open(context.Background(), &config.DataSource{Type: config.DataSourceSQLite, Path: t.TempDir() + "/k.db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func setup(t *testing.T) (*Authenticator, *ecdsa.PrivateKey) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	pub := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	clients := []*config.Client{
+		{Secret: secret.New("s3cret:with/odd+chars"), TokenEndpointAuthMethod: config.AuthSecretBasic},
+		{Secret: secret.New("post-secret-0123456789"), TokenEndpointAuthMethod: config.AuthSecretPost},
+		{PublicKeys: []string{pub}, TokenEndpointAuthMethod: config.AuthPrivateKeyJWT},
+	}
+	for i, n := range []string{"basic:client", "post", "jwt"} {
+		clients[i].Name = n
+	}
+	a, err := New(clients, Options{Audiences: []string{tokenURL, "https://id.example.com/oauth"}, Store: openStore(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, priv
+}
+
+func basic(id, sec string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(sec)))
+}
+
+func assertion(t *testing.T, key *ecdsa.PrivateKey, mod func(jwt.Token)) string {
+	t.Helper()
+	tok := jwt.New()
+	now := time.Now()
+	for k, v := range map[string]any{"iss": "jwt", "sub": "jwt", "aud": tokenURL, "exp": now.Add(time.Minute), "iat": now, "jti": storage.NewID()} {
+		_ = tok.Set(k, v)
+	}
+	if mod != nil {
+		mod(tok)
+	}
+	b, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestAuthenticate(t *testing.T) {
+	a, key := setup(t)
+	ctx := context.Background()
+	good := assertion(t, key, nil)
+	cases := []struct {
+		name string
+		cr   Credentials
+		want string // client id, or error code
+	}{
+		{"basic urlencoded", Credentials{Authorization: basic("basic:client", "s3cret:with/odd+chars")}, "basic:client"},
+		{"basic wrong secret", Credentials{Authorization: basic("basic:client", "nope")}, "invalid_client"},
+		{"basic unknown client", Credentials{Authorization: basic("ghost", "s3cret:with/odd+chars")}, "invalid_client"},
+		{"basic malformed", Credentials{Authorization: "Basic !!!"}, "invalid_client"},
+		{"basic client_id mismatch", Credentials{Authorization: basic("basic:client", "s3cret:with/odd+chars"), ClientID: "post"}, "invalid_request"},
+		{"post", Credentials{ClientID: "post", ClientSecret: "post-secret-0123456789", HasClientSecret: true}, "post"},
+		{"post by a basic client", Credentials{ClientID: "basic:client", ClientSecret: "s3cret:with/odd+chars", HasClientSecret: true}, "invalid_client"},
+		{"basic by a post client", Credentials{Authorization: basic("post", "post-secret-0123456789")}, "invalid_client"},
+		{"two methods", Credentials{Authorization: basic("post", "x"), ClientID: "post", ClientSecret: "post-secret-0123456789", HasClientSecret: true}, "invalid_request"},
+		{"none", Credentials{ClientID: "post"}, "invalid_client"},
+		{"jwt", Credentials{ClientAssertionType: AssertionType, ClientAssertion: good, HasAssertion: true}, "jwt"},
+		{"jwt replayed", Credentials{ClientAssertionType: AssertionType, ClientAssertion: good, HasAssertion: true}, "invalid_client"},
+		{"jwt with client_id", Credentials{ClientID: "jwt", ClientAssertionType: AssertionType, ClientAssertion: assertion(t, key, nil), HasAssertion: true}, "jwt"},
+		{"jwt wrong type", Credentials{ClientAssertionType: "x", ClientAssertion: assertion(t, key, nil), HasAssertion: true}, "invalid_request"},
+		{"jwt wrong aud", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("aud", "https://other") })}, "invalid_client"},
+		{"jwt no jti", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Remove("jti") })}, "invalid_client"},
+		{"jwt no exp", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Remove("exp") })}, "invalid_client"},
+		{"jwt exp too far", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("exp", time.Now().Add(time.Hour)) })}, "invalid_client"},
+		{"jwt expired", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("exp", time.Now().Add(-time.Hour)) })}, "invalid_client"},
+		{"jwt iss not client", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("iss", "post") })}, "invalid_client"},
+		{"jwt other key", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: func() string {
+			k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			return assertion(t, k, nil)
+		}()}, "invalid_client"},
+		{"jwt by a secret client", Credentials{ClientID: "post", ClientAssertionType: AssertionType, ClientAssertion: good, HasAssertion: true}, "invalid_client"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cl, err := a.Authenticate(ctx, &c.cr)
+			got := ""
+			if err != nil {
+				got = err.Code
+				if cl != nil {
+					t.Error("client with error")
+				}
+				if err.Description == "" || errors.Is(err, oauth.ErrServerError) {
+					t.Errorf("error %v", err)
+				}
+			} else {
+				got = cl.ID
+			}
+			if got != c.want {
+				t.Errorf("got %s (%v), want %s", got, err, c.want)
+			}
+		})
+	}
+}
+
+func TestBadPublicKey(t *testing.T) {
+	c := &config.Client{PublicKeys: []string{"not pem"}, TokenEndpointAuthMethod: config.AuthPrivateKeyJWT}
+	c.Name = "x"
+	if _, err := New([]*config.Client{c}, Options{}); err == nil {
+		t.Fatal("want error")
+	}
+}
+
+func BenchmarkSecretBasic(b *testing.B) {
+	c := &config.Client{Secret: secret.New("s3cret-0123456789abcdef"), TokenEndpointAuthMethod: config.AuthSecretBasic}
+	c.Name = "c"
+	a, _ := New([]*config.Client{c}, Options{})
+	cr := Credentials{Authorization: basic("c", "s3cret-0123456789abcdef")}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.Authenticate(context.Background(), &cr); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

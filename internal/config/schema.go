@@ -1,0 +1,321 @@
+package config
+
+import (
+	"time"
+
+	"github.com/keygate/keygate/internal/secret"
+)
+
+// SchemaVersion is the newest config schema this binary understands.
+// SupportedSchemas lists every version it accepts.
+const SchemaVersion = 1
+
+var SupportedSchemas = []int{1}
+
+// Snapshot is one loaded, validated, fully resolved configuration as seen by
+// one service role. It is immutable: callers never write to it.
+type Snapshot struct {
+	Schema int
+	// Role is the service role the snapshot was resolved for.
+	Role string
+
+	ServiceRoles map[string]*ServiceRole
+	Zones        map[string]*Zone
+	DataSources  map[string]*DataSource
+	Keys         map[string]*Key
+	Profiles     map[string]*Profile
+	Clients      map[string]*Client
+
+	// Hash is the hex SHA-256 over every input (config files, env files,
+	// files read through ${file:PATH}); equal hashes mean equal snapshots.
+	Hash string
+	// Inputs are the files other than config.d/*.yaml that the load read
+	// (env files, ${file:PATH} targets), so a watcher can follow them too.
+	Inputs []string
+	// Files are the config files this snapshot was loaded from, with the
+	// SHA-256 of the bytes Load read, in lexical order (bundle verification
+	// compares them with a signed manifest).
+	Files []FileHash
+	// Manifest is the bundle manifest (bundle.json) read from the same
+	// directory as the files (the same ..data target), or nil. Load does
+	// not interpret it beyond BundleVersion; Options.Verify checks it.
+	Manifest []byte
+	// BundleVersion is the "version" field of Manifest, if any. It is only
+	// trustworthy when the node verifies bundles.
+	BundleVersion string
+}
+
+// FileHash is one config file's name and the hex SHA-256 of its bytes.
+type FileHash struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+}
+
+// Position is where an entry or value was written.
+type Position struct {
+	File   string // path as given to the loader, relative to the config dir for config files
+	Line   int
+	Column int
+}
+
+// Meta is carried by every named entry.
+type Meta struct {
+	Name string   `yaml:"-"`
+	Pos  Position `yaml:"-"`
+	// Tags mark entries that KEYGATE_EXCLUDE_TAGS can drop (e.g. under-test).
+	Tags []string `yaml:"tags"`
+	// Enabled: false drops the entry. Default true.
+	Enabled *bool `yaml:"enabled"`
+}
+
+// ServiceRole maps a node to its zone and the profiles it serves.
+type ServiceRole struct {
+	Meta     `yaml:",inline"`
+	Zone     string   `yaml:"zone"`
+	Profiles []string `yaml:"profiles"`
+}
+
+// Zone maps to the data source that holds the zone's users and tokens.
+type Zone struct {
+	Meta       `yaml:",inline"`
+	DataSource string `yaml:"data-source"`
+}
+
+// DataSource types.
+const (
+	DataSourceSQLite   = "sqlite"
+	DataSourcePostgres = "postgres"
+)
+
+// DataSource is a database. Path is for sqlite, URL for postgres.
+type DataSource struct {
+	Meta `yaml:",inline"`
+	Type string        `yaml:"type"`
+	Path string        `yaml:"path"`
+	URL  secret.String `yaml:"url"`
+	// MaxConnections bounds the pool. Default 10 (postgres), 1 writer (sqlite).
+	MaxConnections int `yaml:"max-connections"`
+}
+
+// Key algorithms.
+const (
+	AlgES256 = "ES256"
+	AlgRS256 = "RS256"
+	AlgEdDSA = "EdDSA"
+)
+
+// Key is a signing key: a PEM private key (PKCS#8, PKCS#1 or SEC1).
+type Key struct {
+	Meta       `yaml:",inline"`
+	Algorithm  string        `yaml:"algorithm"`
+	PrivateKey secret.String `yaml:"private-key"`
+}
+
+// Profile types.
+const (
+	ProfileToken          = "token"
+	ProfileAuthentication = "authentication"
+	ProfileUserManagement = "user-management"
+)
+
+// Token profile endpoints.
+const (
+	EndpointDiscovery  = "discovery"
+	EndpointJWKS       = "jwks"
+	EndpointAuthorize  = "authorize"
+	EndpointToken      = "token"
+	EndpointIntrospect = "introspect"
+	EndpointRevoke     = "revoke"
+	EndpointUserinfo   = "userinfo"
+	EndpointLogout     = "logout"
+)
+
+// TokenEndpoints lists every endpoint a token profile may serve.
+var TokenEndpoints = []string{EndpointDiscovery, EndpointJWKS, EndpointAuthorize, EndpointToken,
+	EndpointIntrospect, EndpointRevoke, EndpointUserinfo, EndpointLogout}
+
+// Profile is a service: token, authentication or user-management. Which keys
+// are allowed depends on Type (see profileKeys in validate.go).
+type Profile struct {
+	Meta `yaml:",inline"`
+	Type string `yaml:"type"`
+	// Path is the URL path prefix the profile is mounted at, e.g. /oauth/v2.
+	Path string `yaml:"path"`
+
+	// Token profiles.
+	Issuer                string `yaml:"issuer"`
+	AuthenticationProfile string `yaml:"authentication-profile"`
+	// SigningKeys: the first key signs; every listed key is published in
+	// JWKS. Add a new key last to publish it before it signs; keep an old
+	// key listed while tokens it signed can still be valid.
+	SigningKeys        []string           `yaml:"signing-keys"`
+	Endpoints          []string           `yaml:"endpoints"`
+	AccessTokens       AccessTokenPolicy  `yaml:"access-tokens"`
+	RefreshTokens      RefreshTokenPolicy `yaml:"refresh-tokens"`
+	IDTokens           IDTokenPolicy      `yaml:"id-tokens"`
+	AuthorizationCodes CodePolicy         `yaml:"authorization-codes"`
+
+	// Authentication profiles.
+	Authenticators map[string]*Authenticator `yaml:"authenticators"`
+	Sessions       SessionPolicy             `yaml:"sessions"`
+	// Templates is an optional directory that overrides the login UI:
+	// login.html, error.html and static/ (see the README). Empty: the
+	// built-in pages. A relative path is resolved against the node's
+	// working directory.
+	Templates string `yaml:"templates"`
+
+	// User-management profiles.
+	TokenProfile string `yaml:"token-profile"`
+}
+
+// Access token formats.
+const (
+	FormatJWT    = "jwt"
+	FormatOpaque = "opaque"
+)
+
+// AccessTokenPolicy: format jwt (RFC 9068) or opaque; default jwt, 5m.
+type AccessTokenPolicy struct {
+	Format   string   `yaml:"format"`
+	Lifetime Duration `yaml:"lifetime"`
+}
+
+// RefreshTokenPolicy: default 720h, rotate true.
+type RefreshTokenPolicy struct {
+	Lifetime Duration `yaml:"lifetime"`
+	Rotate   *bool    `yaml:"rotate"`
+}
+
+// IDTokenPolicy: default lifetime 5m.
+type IDTokenPolicy struct {
+	Lifetime Duration `yaml:"lifetime"`
+}
+
+// CodePolicy: authorization codes, default lifetime 1m.
+type CodePolicy struct {
+	Lifetime Duration `yaml:"lifetime"`
+}
+
+// SessionPolicy: SSO sessions, default idle 1h, absolute 12h.
+type SessionPolicy struct {
+	IdleLifetime     Duration `yaml:"idle-lifetime"`
+	AbsoluteLifetime Duration `yaml:"absolute-lifetime"`
+}
+
+// Authenticator is one way to sign in (type password or oidc).
+type Authenticator struct {
+	Name string   `yaml:"-"`
+	Pos  Position `yaml:"-"`
+	Type string   `yaml:"type"`
+
+	// oidc: an external OpenID Connect IdP.
+	Issuer       string        `yaml:"issuer"`
+	ClientID     string        `yaml:"client-id"`
+	ClientSecret secret.String `yaml:"client-secret"`
+	Scopes       []string      `yaml:"scopes"`
+	// DisplayName labels the "Sign in with …" button. Default: the name.
+	DisplayName string `yaml:"display-name"`
+	// Claims maps the partner's claims to the local account's.
+	Claims ClaimMapping `yaml:"claims"`
+	// Provisioning: existing (default; the mapped username must exist in
+	// the zone) or jit (create the user at first sign-in, with no password).
+	Provisioning string `yaml:"provisioning"`
+	// AllowedDomains, when set, admits only partner users whose mapped
+	// email is in one of these domains (and not marked unverified).
+	AllowedDomains []string `yaml:"allowed-domains"`
+	// RedirectURI is the callback registered at the partner. Default: the
+	// scheme and host of the issuer of the token profile that signs in
+	// here, + this profile's path + /oidc/<name>/callback.
+	RedirectURI string `yaml:"redirect-uri"`
+
+	// password: the cost of new password hashes and failed-login throttling.
+	Argon2  Argon2Params  `yaml:"argon2"`
+	Lockout LockoutPolicy `yaml:"lockout"`
+}
+
+// Provisioning modes of an oidc authenticator.
+const (
+	ProvisioningExisting = "existing"
+	ProvisioningJIT      = "jit"
+)
+
+// ClaimMapping names, for each local claim, the partner claim it is read
+// from. Defaults: username from preferred_username, every other claim from
+// the partner claim of the same name.
+type ClaimMapping struct {
+	Username      string `yaml:"username"`
+	Name          string `yaml:"name"`
+	GivenName     string `yaml:"given_name"`
+	FamilyName    string `yaml:"family_name"`
+	Email         string `yaml:"email"`
+	EmailVerified string `yaml:"email_verified"`
+}
+
+// Argon2Params is the argon2id cost of password hashes. Defaults: OWASP's
+// minimum (19 MiB, 2 iterations, 1 lane). A stored hash made with other
+// parameters is rehashed at the user's next successful login.
+type Argon2Params struct {
+	MemoryKiB   int `yaml:"memory-kib"`
+	Iterations  int `yaml:"iterations"`
+	Parallelism int `yaml:"parallelism"`
+}
+
+// LockoutPolicy throttles failed logins: an account with MaxFailures
+// failures within Window (counted across nodes, from the audit log) is
+// refused until the oldest of them leaves the window; a client IP with
+// MaxFailuresPerIP failures within Window (counted per node) likewise.
+// Defaults: 5 per account, 20 per IP, 15m.
+type LockoutPolicy struct {
+	MaxFailures      int      `yaml:"max-failures"`
+	MaxFailuresPerIP int      `yaml:"max-failures-per-ip"`
+	Window           Duration `yaml:"window"`
+}
+
+// Client auth methods (RFC 7591 names).
+const (
+	AuthSecretBasic   = "client_secret_basic"
+	AuthSecretPost    = "client_secret_post"
+	AuthPrivateKeyJWT = "private_key_jwt"
+	AuthNone          = "none"
+)
+
+// Grant types.
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantClientCredentials = "client_credentials"
+	GrantRefreshToken      = "refresh_token"
+)
+
+// Client is an OAuth client registered in config. Config clients are a
+// read-only layer rebuilt with each snapshot, never copied to a database.
+type Client struct {
+	Meta    `yaml:",inline"`
+	Profile string        `yaml:"profile"`
+	Secret  secret.String `yaml:"secret"`
+	// TokenEndpointAuthMethod: default client_secret_basic when a secret is
+	// set, none for public clients.
+	TokenEndpointAuthMethod string `yaml:"token-endpoint-auth-method"`
+	// PublicKeys are PEM public keys for private_key_jwt.
+	PublicKeys             []string `yaml:"public-keys"`
+	RedirectURIs           []string `yaml:"redirect-uris"`
+	PostLogoutRedirectURIs []string `yaml:"post-logout-redirect-uris"`
+	GrantTypes             []string `yaml:"grant-types"`
+	Scopes                 []string `yaml:"scopes"`
+	// Audiences the client may request (RFC 8707 resource / audience); the
+	// first is the default audience of its access tokens.
+	Audiences []string `yaml:"audiences"`
+	// AccessTokens overrides the profile's policy for this client.
+	AccessTokens AccessTokenPolicy `yaml:"access-tokens"`
+	Consent      bool              `yaml:"consent"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("5m", "720h").
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText renders the duration for config render.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }

@@ -1,0 +1,589 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/internal/suggest"
+)
+
+// Defaults, applied inside Load; documented in the README.
+const (
+	DefaultAccessTokenLifetime  = 5 * time.Minute
+	DefaultRefreshTokenLifetime = 720 * time.Hour
+	DefaultIDTokenLifetime      = 5 * time.Minute
+	DefaultCodeLifetime         = time.Minute
+	DefaultSessionIdle          = time.Hour
+	DefaultSessionAbsolute      = 12 * time.Hour
+	DefaultPostgresConnections  = 10
+	// MinSecretLength: client secrets are random strings, not passwords;
+	// short ones are guessable.
+	MinSecretLength = 16
+)
+
+// profileKeys are the keys each profile type may set, beyond type, path, tags, enabled.
+var profileKeys = map[string][]string{
+	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes"},
+	ProfileAuthentication: {"authenticators", "sessions", "templates"},
+	ProfileUserManagement: {"token-profile"},
+}
+
+var (
+	profileTypes       = []string{ProfileToken, ProfileAuthentication, ProfileUserManagement}
+	dataSourceTypes    = []string{DataSourceSQLite, DataSourcePostgres}
+	algorithms         = []string{AlgES256, AlgRS256, AlgEdDSA}
+	grantTypes         = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken}
+	authMethods        = []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthNone}
+	formats            = []string{FormatJWT, FormatOpaque}
+	authenticatorTypes = []string{"password", "oidc"}
+)
+
+// validate applies defaults and checks every entry, with the references
+// between entries. A value with a missing variable is not checked (the
+// variable is its error); an entry only another role uses, with a missing
+// variable, is not checked at all, since this stage cannot resolve it.
+func (l *loader) validate() {
+	r := &l.raw
+	for _, name := range sortedKeys(r.ServiceRoles) {
+		if l.complete("service-roles", name) {
+			l.cur = l.recs["service-roles"][name]
+			l.checkRole(r.ServiceRoles[name])
+		}
+	}
+	for _, name := range sortedKeys(r.Zones) {
+		if l.complete("zones", name) {
+			l.cur = l.recs["zones"][name]
+			l.checkZone(r.Zones[name])
+		}
+	}
+	for _, name := range sortedKeys(r.DataSources) {
+		if l.complete("data-sources", name) {
+			l.cur = l.recs["data-sources"][name]
+			l.checkDataSource(r.DataSources[name])
+		}
+	}
+	for _, name := range sortedKeys(r.Keys) {
+		if l.complete("keys", name) {
+			l.cur = l.recs["keys"][name]
+			l.checkKey(r.Keys[name])
+		}
+	}
+	for _, name := range sortedKeys(r.Profiles) {
+		if l.complete("profiles", name) {
+			l.cur = l.recs["profiles"][name]
+			l.checkProfile(r.Profiles[name])
+		}
+	}
+	// Clients are many and each one's checks touch nothing of another's,
+	// so they are checked in map order (errors are sorted at the end).
+	recs := l.recs["clients"]
+	for name, c := range r.Clients {
+		if rec := recs[name]; !l.broken[rec.key] && (len(l.missing[rec.key]) == 0 || l.used(rec.key)) {
+			l.cur = rec
+			l.checkClient(c)
+		}
+	}
+	l.cur = nil
+}
+
+// failedAt reports whether the value at path could not be decoded.
+func (l *loader) failedAt(path string) bool {
+	if l.global != nil {
+		return l.global.failed[path]
+	}
+	return l.cur != nil && l.cur.failed[path]
+}
+
+// posAt returns where the value at path was written, if it was.
+func (l *loader) posAt(path string) (Position, bool) {
+	if l.global != nil {
+		p, ok := l.global.pos[path]
+		return p, ok
+	}
+	if l.cur == nil {
+		return Position{}, false
+	}
+	return l.cur.posOf(path)
+}
+
+func (l *loader) complete(section, name string) bool {
+	key := section + "/" + name
+	return !l.broken[key] && (len(l.missing[key]) == 0 || l.used(key))
+}
+
+// at reports an error at the position of a key path, or of its closest
+// written ancestor (a missing required key points at its entry).
+func (l *loader) at(path, format string, args ...any) {
+	if l.failedAt(path) {
+		return // its decode error is already reported
+	}
+	p := path
+	for {
+		if pos, ok := l.posAt(p); ok {
+			l.fail(pos, path, format, args...)
+			return
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			l.fail(Position{File: l.opts.Dir}, path, format, args...)
+			return
+		}
+		p = p[:i]
+	}
+}
+
+func (l *loader) required(path, value string) bool {
+	if value == "" {
+		l.at(path, "is required")
+		return false
+	}
+	return true
+}
+
+func (l *loader) oneOf(path, value string, allowed []string) bool {
+	if slices.Contains(allowed, value) {
+		return true
+	}
+	msg := fmt.Sprintf("%q is not one of %s", value, strings.Join(allowed, ", "))
+	if s, ok := suggest.Closest(value, allowed); ok {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	l.at(path, "%s", msg)
+	return false
+}
+
+func (l *loader) unique(path string, values []string) {
+	seen := map[string]bool{}
+	for i, v := range values {
+		if seen[v] {
+			l.at(fmt.Sprintf("%s[%d]", path, i), "%q is listed twice", v)
+		}
+		seen[v] = true
+	}
+}
+
+// ref checks that name is an entry of section (and, if want != "", a profile
+// of that type). A dropped entry explains why it is gone.
+func (l *loader) ref(path, section, name, want string) {
+	// The outcome depends on the reference alone (entries are not added,
+	// dropped or broken during validation): remember the good ones.
+	rk := refKey{section, name, want}
+	if rk == l.lastRefOK || l.refOK[rk] { // thousands of clients name one profile
+		return
+	}
+	before := len(l.errs)
+	l.checkRef(path, section, name, want)
+	if len(l.errs) == before && !l.failedAt(path) {
+		if l.refOK == nil {
+			l.refOK = map[refKey]bool{}
+		}
+		l.refOK[rk] = true
+		l.lastRefOK = rk
+	}
+}
+
+type refKey struct{ section, name, want string }
+
+func (l *loader) checkRef(path, section, name, want string) {
+	if name == "" { // single references are checked with required first; this is a list item
+		l.at(path, "must name a %s, got an empty value", singular(section))
+		return
+	}
+	if why, ok := l.dropped[section+"/"+name]; ok {
+		l.at(path, "refers to %s %q, but %s", singular(section), name, why)
+		return
+	}
+	var names func() []string
+	exists := false
+	switch section {
+	case "zones":
+		_, exists = l.raw.Zones[name]
+		names = func() []string { return sortedKeys(l.raw.Zones) }
+	case "data-sources":
+		_, exists = l.raw.DataSources[name]
+		names = func() []string { return sortedKeys(l.raw.DataSources) }
+	case "keys":
+		_, exists = l.raw.Keys[name]
+		names = func() []string { return sortedKeys(l.raw.Keys) }
+	case "profiles":
+		var p *Profile
+		p, exists = l.raw.Profiles[name]
+		names = func() []string { return sortedKeys(l.raw.Profiles) }
+		if exists && want != "" && p.Type != want && l.complete("profiles", name) {
+			l.at(path, "refers to profile %q of type %s; it must be a %s profile", name, p.Type, want)
+			return
+		}
+	}
+	if exists {
+		return
+	}
+	msg := fmt.Sprintf("refers to %s %q, which is not defined", singular(section), name)
+	var all []string
+	if names != nil {
+		all = names()
+	}
+	if s, ok := suggest.Closest(name, all); ok {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	l.at(path, "%s", msg)
+}
+
+func singular(section string) string {
+	return map[string]string{"zones": "zone", "data-sources": "data source", "keys": "key", "profiles": "profile"}[section]
+}
+
+func (l *loader) checkRole(r *ServiceRole) {
+	path := "service-roles." + r.Name
+	if l.required(path+".zone", r.Zone) {
+		l.ref(path+".zone", "zones", r.Zone, "")
+	}
+	if len(r.Profiles) == 0 {
+		l.at(path+".profiles", "must list at least one profile")
+	}
+	l.unique(path+".profiles", r.Profiles)
+	paths := map[string]string{}
+	for i, name := range r.Profiles {
+		p := fmt.Sprintf("%s.profiles[%d]", path, i)
+		l.ref(p, "profiles", name, "")
+		if prof, ok := l.raw.Profiles[name]; ok && prof.Path != "" {
+			if other, clash := paths[prof.Path]; clash && other != name {
+				l.at(p, "profile %q has the same path %s as profile %q; a role serves each path once", name, prof.Path, other)
+			}
+			paths[prof.Path] = name
+		}
+	}
+}
+
+func (l *loader) checkZone(z *Zone) {
+	path := "zones." + z.Name + ".data-source"
+	if l.required(path, z.DataSource) {
+		l.ref(path, "data-sources", z.DataSource, "")
+	}
+}
+
+func (l *loader) checkDataSource(ds *DataSource) {
+	path := "data-sources." + ds.Name
+	if !l.required(path+".type", ds.Type) || !l.oneOf(path+".type", ds.Type, dataSourceTypes) {
+		return
+	}
+	switch ds.Type {
+	case DataSourceSQLite:
+		l.required(path+".path", ds.Path)
+		if !ds.URL.IsZero() {
+			l.at(path+".url", "is for postgres data sources; a sqlite data source takes path")
+		}
+		if ds.MaxConnections == 0 {
+			ds.MaxConnections = 4
+		}
+	case DataSourcePostgres:
+		if ds.URL.IsZero() {
+			l.at(path+".url", "is required")
+		} else if u, err := url.Parse(ds.URL.Reveal()); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			// Never echo the URL: it usually holds a password.
+			l.at(path+".url", "must be a postgres:// or postgresql:// URL")
+		}
+		if ds.Path != "" {
+			l.at(path+".path", "is for sqlite data sources; a postgres data source takes url")
+		}
+		if ds.MaxConnections == 0 {
+			ds.MaxConnections = DefaultPostgresConnections
+		}
+	}
+	if ds.MaxConnections < 0 {
+		l.at(path+".max-connections", "must be positive")
+	}
+}
+
+func (l *loader) checkKey(k *Key) {
+	path := "keys." + k.Name
+	if l.required(path+".algorithm", k.Algorithm) {
+		l.oneOf(path+".algorithm", k.Algorithm, algorithms)
+	}
+	if k.PrivateKey.IsZero() {
+		l.at(path+".private-key", "is required (a PEM private key)")
+	}
+}
+
+func (l *loader) checkProfile(p *Profile) {
+	path := "profiles." + p.Name
+	if !l.required(path+".type", p.Type) || !l.oneOf(path+".type", p.Type, profileTypes) {
+		return
+	}
+	for other, keys := range profileKeys {
+		if other == p.Type {
+			continue
+		}
+		for _, key := range keys {
+			if slices.Contains(profileKeys[p.Type], key) {
+				continue
+			}
+			if _, set := l.posAt(path + "." + key); set {
+				l.at(path+"."+key, "is not a key of %s profiles (it belongs to %s profiles)", p.Type, other)
+			}
+		}
+	}
+	if l.required(path+".path", p.Path) {
+		l.checkMountPath(path+".path", p.Path)
+	}
+	switch p.Type {
+	case ProfileToken:
+		l.checkTokenProfile(path, p)
+	case ProfileAuthentication:
+		if len(p.Authenticators) == 0 {
+			l.at(path+".authenticators", "must define at least one authenticator")
+		}
+		for _, name := range sortedKeys(p.Authenticators) {
+			l.checkAuthenticator(path+".authenticators."+name, p.Authenticators[name])
+		}
+		l.checkAuthnProfile(path, p)
+		defaultDuration(&p.Sessions.IdleLifetime, DefaultSessionIdle)
+		defaultDuration(&p.Sessions.AbsoluteLifetime, DefaultSessionAbsolute)
+		if p.Sessions.IdleLifetime > p.Sessions.AbsoluteLifetime {
+			l.at(path+".sessions.idle-lifetime", "is longer than absolute-lifetime (%s)", p.Sessions.AbsoluteLifetime)
+		}
+	case ProfileUserManagement:
+		if l.required(path+".token-profile", p.TokenProfile) {
+			l.ref(path+".token-profile", "profiles", p.TokenProfile, ProfileToken)
+		}
+	}
+}
+
+func (l *loader) checkMountPath(path, p string) {
+	u, err := url.Parse(p)
+	switch {
+	case err != nil || !strings.HasPrefix(p, "/") || u.Path != p:
+		l.at(path, "must be a URL path starting with /, got %q", p)
+	case len(p) > 1 && strings.HasSuffix(p, "/"):
+		l.at(path, "must not end with /, got %q", p)
+	}
+}
+
+func (l *loader) checkTokenProfile(path string, p *Profile) {
+	if l.required(path+".issuer", p.Issuer) {
+		l.checkIssuer(path+".issuer", p.Issuer)
+	}
+	if len(p.SigningKeys) == 0 {
+		l.at(path+".signing-keys", "must list at least one key (the first signs; all are published in JWKS)")
+	}
+	l.unique(path+".signing-keys", p.SigningKeys)
+	for i, k := range p.SigningKeys {
+		l.ref(fmt.Sprintf("%s.signing-keys[%d]", path, i), "keys", k, "")
+	}
+	if len(p.Endpoints) == 0 {
+		l.at(path+".endpoints", "must list at least one endpoint (%s)", strings.Join(TokenEndpoints, ", "))
+	}
+	l.unique(path+".endpoints", p.Endpoints)
+	for i, e := range p.Endpoints {
+		l.oneOf(fmt.Sprintf("%s.endpoints[%d]", path, i), e, TokenEndpoints)
+	}
+	if p.AuthenticationProfile != "" {
+		l.ref(path+".authentication-profile", "profiles", p.AuthenticationProfile, ProfileAuthentication)
+	} else if slices.Contains(p.Endpoints, EndpointAuthorize) {
+		l.at(path+".authentication-profile", "is required when the authorize endpoint is served")
+	}
+	l.checkAccessTokens(path+".access-tokens", &p.AccessTokens)
+	if p.AccessTokens.Format == "" {
+		p.AccessTokens.Format = FormatJWT
+	}
+	defaultDuration(&p.AccessTokens.Lifetime, DefaultAccessTokenLifetime)
+	defaultDuration(&p.RefreshTokens.Lifetime, DefaultRefreshTokenLifetime)
+	if p.RefreshTokens.Rotate == nil {
+		rotate := true
+		p.RefreshTokens.Rotate = &rotate
+	}
+	defaultDuration(&p.IDTokens.Lifetime, DefaultIDTokenLifetime)
+	defaultDuration(&p.AuthorizationCodes.Lifetime, DefaultCodeLifetime)
+	if p.AuthorizationCodes.Lifetime.D() > 10*time.Minute {
+		// RFC 6749 §4.1.2: "A maximum authorization code lifetime of 10 minutes is RECOMMENDED."
+		l.at(path+".authorization-codes.lifetime", "must be at most 10m (RFC 6749 §4.1.2)")
+	}
+}
+
+func (l *loader) checkAccessTokens(path string, a *AccessTokenPolicy) {
+	if a.Format != "" {
+		l.oneOf(path+".format", a.Format, formats)
+	}
+}
+
+// checkIssuer: OpenID Connect Discovery §3 and RFC 8414 §2 want an https URL
+// with no query or fragment; plain http is accepted for loopback hosts only.
+func (l *loader) checkIssuer(path, issuer string) {
+	u, err := url.Parse(issuer)
+	switch {
+	case err != nil || !u.IsAbs() || u.Host == "":
+		l.at(path, "must be an absolute URL such as https://id.example.com/oauth/v2, got %q", issuer)
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(issuer, "#"):
+		l.at(path, "must not have a query or fragment (RFC 8414 §2), got %q", issuer)
+	case strings.HasSuffix(u.Path, "/"):
+		l.at(path, "must not end with /, got %q", issuer)
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	default:
+		l.at(path, "must use https (http is allowed for localhost only), got %q", issuer)
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (l *loader) checkAuthenticator(path string, a *Authenticator) {
+	if !l.required(path+".type", a.Type) || !l.oneOf(path+".type", a.Type, authenticatorTypes) {
+		return
+	}
+	switch a.Type {
+	case "oidc":
+		if l.required(path+".issuer", a.Issuer) {
+			l.checkIssuer(path+".issuer", a.Issuer)
+		}
+		l.required(path+".client-id", a.ClientID)
+		if a.ClientSecret.IsZero() {
+			l.at(path+".client-secret", "is required")
+		}
+	case "password":
+		for _, key := range []string{"issuer", "client-id", "client-secret", "scopes"} {
+			if _, set := l.posAt(path + "." + key); set {
+				l.at(path+"."+key, "is for oidc authenticators; a password authenticator has no %s", key)
+			}
+		}
+	}
+}
+
+// checkClient checks a client: its own values once per decoded entry (the
+// result, defaults applied, is kept with the entry and shared read-only by
+// later loads that reuse it), its profile reference on every load.
+func (l *loader) checkClient(c *Client) {
+	path := "clients." + c.Name
+	switch r := l.cur; {
+	case l.global != nil || r == nil:
+		l.checkClientValues(c)
+	case r.checked:
+		l.errs = appendCopies(l.errs, r.clientErrs)
+	default:
+		before := len(l.errs)
+		l.checkClientValues(c)
+		r.clientErrs = slices.Clone(l.errs[before:])
+		r.client, r.checked = c, true
+	}
+	if c.Profile != "" {
+		l.ref(path+".profile", "profiles", c.Profile, ProfileToken)
+	}
+}
+
+// checkClientValues checks what depends on the client alone and applies its
+// defaults.
+func (l *loader) checkClientValues(c *Client) {
+	path := "clients." + c.Name
+	l.required(path+".profile", c.Profile)
+	if len(c.GrantTypes) == 0 {
+		l.at(path+".grant-types", "must list at least one grant type (%s)", strings.Join(grantTypes, ", "))
+	}
+	l.unique(path+".grant-types", c.GrantTypes)
+	for i, g := range c.GrantTypes {
+		l.oneOf(fmt.Sprintf("%s.grant-types[%d]", path, i), g, grantTypes)
+	}
+	l.unique(path+".scopes", c.Scopes)
+	for i, s := range c.Scopes {
+		if !validScope(s) {
+			l.at(fmt.Sprintf("%s.scopes[%d]", path, i), "%q is not a valid scope token (RFC 6749 §3.3)", s)
+		}
+	}
+	l.unique(path+".audiences", c.Audiences)
+
+	if c.TokenEndpointAuthMethod == "" {
+		switch {
+		case !c.Secret.IsZero() || l.failedAt(path+".secret"):
+			c.TokenEndpointAuthMethod = AuthSecretBasic
+		case len(c.PublicKeys) > 0:
+			c.TokenEndpointAuthMethod = AuthPrivateKeyJWT
+		default:
+			c.TokenEndpointAuthMethod = AuthNone
+		}
+	} else if !l.oneOf(path+".token-endpoint-auth-method", c.TokenEndpointAuthMethod, authMethods) {
+		return
+	}
+	switch c.TokenEndpointAuthMethod {
+	case AuthSecretBasic, AuthSecretPost:
+		switch {
+		case c.Secret.IsZero():
+			l.at(path+".secret", "is required for %s", c.TokenEndpointAuthMethod)
+		case len(c.Secret.Reveal()) < MinSecretLength:
+			l.at(path+".secret", "is too short: use at least %d random characters", MinSecretLength)
+		}
+	case AuthPrivateKeyJWT:
+		if len(c.PublicKeys) == 0 {
+			l.at(path+".public-keys", "is required for private_key_jwt")
+		}
+	case AuthNone:
+		if !c.Secret.IsZero() {
+			l.at(path+".secret", "is set, but the client authenticates with none; remove it or choose a method")
+		}
+		if slices.Contains(c.GrantTypes, GrantClientCredentials) {
+			l.at(path+".grant-types", "client_credentials needs a confidential client (a secret or public-keys)")
+		}
+	}
+	if slices.Contains(c.GrantTypes, GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
+		l.at(path+".redirect-uris", "is required for the authorization_code grant")
+	}
+	l.unique(path+".redirect-uris", c.RedirectURIs)
+	for i, u := range c.RedirectURIs {
+		l.checkRedirectURI(fmt.Sprintf("%s.redirect-uris[%d]", path, i), u)
+	}
+	l.unique(path+".post-logout-redirect-uris", c.PostLogoutRedirectURIs)
+	for i, u := range c.PostLogoutRedirectURIs {
+		l.checkRedirectURI(fmt.Sprintf("%s.post-logout-redirect-uris[%d]", path, i), u)
+	}
+	l.checkAccessTokens(path+".access-tokens", &c.AccessTokens)
+}
+
+// checkRedirectURI: absolute, no fragment (RFC 6749 §3.1.2); http only for
+// loopback (RFC 9700 §2.1, RFC 8252 §7.3); private-use schemes for native apps.
+func (l *loader) checkRedirectURI(path, raw string) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || !u.IsAbs():
+		l.at(path, "must be an absolute URI, got %q", raw)
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		l.at(path, "must not contain a fragment (RFC 6749 §3.1.2), got %q", raw)
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		l.at(path, "must use https (http is allowed for loopback hosts only), got %q", raw)
+	case (u.Scheme == "http" || u.Scheme == "https") && u.Host == "":
+		l.at(path, "must name a host, got %q", raw)
+	}
+}
+
+// validScope: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+func validScope(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func defaultDuration(d *Duration, def time.Duration) {
+	if *d == 0 {
+		*d = Duration(def)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

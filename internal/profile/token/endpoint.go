@@ -1,0 +1,301 @@
+package token
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/internal/clientauth"
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/oauth"
+)
+
+// MaxFormBytes caps the body of the POST endpoints. The public listener
+// caps bodies too (64 KiB); this keeps the profile safe on any server.
+const MaxFormBytes = 64 << 10
+
+// errTooLarge is invalid_request with 413 (RFC 9110 §15.5.14).
+var errTooLarge = func() *oauth.Error {
+	e := *oauth.ErrInvalidRequest.WithDescription("request body too large")
+	e.Status = http.StatusRequestEntityTooLarge
+	return &e
+}()
+
+// form is the parsed body of a POST to token, introspect or revoke. Each
+// parameter may appear once (RFC 6749 §3.2), except resource, which
+// RFC 8707 §2 allows repeatedly. Unknown parameters are ignored
+// (RFC 6749 §3.2).
+type form struct {
+	creds clientauth.Credentials
+
+	grantType string
+	scope     string
+	hasScope  bool
+	resources []string // resource (RFC 8707) and audience
+	token     string   // introspect, revoke
+	hasToken  bool
+	hint      string // token_type_hint
+
+	code         string // authorization_code grant
+	redirectURI  string
+	codeVerifier string
+	refreshToken string // refresh_token grant
+}
+
+// parseForm parses the request once. Errors are invalid_request.
+func parseForm(c *fiber.Ctx) (*form, *oauth.Error) {
+	req := &c.Context().Request
+	if len(req.Body()) > MaxFormBytes || req.Header.ContentLength() > MaxFormBytes {
+		return nil, errTooLarge
+	}
+	ct := req.Header.ContentType()
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	if !bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/x-www-form-urlencoded")) {
+		return nil, oauth.ErrInvalidRequest.WithDescription("the body must be application/x-www-form-urlencoded")
+	}
+	f := &form{}
+	if auth := req.Header.Peek(fasthttp.HeaderAuthorization); len(auth) > 0 {
+		f.creds.Authorization = string(auth)
+	}
+	var dup string
+	seen := 0
+	once := func(bit int, key []byte) bool {
+		if seen&bit != 0 {
+			dup = string(key)
+			return false
+		}
+		seen |= bit
+		return true
+	}
+	req.PostArgs().VisitAll(func(key, value []byte) {
+		if dup != "" {
+			return
+		}
+		switch string(key) {
+		case "grant_type":
+			if once(1<<0, key) {
+				f.grantType = string(value)
+			}
+		case "scope":
+			if once(1<<1, key) {
+				f.scope, f.hasScope = string(value), true
+			}
+		case "client_id":
+			if once(1<<2, key) {
+				f.creds.ClientID = string(value)
+			}
+		case "client_secret":
+			if once(1<<3, key) {
+				f.creds.ClientSecret, f.creds.HasClientSecret = string(value), true
+			}
+		case "client_assertion_type":
+			if once(1<<4, key) {
+				f.creds.ClientAssertionType = string(value)
+			}
+		case "client_assertion":
+			if once(1<<5, key) {
+				f.creds.ClientAssertion, f.creds.HasAssertion = string(value), true
+			}
+		case "token":
+			if once(1<<6, key) {
+				f.token, f.hasToken = string(value), true
+			}
+		case "token_type_hint":
+			if once(1<<7, key) {
+				f.hint = string(value)
+			}
+		case "audience":
+			if once(1<<8, key) {
+				f.resources = append(f.resources, string(value))
+			}
+		case "resource":
+			f.resources = append(f.resources, string(value))
+		case "code":
+			if once(1<<9, key) {
+				f.code = string(value)
+			}
+		case "redirect_uri":
+			if once(1<<10, key) {
+				f.redirectURI = string(value)
+			}
+		case "code_verifier":
+			if once(1<<11, key) {
+				f.codeVerifier = string(value)
+			}
+		case "refresh_token":
+			if once(1<<12, key) {
+				f.refreshToken = string(value)
+			}
+		}
+	})
+	if dup != "" {
+		return nil, oauth.ErrInvalidRequest.WithDescription("parameter " + sanitizeName(dup) + " is repeated")
+	}
+	return f, nil
+}
+
+// sanitizeName keeps a known parameter name (only known names reach it).
+func sanitizeName(s string) string {
+	if len(s) > 32 {
+		return s[:32]
+	}
+	return s
+}
+
+// authenticate authenticates the caller of a POST endpoint. With
+// allowPublic, a request that carries no credentials but the client_id of
+// a public client (token-endpoint-auth-method none) identifies that client
+// (RFC 6749 §2.3, §3.2.1; RFC 7009 §2.1): the token and revocation
+// endpoints allow it, introspection does not.
+func (p *Profile) authenticate(ctx context.Context, f *form, allowPublic bool) (*client, *oauth.Error) {
+	cr := &f.creds
+	if allowPublic && cr.ClientID != "" && cr.Authorization == "" && !cr.HasClientSecret &&
+		!cr.HasAssertion && cr.ClientAssertionType == "" {
+		if ac := p.auth.Client(cr.ClientID); ac != nil && ac.Method == config.AuthNone {
+			if cl := p.clients[ac.ID]; cl != nil {
+				return cl, nil
+			}
+		}
+	}
+	ac, err := p.auth.Authenticate(ctx, cr)
+	if err != nil {
+		return nil, err
+	}
+	cl := p.clients[ac.ID]
+	if cl == nil { // cannot happen: both are built from the same clients
+		return nil, oauth.ErrInvalidClient.WithDescription("client authentication failed")
+	}
+	return cl, nil
+}
+
+// fail writes an OAuth error response, counts it and logs its cause.
+func (p *Profile) fail(c *fiber.Ctx, endpoint string, e *oauth.Error) error {
+	if p.metrics != nil {
+		p.metrics.OAuthError(p.name, endpoint, e.Code)
+	}
+	level := slog.LevelDebug
+	if e.Status >= 500 {
+		level = slog.LevelError
+	}
+	if p.log.Enabled(c.Context(), level) {
+		attrs := []any{"profile", p.name, "endpoint", endpoint, "error", e.Code}
+		if e.Cause != nil {
+			attrs = append(attrs, "cause", e.Cause.Error())
+		}
+		p.log.Log(c.Context(), level, "oauth error", attrs...)
+	}
+	// Every 401 carries a Basic challenge (see oauth.Write).
+	oauth.Write(&c.Context().Response, e, p.issuer)
+	return nil
+}
+
+// sendJSON sends a token-bearing JSON response (RFC 6749 §5.1 headers).
+func sendJSON(c *fiber.Ctx, body []byte) error {
+	r := &c.Context().Response
+	r.SetStatusCode(http.StatusOK)
+	r.Header.SetContentType("application/json")
+	oauth.NoStore(r)
+	r.SetBodyRaw(body)
+	return nil
+}
+
+// serveToken is the token endpoint (RFC 6749 §3.2): parse once,
+// authenticate the client, check the grant is allowed, then hand over to
+// the grant's handler. Client authentication, grant permission, scope and
+// audience policy live here so no grant can skip them.
+func (p *Profile) serveToken(c *fiber.Ctx) error {
+	const ep = config.EndpointToken
+	f, e := parseForm(c)
+	if e != nil {
+		return p.fail(c, ep, e)
+	}
+	if f.grantType == "" {
+		return p.fail(c, ep, oauth.ErrInvalidRequest.WithDescription("grant_type is required"))
+	}
+	cl, e := p.authenticate(c.Context(), f, true)
+	if e != nil {
+		return p.fail(c, ep, e)
+	}
+	g, ok := p.grants[f.grantType]
+	if !ok {
+		return p.fail(c, ep, oauth.ErrUnsupportedGrantType.WithDescription("unsupported grant_type"))
+	}
+	if !cl.grants[f.grantType] {
+		return p.fail(c, ep, oauth.ErrUnauthorizedClient.WithDescription("the client may not use this grant_type"))
+	}
+	scopes, e := cl.scopePolicy(f)
+	if e != nil {
+		return p.fail(c, ep, e)
+	}
+	aud, e := cl.audiencePolicy(f, p.issuer)
+	if e != nil {
+		return p.fail(c, ep, e)
+	}
+	body, e := g.Handle(c.Context(), &grantRequest{form: f, client: cl, scopes: scopes, audience: aud})
+	if e != nil {
+		return p.fail(c, ep, e)
+	}
+	if p.metrics != nil {
+		p.metrics.TokenIssued(p.name, f.grantType)
+	}
+	return sendJSON(c, body)
+}
+
+// scopePolicy applies RFC 6749 §3.3: no scope means the client's default
+// (all its scopes); each requested scope must be one of the client's.
+func (cl *client) scopePolicy(f *form) ([]string, *oauth.Error) {
+	if !f.hasScope || strings.TrimSpace(f.scope) == "" {
+		return cl.scopes, nil
+	}
+	var out []string
+	for _, s := range strings.Split(f.scope, " ") {
+		if s == "" {
+			continue
+		}
+		if !cl.scopeSet[s] {
+			return nil, oauth.ErrInvalidScope.WithDescription("a requested scope is not allowed for this client")
+		}
+		if !containsString(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// audiencePolicy applies RFC 8707 §2 (resource) and the common audience
+// parameter: each requested value must be one of the client's audiences.
+// Default: the client's first audience, else the issuer.
+func (cl *client) audiencePolicy(f *form, issuer string) ([]string, *oauth.Error) {
+	if len(f.resources) == 0 {
+		if len(cl.audiences) > 0 {
+			return cl.audiences[:1], nil
+		}
+		return []string{issuer}, nil
+	}
+	var out []string
+	for _, r := range f.resources {
+		if !containsString(cl.audiences, r) {
+			return nil, oauth.ErrInvalidTarget.WithDescription("a requested resource or audience is not allowed for this client")
+		}
+		if !containsString(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,226 @@
+package token
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/lestrrat-go/jwx/v2/jws"
+
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/oauth"
+	"github.com/keygate/keygate/internal/storage"
+)
+
+// tokenInfo is what a presented access token stands for.
+type tokenInfo struct {
+	jti      string
+	clientID string
+	subject  string
+	scope    string
+	audience []string
+	issuedAt time.Time
+	expires  time.Time
+	// stored: an opaque token read from the store, whose read already
+	// joined the revocation (expires is zero if revoked), so no separate
+	// revocation check is needed.
+	stored bool
+}
+
+// errNoStore: an endpoint needs the data source the runtime did not give.
+var errNoStore = errors.New("no data source for this profile's zone")
+
+// lookup resolves an access token issued by this profile, or reports
+// ok=false for anything not a valid token of ours (malformed, bad
+// signature, other issuer, unknown handle). Expiry and revocation are the
+// caller's checks. err is a storage failure.
+func (p *Profile) lookup(ctx context.Context, token string) (info tokenInfo, ok bool, err error) {
+	if strings.Count(token, ".") == 2 {
+		c, ok := p.verifyJWT(token)
+		if !ok {
+			return tokenInfo{}, false, nil
+		}
+		return tokenInfo{jti: c.Jti, clientID: c.ClientID, subject: c.Sub, scope: c.Scope, audience: c.Aud,
+			issuedAt: time.Unix(c.Iat, 0), expires: time.Unix(c.Exp, 0)}, true, nil
+	}
+	if p.store == nil {
+		return tokenInfo{}, false, errNoStore
+	}
+	t, err := p.store.AccessTokens().Get(ctx, storage.HashSecret(token))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return tokenInfo{}, false, nil
+	case err != nil:
+		return tokenInfo{}, false, fmt.Errorf("get access token: %w", err)
+	case t.Profile != p.name:
+		return tokenInfo{}, false, nil
+	}
+	info = tokenInfo{jti: t.JTI, clientID: t.ClientID, subject: t.Subject, scope: strings.Join(t.Scopes, " "),
+		audience: t.Audience, issuedAt: t.IssuedAt, expires: t.ExpiresAt, stored: true}
+	// AccessTokens().Get joins revoked_tokens on jti (both backends), the
+	// same row Revocations().IsRevoked reads.
+	if !t.RevokedAt.IsZero() {
+		info.expires = time.Time{} // inactive
+	}
+	return info, true, nil
+}
+
+// verifyJWT verifies a JWT access token of this profile: a kid of one of
+// its published keys, a valid signature, typ at+jwt (RFC 9068 §4) and
+// iss equal to the issuer. A token already verified by this profile is
+// answered from p.atCache while it is unexpired (see atCache); the claims
+// returned must not be modified.
+func (p *Profile) verifyJWT(token string) (*atClaims, bool) {
+	key := atCacheKey(token)
+	if c, ok := p.atCache.get(key, p.now()); ok {
+		return c, true
+	}
+	c, ok := p.verifyJWTUncached(token)
+	if ok {
+		p.atCache.put(key, c, p.now())
+	}
+	return c, ok
+}
+
+func (p *Profile) verifyJWTUncached(token string) (*atClaims, bool) {
+	msg, err := jws.Parse([]byte(token))
+	if err != nil || len(msg.Signatures()) != 1 {
+		return nil, false
+	}
+	h := msg.Signatures()[0].ProtectedHeaders()
+	if !strings.EqualFold(h.Type(), typAccessToken) && !strings.EqualFold(h.Type(), "application/"+typAccessToken) {
+		return nil, false
+	}
+	s := p.verifiers[h.KeyID()]
+	if s == nil || h.Algorithm() != s.Alg {
+		return nil, false
+	}
+	payload, err := jws.Verify([]byte(token), jws.WithKey(s.Alg, s.Public))
+	if err != nil {
+		return nil, false
+	}
+	var c atClaims
+	if err := json.Unmarshal(payload, &c); err != nil || c.Iss != p.issuer || c.Jti == "" {
+		return nil, false
+	}
+	return &c, true
+}
+
+// introspection is the RFC 7662 §2.2 response.
+type introspection struct {
+	Active    bool     `json:"active"`
+	Scope     string   `json:"scope,omitempty"`
+	ClientID  string   `json:"client_id,omitempty"`
+	TokenType string   `json:"token_type,omitempty"`
+	Exp       int64    `json:"exp,omitempty"`
+	Iat       int64    `json:"iat,omitempty"`
+	Sub       string   `json:"sub,omitempty"`
+	Aud       audience `json:"aud,omitempty"`
+	Iss       string   `json:"iss,omitempty"`
+	Jti       string   `json:"jti,omitempty"`
+}
+
+var inactive = []byte(`{"active":false}`)
+
+// serveIntrospect is token introspection (RFC 7662 §2): the caller is an
+// authenticated client of this profile; any token that is not an active
+// access token of this profile is {"active":false}, with no reason.
+func (p *Profile) serveIntrospect(c *fiber.Ctx) error {
+	const ep = config.EndpointIntrospect
+	f, e := parseForm(c)
+	if e != nil {
+		return p.fail(c, ep, e)
+	}
+	if _, e := p.authenticate(c.Context(), f, false); e != nil {
+		return p.fail(c, ep, e)
+	}
+	if !f.hasToken {
+		return p.fail(c, ep, oauth.ErrInvalidRequest.WithDescription("token is required"))
+	}
+	if p.store == nil {
+		return p.fail(c, ep, oauth.ErrServerError.WithCause(errNoStore))
+	}
+	ctx := c.Context()
+	info, ok, err := p.lookup(ctx, f.token)
+	if err != nil {
+		return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
+	}
+	if !ok || !p.now().Before(info.expires) {
+		return sendJSON(c, inactive)
+	}
+	// A stored (opaque) token's revocation was read with it; a JWT's is
+	// checked here on every call, cached or not.
+	if !info.stored {
+		revoked, err := p.store.Revocations().IsRevoked(ctx, info.jti)
+		if err != nil {
+			return p.fail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("check revocation: %w", err)))
+		}
+		if revoked {
+			return sendJSON(c, inactive)
+		}
+	}
+	body, err := json.Marshal(introspection{
+		Active: true, Scope: info.scope, ClientID: info.clientID, TokenType: "Bearer",
+		Exp: info.expires.Unix(), Iat: info.issuedAt.Unix(), Sub: info.subject, Aud: info.audience,
+		Iss: p.issuer, Jti: info.jti,
+	})
+	if err != nil {
+		return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
+	}
+	return sendJSON(c, body)
+}
+
+// serveRevoke is token revocation (RFC 7009 §2). A client may revoke only
+// its own tokens; anything else (unknown, invalid, another client's,
+// already expired) is answered 200 as well (§2.2), so the endpoint
+// reveals nothing. token_type_hint is only a hint and is ignored (§2.1):
+// access tokens are looked up first, then refresh tokens.
+func (p *Profile) serveRevoke(c *fiber.Ctx) error {
+	const ep = config.EndpointRevoke
+	f, e := parseForm(c)
+	if e != nil {
+		return p.fail(c, ep, e)
+	}
+	cl, e := p.authenticate(c.Context(), f, true)
+	if e != nil {
+		return p.fail(c, ep, e)
+	}
+	if !f.hasToken {
+		return p.fail(c, ep, oauth.ErrInvalidRequest.WithDescription("token is required"))
+	}
+	if p.store == nil {
+		return p.fail(c, ep, oauth.ErrServerError.WithCause(errNoStore))
+	}
+	ctx := c.Context()
+	info, ok, err := p.lookup(ctx, f.token)
+	if err != nil {
+		return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
+	}
+	if !ok {
+		// A refresh token of the client ends its whole family (RFC 7009
+		// §2.1: the server MUST support revoking refresh tokens).
+		switch rt, err := p.store.RefreshTokens().Get(ctx, storage.HashSecret(f.token)); {
+		case err == nil && rt.ClientID == cl.id && rt.Profile == p.name:
+			if err := p.store.RefreshTokens().RevokeFamily(ctx, rt.FamilyID); err != nil {
+				return p.fail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("revoke refresh token: %w", err)))
+			}
+		case err != nil && !errors.Is(err, storage.ErrNotFound):
+			return p.fail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("get refresh token: %w", err)))
+		}
+	}
+	if ok && info.clientID == cl.id && p.now().Before(info.expires) {
+		// One path for both formats: a stored opaque token with this jti
+		// reads back revoked (storage.Revocations).
+		if err := p.store.Revocations().Revoke(ctx, info.jti, info.expires); err != nil {
+			return p.fail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("revoke: %w", err)))
+		}
+	}
+	// RFC 7009 §2.2: 200; the body is ignored.
+	c.Context().Response.SetStatusCode(200)
+	oauth.NoStore(&c.Context().Response)
+	return nil
+}

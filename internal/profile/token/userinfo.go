@@ -1,0 +1,196 @@
+package token
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/oauth"
+	"github.com/keygate/keygate/internal/storage"
+)
+
+// scopeClaims are the user claims each scope releases at userinfo
+// (OpenID Connect Core 1.0 §5.4).
+var scopeClaims = map[string][]string{
+	"profile": {"name", "family_name", "given_name", "middle_name", "nickname", "preferred_username",
+		"profile", "picture", "website", "gender", "birthdate", "zoneinfo", "locale", "updated_at"},
+	"email":   {"email", "email_verified"},
+	"address": {"address"},
+	"phone":   {"phone_number", "phone_number_verified"},
+}
+
+// userinfoClaims lists every claim userinfo can return, for discovery.
+func userinfoClaims() []string {
+	var out []string
+	for _, s := range []string{"profile", "email", "address", "phone"} {
+		out = append(out, scopeClaims[s]...)
+	}
+	return out
+}
+
+// Bearer token errors (RFC 6750 §3.1).
+var (
+	errInvalidToken      = &oauth.Error{Code: "invalid_token", Status: http.StatusUnauthorized, Description: "the access token is invalid, expired or revoked"}
+	errInsufficientScope = &oauth.Error{Code: "insufficient_scope", Status: http.StatusForbidden, Description: "the access token lacks the openid scope"}
+)
+
+// serveUserinfo is the UserInfo endpoint (OpenID Connect Core 1.0 §5.3)
+// guarded by a bearer token (RFC 6750): the Authorization header, or the
+// access_token form parameter of a POST (§2.2); never both, never the
+// query (§2.3 is not supported: URLs end up in logs).
+func (p *Profile) serveUserinfo(c *fiber.Ctx) error {
+	const ep = config.EndpointUserinfo
+	tok, e := bearerToken(c)
+	if e != nil {
+		return p.bearerFail(c, ep, e)
+	}
+	if tok == "" {
+		// §3.1: no error code when the request carried no credentials.
+		return p.bearerFail(c, ep, &oauth.Error{Status: http.StatusUnauthorized})
+	}
+	if p.store == nil {
+		return p.bearerFail(c, ep, oauth.ErrServerError.WithCause(errNoStore))
+	}
+	ctx := c.Context()
+	info, ok, err := p.lookup(ctx, tok)
+	if err != nil {
+		return p.bearerFail(c, ep, oauth.ErrServerError.WithCause(err))
+	}
+	if !ok || !p.now().Before(info.expires) {
+		return p.bearerFail(c, ep, errInvalidToken)
+	}
+	revoked, err := p.store.Revocations().IsRevoked(ctx, info.jti)
+	if err != nil {
+		return p.bearerFail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("check revocation: %w", err)))
+	}
+	if revoked {
+		return p.bearerFail(c, ep, errInvalidToken)
+	}
+	scopes := strings.Fields(info.scope)
+	if !slices.Contains(scopes, "openid") {
+		return p.bearerFail(c, ep, errInsufficientScope)
+	}
+	u, err := p.store.Users().Get(ctx, info.subject)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return p.bearerFail(c, ep, errInvalidToken.WithCause(errors.New("user gone")))
+	case err != nil:
+		return p.bearerFail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("get user: %w", err)))
+	case u.Status != "" && u.Status != storage.UserActive:
+		return p.bearerFail(c, ep, errInvalidToken.WithCause(errors.New("user not active")))
+	}
+	body, err := json.Marshal(userClaims(u, scopes))
+	if err != nil {
+		return p.bearerFail(c, ep, oauth.ErrServerError.WithCause(err))
+	}
+	return sendJSON(c, body)
+}
+
+// userClaims returns sub plus the claims the scopes release.
+func userClaims(u storage.User, scopes []string) map[string]any {
+	out := map[string]any{"sub": u.ID}
+	for _, s := range scopes {
+		for _, name := range scopeClaims[s] {
+			if v, ok := u.Claims[name]; ok {
+				out[name] = v
+			}
+		}
+		if s == "profile" {
+			if _, ok := out["preferred_username"]; !ok && u.Username != "" {
+				out["preferred_username"] = u.Username
+			}
+			if !u.UpdatedAt.IsZero() {
+				out["updated_at"] = u.UpdatedAt.Unix()
+			}
+		}
+	}
+	return out
+}
+
+// bearerToken extracts the token of RFC 6750 §2.1 or §2.2.
+func bearerToken(c *fiber.Ctx) (string, *oauth.Error) {
+	req := &c.Context().Request
+	var header, body string
+	var hasBody bool
+	if h := req.Header.Peek(fasthttp.HeaderAuthorization); len(h) > 0 {
+		if len(h) < 7 || !strings.EqualFold(string(h[:7]), "bearer ") {
+			return "", errInvalidToken.WithDescription("the Authorization scheme must be Bearer")
+		}
+		header = strings.TrimSpace(string(h[7:]))
+		if header == "" {
+			return "", oauth.ErrInvalidRequest.WithDescription("empty bearer token")
+		}
+	}
+	if c.Method() == http.MethodPost {
+		if len(req.Body()) > MaxFormBytes {
+			return "", errTooLarge
+		}
+		ct := req.Header.ContentType()
+		if i := bytes.IndexByte(ct, ';'); i >= 0 {
+			ct = ct[:i]
+		}
+		if bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/x-www-form-urlencoded")) {
+			n := 0
+			req.PostArgs().VisitAll(func(k, v []byte) {
+				if string(k) == "access_token" {
+					n++
+					body, hasBody = string(v), true
+				}
+			})
+			if n > 1 {
+				return "", oauth.ErrInvalidRequest.WithDescription("access_token is repeated")
+			}
+		}
+	}
+	if len(req.URI().QueryArgs().Peek("access_token")) > 0 {
+		return "", oauth.ErrInvalidRequest.WithDescription("send the access token in the Authorization header, not the URL")
+	}
+	switch {
+	case header != "" && hasBody:
+		return "", oauth.ErrInvalidRequest.WithDescription("use exactly one way to send the access token")
+	case header != "":
+		return header, nil
+	}
+	return body, nil
+}
+
+// bearerFail writes a bearer-token error: the JSON body plus the
+// WWW-Authenticate challenge of RFC 6750 §3 on 401 and 403.
+func (p *Profile) bearerFail(c *fiber.Ctx, endpoint string, e *oauth.Error) error {
+	r := &c.Context().Response
+	if e.Code == "" {
+		// No credentials: a bare challenge, no body (RFC 6750 §3.1).
+		r.SetStatusCode(http.StatusUnauthorized)
+		oauth.NoStore(r)
+		r.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="`+realm(p.issuer)+`"`)
+		return nil
+	}
+	_ = p.fail(c, endpoint, e) // writes the body; overwrite its Basic challenge
+	switch e.Status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest:
+		ch := `Bearer realm="` + realm(p.issuer) + `", error="` + e.Code + `"`
+		if e.Code == errInsufficientScope.Code {
+			ch += `, scope="openid"`
+		}
+		r.Header.Set(fasthttp.HeaderWWWAuthenticate, ch)
+	}
+	return nil
+}
+
+// realm keeps the issuer a valid quoted-string.
+func realm(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return -1
+		}
+		return r
+	}, s)
+}

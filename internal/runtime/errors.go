@@ -1,0 +1,89 @@
+package runtime
+
+import (
+	"errors"
+	"runtime/debug"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+)
+
+// Error bodies, serialized once. The codes are OAuth's where one fits
+// (RFC 6749 §5.2, §4.1.2.1); otherwise a snake_case name of the status.
+// An internal error message never reaches a client.
+var (
+	bodyInvalidRequest   = []byte(`{"error":"invalid_request"}`)
+	bodyUnauthorized     = []byte(`{"error":"unauthorized"}`)
+	bodyAccessDenied     = []byte(`{"error":"access_denied"}`)
+	bodyNotFound         = []byte(`{"error":"not_found"}`)
+	bodyMethodNotAllowed = []byte(`{"error":"method_not_allowed"}`)
+	bodyNotAcceptable    = []byte(`{"error":"not_acceptable"}`)
+	bodyTooLarge         = []byte(`{"error":"request_too_large"}`)
+	bodyUnsupportedMedia = []byte(`{"error":"unsupported_media_type"}`)
+	bodyTooManyRequests  = []byte(`{"error":"too_many_requests"}`)
+	bodyNotImplemented   = []byte(`{"error":"not_implemented"}`)
+	bodyUnavailable      = []byte(`{"error":"temporarily_unavailable"}`)
+	bodyServerError      = []byte(`{"error":"server_error"}`)
+)
+
+// errorBody maps an HTTP status to its JSON body and the status actually
+// sent: statuses without a body of their own become 400 or 500.
+func errorBody(status int) (int, []byte) {
+	switch status {
+	case fiber.StatusBadRequest:
+		return status, bodyInvalidRequest
+	case fiber.StatusUnauthorized:
+		return status, bodyUnauthorized
+	case fiber.StatusForbidden:
+		return status, bodyAccessDenied
+	case fiber.StatusNotFound:
+		return status, bodyNotFound
+	case fiber.StatusMethodNotAllowed:
+		return status, bodyMethodNotAllowed
+	case fiber.StatusNotAcceptable:
+		return status, bodyNotAcceptable
+	case fiber.StatusRequestEntityTooLarge:
+		return status, bodyTooLarge
+	case fiber.StatusUnsupportedMediaType:
+		return status, bodyUnsupportedMedia
+	case fiber.StatusTooManyRequests:
+		return status, bodyTooManyRequests
+	case fiber.StatusNotImplemented:
+		return status, bodyNotImplemented
+	case fiber.StatusServiceUnavailable:
+		return status, bodyUnavailable
+	}
+	if status >= 400 && status < 500 {
+		return fiber.StatusBadRequest, bodyInvalidRequest
+	}
+	return fiber.StatusInternalServerError, bodyServerError
+}
+
+// handleError is the app's fiber.ErrorHandler. A *fiber.Error keeps its
+// status (its message is dropped: fiber's echo the request path); any
+// other error is a 500 whose real cause is logged, never sent.
+func (r *Runtime) handleError(c *fiber.Ctx, err error) error {
+	status := fiber.StatusInternalServerError
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		status = fe.Code
+	}
+	status, _ = errorBody(status)
+	if status >= fiber.StatusInternalServerError {
+		r.log.Error("request failed", "method", c.Method(), "path", c.Path(), "status", status, "err", err)
+	}
+	writeError(c.Response(), status)
+	return nil
+}
+
+// writeError writes the JSON error body for status. Error responses are
+// never cached.
+func writeError(resp *fasthttp.Response, status int) {
+	status, body := errorBody(status)
+	resp.SetStatusCode(status)
+	resp.Header.SetContentType(fiber.MIMEApplicationJSON)
+	resp.Header.Set(fiber.HeaderCacheControl, "no-store")
+	resp.SetBodyRaw(body)
+}
+
+func stackTrace() []byte { return debug.Stack() }

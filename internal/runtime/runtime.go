@@ -1,0 +1,428 @@
+// Package runtime builds everything one config snapshot serves (parsed
+// keys, profiles, one fiber app) and swaps it in atomically.
+//
+// A request acquires the current Runtime, is served wholly by it and
+// releases it; a swap retires the previous Runtime, which is closed when
+// its last request ends. See Holder.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
+	"github.com/keygate/keygate/internal/keys"
+	"github.com/keygate/keygate/internal/profile/authn"
+	"github.com/keygate/keygate/internal/profile/token"
+	"github.com/keygate/keygate/internal/storage"
+)
+
+// Observer receives one call per request. internal/metrics implements it.
+// It runs on the request path and must not block.
+type Observer interface {
+	ObserveRequest(profile, endpoint string, status int, d time.Duration)
+}
+
+// Metric labels for requests that match no endpoint: EndpointOther, with
+// the profile whose path prefix matched, or with NoProfile.
+const (
+	EndpointOther = "other"
+	NoProfile     = ""
+)
+
+// Deps are the long-lived dependencies a Runtime uses but does not own.
+type Deps struct {
+	Logger   *slog.Logger // nil: discard
+	Observer Observer     // nil: no per-request observation
+	// Stores hands out the store of the role's zone's data source. nil: the
+	// runtime has no store (config validate, tests), Store returns nil.
+	Stores *datasource.Pools
+	// StoreTimeout bounds opening (and migrating) a new data source in
+	// Build. 0: DefaultStoreTimeout.
+	StoreTimeout time.Duration
+	// Metrics counts tokens issued and OAuth errors (internal/metrics
+	// implements it). nil: not counted.
+	Metrics token.Metrics
+	// Previous is the runtime being replaced (nil at start): unchanged
+	// clients' derived state is reused from it. The reloader is the only
+	// builder and swapper, so Previous cannot be closed during Build.
+	Previous *Runtime
+	// IPLimiter counts failed logins per client IP for authentication
+	// profiles; pass one that outlives runtimes so a reload keeps the
+	// counts. nil: each runtime has its own.
+	IPLimiter *authn.IPLimiter
+}
+
+// DefaultStoreTimeout bounds opening a data source during Build.
+const DefaultStoreTimeout = 30 * time.Second
+
+// Runtime is everything built from one snapshot: parsed keys, profiles,
+// one fiber.App with every profile of snap.Role mounted. It is immutable
+// once built.
+type Runtime struct {
+	snap    *config.Snapshot
+	log     *slog.Logger
+	obs     Observer
+	store   storage.Store // nil without Deps.Stores
+	dsName  string        // the data source of the role's zone
+	handler fasthttp.RequestHandler
+	closers []func() error // run in reverse order by Close
+	// tokens are the token profiles by name, for the next Build to reuse
+	// their per-client work (Deps.Previous).
+	tokens map[string]*token.Profile
+
+	// refs counts in-flight requests; retiredBit is set once a Holder has
+	// swapped the runtime out. See Holder.
+	refs      atomic.Int64
+	closeOnce sync.Once
+	closeErr  error
+	done      chan struct{}
+}
+
+// retiredBit is the high bit of Runtime.refs (below the sign bit, so the
+// count stays positive and readable in a debugger).
+const retiredBit = int64(1) << 62
+
+func newRuntime(snap *config.Snapshot, deps Deps) *Runtime {
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Runtime{snap: snap, log: log, obs: deps.Observer, done: make(chan struct{}), tokens: map[string]*token.Profile{}}
+}
+
+// Build builds the runtime for snap.Role: the profiles listed in
+// snap.ServiceRoles[snap.Role].Profiles, each mounted at its path.
+// A user-management profile (SCIM, not built yet) is refused rather than
+// silently not served. Build reports every problem it finds at once.
+//
+// With deps.Stores, Build acquires the store of the role's zone's data
+// source: the pool already open when the data source is unchanged, else a
+// new one, opened (and pinged) here, before any swap, so an unreachable
+// database fails the reload. Close releases it. Without deps.Stores, Build
+// has no side effects on the world (it opens no listener, file or
+// connection), so "validate" is Build with empty Deps and without Swap.
+func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
+	if snap == nil {
+		return nil, errors.New("runtime: nil snapshot")
+	}
+	r := newRuntime(snap, deps)
+	defer func() {
+		if err != nil {
+			// Release whatever was opened before the failure.
+			if cerr := r.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+			rt = nil
+		}
+	}()
+
+	role := snap.ServiceRoles[snap.Role]
+	if role == nil {
+		return nil, fmt.Errorf("service-roles: role %q is not defined", snap.Role)
+	}
+	var errs []error
+	if err := r.acquireStore(snap, role, deps); err != nil {
+		errs = append(errs, err)
+	}
+	var (
+		profiles []*token.Profile
+		authns   []*authn.Profile
+		signers  = map[string]*keys.Signer{} // parsed once per snapshot, shared by profiles
+		bad      = map[string]bool{}         // keys whose error is already reported
+		paths    = map[string]string{}       // mount path → profile, to catch shadowing
+	)
+	for i, name := range role.Profiles {
+		p := snap.Profiles[name]
+		if p == nil {
+			errs = append(errs, at(role.Pos, fmt.Sprintf("service-roles.%s.profiles[%d]", snap.Role, i), fmt.Errorf("profile %q is not defined", name)))
+			continue
+		}
+		switch p.Type {
+		case config.ProfileToken, config.ProfileAuthentication:
+		case config.ProfileUserManagement:
+			// Refused rather than silently not served: a role that lists it
+			// expects SCIM to answer.
+			errs = append(errs, at(p.Pos, "profiles."+name+".type", fmt.Errorf("user-management profiles (SCIM) are not available in this version of keygate; remove %q from service role %q", name, snap.Role)))
+			continue
+		default:
+			errs = append(errs, at(p.Pos, "profiles."+name+".type", fmt.Errorf("unknown profile type %q", p.Type)))
+			continue
+		}
+		mount := strings.TrimSuffix(p.Path, "/")
+		if other, dup := paths[mount]; dup {
+			errs = append(errs, at(p.Pos, "profiles."+name+".path", fmt.Errorf("profile %q is already mounted at %q in role %q", other, p.Path, snap.Role)))
+			continue
+		}
+		paths[mount] = name
+
+		if p.Type == config.ProfileAuthentication {
+			ap, err := authn.New(snap, p, authn.Deps{Store: r.store, Zone: role.Zone, Logger: r.log, IPLimiter: deps.IPLimiter})
+			if err != nil {
+				errs = append(errs, at(p.Pos, "profiles."+name, err))
+				continue
+			}
+			authns = append(authns, ap)
+			continue
+		}
+		ks, err := keySet(snap, p, signers, bad)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var prev *token.Profile
+		if deps.Previous != nil {
+			prev = deps.Previous.tokens[name]
+		}
+		tp, err := token.New(snap, p, ks, token.Deps{Store: r.store, Metrics: deps.Metrics, Logger: r.log, Previous: prev})
+		if err != nil {
+			errs = append(errs, at(p.Pos, "profiles."+name, err))
+			continue
+		}
+		profiles = append(profiles, tp)
+		r.tokens[name] = tp
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	r.handler = r.mount(profiles, authns)
+	return r, nil
+}
+
+// acquireStore takes the store of the role's zone's data source from
+// deps.Stores and registers its release as a closer.
+func (r *Runtime) acquireStore(snap *config.Snapshot, role *config.ServiceRole, deps Deps) error {
+	zone := snap.Zones[role.Zone]
+	if zone != nil {
+		r.dsName = zone.DataSource
+	}
+	if deps.Stores == nil {
+		return nil // config.Load has checked the references
+	}
+	if zone == nil {
+		return at(role.Pos, "service-roles."+snap.Role+".zone", fmt.Errorf("zone %q is not defined", role.Zone))
+	}
+	ds := snap.DataSources[zone.DataSource]
+	if ds == nil {
+		return at(zone.Pos, "zones."+zone.Name+".data-source", fmt.Errorf("data source %q is not defined", zone.DataSource))
+	}
+	timeout := deps.StoreTimeout
+	if timeout <= 0 {
+		timeout = DefaultStoreTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	st, release, err := deps.Stores.Acquire(ctx, ds)
+	if err != nil {
+		// The error names the data source (never its URL); the position
+		// points at its entry.
+		if ds.Pos.File != "" {
+			return fmt.Errorf("%s:%d:%d: %w", ds.Pos.File, ds.Pos.Line, ds.Pos.Column, err)
+		}
+		return err
+	}
+	r.store = st
+	r.closers = append(r.closers, func() error { release(); return nil })
+	return nil
+}
+
+// keySet parses the profile's signing keys (each key once per snapshot)
+// and builds its set.
+func keySet(snap *config.Snapshot, p *config.Profile, signers map[string]*keys.Signer, bad map[string]bool) (*keys.Set, error) {
+	var (
+		errs []error
+		set  []*keys.Signer
+	)
+	for i, name := range p.SigningKeys {
+		if s := signers[name]; s != nil {
+			set = append(set, s)
+			continue
+		}
+		if bad[name] {
+			errs = append(errs, fmt.Errorf("profiles.%s.signing-keys[%d]: key %q is invalid (see above)", p.Name, i, name))
+			continue
+		}
+		k := snap.Keys[name]
+		if k == nil {
+			errs = append(errs, at(p.Pos, fmt.Sprintf("profiles.%s.signing-keys[%d]", p.Name, i), fmt.Errorf("key %q is not defined", name)))
+			continue
+		}
+		s, err := keys.Parse(k)
+		if err != nil {
+			bad[name] = true
+			// keys.Error names the field, so the path reads
+			// keys.NAME.private-key: message.
+			var ke *keys.Error
+			if errors.As(err, &ke) {
+				errs = append(errs, at(k.Pos, "keys."+name+"."+ke.Field, errors.New(ke.Msg)))
+			} else {
+				errs = append(errs, at(k.Pos, "keys."+name, err))
+			}
+			continue
+		}
+		signers[name] = s
+		set = append(set, s)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	ks, err := keys.NewSet(set)
+	if err != nil {
+		return nil, at(p.Pos, "profiles."+p.Name+".signing-keys", err)
+	}
+	return ks, nil
+}
+
+// at formats an error the way config errors read:
+// file:line:col: key.path: message (the position only when known).
+func at(pos config.Position, path string, err error) error {
+	if pos.File == "" {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return fmt.Errorf("%s:%d:%d: %s: %w", pos.File, pos.Line, pos.Column, path, err)
+}
+
+// mount builds the fiber app with every profile and returns its handler.
+func (r *Runtime) mount(profiles []*token.Profile, authns []*authn.Profile) fasthttp.RequestHandler {
+	app := fiber.New(fiber.Config{
+		// Paths are exact: OAuth clients and discovery use them verbatim.
+		CaseSensitive:         true,
+		DisableStartupMessage: true,
+		ErrorHandler:          r.handleError,
+		// Server settings (timeouts, body limit, Server header) belong to
+		// the public listener's fasthttp.Server: fiber's copies of them
+		// only apply to app.Listen, which Keygate does not use.
+	})
+	for _, p := range profiles {
+		name := p.Name()
+		p.MountWith(app, func(endpoint string) fiber.Handler { return r.instrument(name, endpoint) })
+	}
+	// Unmatched paths: labelled with the profile whose path is the longest
+	// matching prefix (registered longest first, since fiber matches in
+	// order), then with NoProfile.
+	for _, p := range authns {
+		name := p.Name()
+		p.MountWith(app, func(endpoint string) fiber.Handler { return r.instrument(name, endpoint) })
+	}
+	type named interface {
+		Name() string
+		Path() string
+	}
+	var sorted []named
+	for _, p := range profiles {
+		sorted = append(sorted, p)
+	}
+	for _, p := range authns {
+		sorted = append(sorted, p)
+	}
+	sort.SliceStable(sorted, func(i, j int) bool { return len(sorted[i].Path()) > len(sorted[j].Path()) })
+	for _, p := range sorted {
+		prefix := p.Path()
+		if prefix == "" {
+			prefix = "/"
+		}
+		app.Use(prefix, r.instrument(p.Name(), EndpointOther), notFound)
+	}
+	app.Use(r.instrument(NoProfile, EndpointOther), notFound)
+
+	h := app.Handler() // builds the route tree now, not on the first request
+	return func(ctx *fasthttp.RequestCtx) {
+		if !knownMethod(ctx.Method()) {
+			r.unknownMethod(ctx)
+			return
+		}
+		h(ctx)
+	}
+}
+
+func notFound(*fiber.Ctx) error { return fiber.ErrNotFound }
+
+// knownMethod reports whether fiber routes method; fiber answers others
+// with a plain-text 400 of its own.
+func knownMethod(m []byte) bool {
+	switch string(m) {
+	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodPost, fasthttp.MethodPut, fasthttp.MethodDelete,
+		fasthttp.MethodConnect, fasthttp.MethodOptions, fasthttp.MethodTrace, fasthttp.MethodPatch:
+		return true
+	}
+	return false
+}
+
+// unknownMethod answers 501 (RFC 9110 §15.6.2) in JSON.
+func (r *Runtime) unknownMethod(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	writeError(&ctx.Response, fasthttp.StatusNotImplemented)
+	if r.obs != nil {
+		r.obs.ObserveRequest(NoProfile, EndpointOther, fasthttp.StatusNotImplemented, time.Since(start))
+	}
+}
+
+// instrument is the first handler of every route. profile and endpoint are
+// captured once, at registration, so the request path does not allocate.
+// It turns a returned error or a panic into the JSON error response here,
+// not in fiber's error handler, so the observed status is the one sent.
+func (r *Runtime) instrument(profile, endpoint string) fiber.Handler {
+	obs := r.obs
+	return func(c *fiber.Ctx) (err error) {
+		var start time.Time
+		if obs != nil {
+			start = time.Now()
+		}
+		defer func() {
+			if v := recover(); v != nil {
+				r.log.Error("handler panicked", "profile", profile, "endpoint", endpoint, "panic", v, "stack", string(stackTrace()))
+				err = fiber.ErrInternalServerError
+			}
+			if err != nil {
+				err = r.handleError(c, err)
+			}
+			if obs != nil {
+				obs.ObserveRequest(profile, endpoint, c.Response().StatusCode(), time.Since(start))
+			}
+		}()
+		return c.Next()
+	}
+}
+
+// Close releases what the runtime opened. It is safe on a partly built
+// runtime and idempotent. A Holder closes the runtimes it retires; call
+// Close yourself only on a runtime never installed in a Holder.
+func (r *Runtime) Close() error {
+	r.closeOnce.Do(func() {
+		var errs []error
+		for i := len(r.closers) - 1; i >= 0; i-- {
+			errs = append(errs, r.closers[i]())
+		}
+		r.closeErr = errors.Join(errs...)
+		if r.done != nil {
+			close(r.done)
+		}
+	})
+	return r.closeErr
+}
+
+// Done is closed when Close has finished: for a retired runtime, after
+// its last request.
+func (r *Runtime) Done() <-chan struct{} { return r.done }
+
+// Store is the store of the role's zone's data source (nil when built
+// without Deps.Stores). It is valid until the runtime is closed; readiness
+// pings it.
+func (r *Runtime) Store() storage.Store { return r.store }
+
+// DataSource names the data source of the role's zone (for /status).
+func (r *Runtime) DataSource() string { return r.dsName }
+
+// Snapshot is the snapshot the runtime was built from.
+func (r *Runtime) Snapshot() *config.Snapshot { return r.snap }

@@ -1,0 +1,120 @@
+package runtime
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
+)
+
+// snapWithSQLite is testSnapshot with the default role's zone on a sqlite
+// data source at path.
+func snapWithSQLite(t *testing.T, path string) *config.Snapshot {
+	t.Helper()
+	s := testSnapshot(t)
+	s.Zones = map[string]*config.Zone{"local": {Meta: meta("local"), DataSource: "local-db"}}
+	s.DataSources = map[string]*config.DataSource{
+		"local-db": {Meta: meta("local-db"), Type: config.DataSourceSQLite, Path: path, MaxConnections: 4},
+	}
+	return s
+}
+
+// The store follows the runtime: shared while the data source is
+// unchanged, replaced when it changes, and the old one is closed only
+// after the last request on the old runtime.
+func TestBuildAcquiresZoneStoreAcrossSwaps(t *testing.T) {
+	ctx := context.Background()
+	pools := datasource.New(datasource.Options{Migrate: true})
+	t.Cleanup(func() { pools.Close() })
+	deps := Deps{Stores: pools}
+	dir := t.TempDir()
+	h := &Holder{}
+	t.Cleanup(func() { h.Swap(nil) })
+
+	a, err := Build(snapWithSQLite(t, filepath.Join(dir, "a.db")), deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Store() == nil || a.DataSource() != "local-db" {
+		t.Fatalf("store %v, data source %q", a.Store(), a.DataSource())
+	}
+	if err := a.Store().Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.Swap(a)
+
+	// Unchanged data source: the same pool.
+	inflight := h.acquire()
+	b, err := Build(snapWithSQLite(t, filepath.Join(dir, "a.db")), deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Store() != a.Store() {
+		t.Fatal("a reload with an unchanged data source opened a new pool")
+	}
+	h.Swap(b)
+	inflight.release()
+	waitDone(t, a)
+	if err := b.Store().Ping(ctx); err != nil {
+		t.Fatalf("closing the old runtime closed the shared pool: %v", err)
+	}
+
+	// Changed path: a new pool; the old one answers until b's last request.
+	inflight = h.acquire()
+	c, err := Build(snapWithSQLite(t, filepath.Join(dir, "c.db")), deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store() == b.Store() {
+		t.Fatal("a changed data source reused the old pool")
+	}
+	h.Swap(c)
+	if err := b.Store().Ping(ctx); err != nil {
+		t.Fatalf("old pool closed under an in-flight request: %v", err)
+	}
+	inflight.release()
+	waitDone(t, b)
+	if err := b.Store().Ping(ctx); err == nil {
+		t.Error("old pool still open after its runtime's last request")
+	}
+	if err := c.Store().Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := pools.Open(); len(got) != 1 {
+		t.Errorf("open pools = %v, want one", got)
+	}
+}
+
+func TestBuildFailsOnUnopenableDataSource(t *testing.T) {
+	pools := datasource.New(datasource.Options{Migrate: true})
+	t.Cleanup(func() { pools.Close() })
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Build(snapWithSQLite(t, filepath.Join(file, "k.db")), Deps{Stores: pools})
+	if err == nil || !strings.Contains(err.Error(), "data source local-db") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := pools.Open(); len(got) != 0 {
+		t.Errorf("pools left open: %v", got)
+	}
+}
+
+// A build that fails after acquiring releases the store.
+func TestFailedBuildReleasesStore(t *testing.T) {
+	pools := datasource.New(datasource.Options{Migrate: true})
+	t.Cleanup(func() { pools.Close() })
+	snap := snapWithSQLite(t, filepath.Join(t.TempDir(), "k.db"))
+	snap.Profiles["token"].SigningKeys = []string{"missing"}
+	if _, err := Build(snap, Deps{Stores: pools}); err == nil {
+		t.Fatal("build succeeded")
+	}
+	if got := pools.Open(); len(got) != 0 {
+		t.Errorf("pools left open after a failed build: %v", got)
+	}
+}

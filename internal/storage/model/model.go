@@ -1,0 +1,349 @@
+// Package model defines Keygate's storage contract: the record types, one
+// small interface per aggregate, the Store that bundles them, and the
+// sentinel errors every backend returns.
+//
+// Import package storage, not this one: storage re-exports every name here.
+// The split exists only so the backends (storage/sqlite, storage/postgres)
+// can implement the contract while storage.Open constructs them, without an
+// import cycle.
+package model
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them with context; match with errors.Is.
+var (
+	// ErrNotFound: no record with that key (or it was garbage-collected).
+	ErrNotFound = errors.New("storage: not found")
+	// ErrConflict: a record with the same unique key already exists.
+	ErrConflict = errors.New("storage: conflict")
+	// ErrReplay: a single-use value (code, refresh token, assertion jti)
+	// was presented again. Callers treat it as an attack signal.
+	ErrReplay = errors.New("storage: replay")
+	// ErrRevoked: the record exists but was revoked.
+	ErrRevoked = errors.New("storage: revoked")
+	// ErrSchemaTooOld: the database lacks migrations this binary needs;
+	// run `keygate migrate`.
+	ErrSchemaTooOld = errors.New("storage: database schema too old")
+)
+
+// Hash is the SHA-256 of a bearer secret (token handle, code, session
+// cookie). Storage is keyed by it so that a database dump yields nothing
+// usable; a distinct type keeps the plaintext from being stored by mistake.
+type Hash [sha256.Size]byte
+
+// HashSecret hashes a bearer secret for lookup.
+func HashSecret(secret string) Hash { return sha256.Sum256([]byte(secret)) }
+
+// String is hex, for logs and tests; the hash is not a secret.
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+// IsZero reports whether h is unset.
+func (h Hash) IsZero() bool { return h == Hash{} }
+
+// NewID returns a random 128-bit identifier (base64url, 22 chars) for
+// record ids, jtis and family ids.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Times are stored with microsecond precision (PostgreSQL's) and read back
+// in UTC; a zero time.Time means "not set" (SQL NULL). Empty slices and maps
+// read back as nil.
+
+// AccessToken is an opaque access token. JWT access tokens are never stored.
+type AccessToken struct {
+	Hash      Hash // SHA-256 of the handle; the handle itself is never stored
+	JTI       string
+	ClientID  string
+	Subject   string
+	Scopes    []string
+	Audience  []string
+	Profile   string // token profile that issued it
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	// RevokedAt is read-only: set by Revocations.Revoke of the token's JTI
+	// (one revocation path for JWT and opaque tokens); zero unless revoked.
+	RevokedAt time.Time
+}
+
+// AccessTokens stores opaque access tokens.
+type AccessTokens interface {
+	// Create stores t; ErrConflict if its hash exists.
+	Create(ctx context.Context, t AccessToken) error
+	// Get returns the token, revoked or expired ones included (the caller
+	// judges activity against its clock); ErrNotFound if absent.
+	Get(ctx context.Context, hash Hash) (AccessToken, error)
+}
+
+// Revocations records revoked token ids. A JWT cannot be recalled, so
+// revoking one stores its jti until the JWT would have expired anyway.
+type Revocations interface {
+	// Revoke records jti as revoked until expiresAt (pass the token's own
+	// expiry); a stored opaque token with that jti then reads back with
+	// RevokedAt set. Idempotent; a later call never shortens the record.
+	Revoke(ctx context.Context, jti string, expiresAt time.Time) error
+	IsRevoked(ctx context.Context, jti string) (bool, error)
+}
+
+// Assertions remembers used client assertion ids: RFC 7523 §3 lets the
+// server reject a JWT whose jti it has seen before.
+type Assertions interface {
+	// Use records (clientID, jti) until expiresAt, or returns ErrReplay if
+	// it is already recorded. Atomic across nodes.
+	Use(ctx context.Context, clientID, jti string, expiresAt time.Time) error
+}
+
+// RefreshToken is stored hashed. Tokens rotated from one grant share a
+// FamilyID, so reuse of any member can revoke the whole family
+// (OAuth 2.0 Security BCP §4.14.2).
+type RefreshToken struct {
+	Hash      Hash
+	FamilyID  string
+	ClientID  string
+	Subject   string
+	Scopes    []string
+	Audience  []string
+	SessionID string // SSO session id (sid) the grant came from, if any
+	AuthTime  time.Time
+	ACR       string
+	AMR       []string
+	Profile   string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	UsedAt    time.Time // set when rotated; kept until expiry to detect reuse
+	RevokedAt time.Time // set when the family is revoked
+}
+
+// RefreshTokens stores refresh tokens.
+type RefreshTokens interface {
+	// Create stores the first token of a family; ErrConflict if the hash exists.
+	Create(ctx context.Context, t RefreshToken) error
+	// Get returns the token whatever its state; ErrNotFound if absent.
+	Get(ctx context.Context, hash Hash) (RefreshToken, error)
+	// Rotate atomically marks oldHash used and stores next, which must carry
+	// the old token's FamilyID. Exactly one of concurrent rotations of one
+	// token succeeds; the others get ErrReplay (the caller then revokes the
+	// family). ErrRevoked if the family was revoked, ErrNotFound if absent.
+	Rotate(ctx context.Context, oldHash Hash, next RefreshToken) error
+	// RevokeFamily marks every token of the family revoked. Idempotent.
+	RevokeFamily(ctx context.Context, familyID string) error
+}
+
+// AuthCode is an authorization code (RFC 6749 §4.1), stored hashed and
+// consumed once.
+type AuthCode struct {
+	Hash                Hash
+	ClientID            string
+	RedirectURI         string
+	Scopes              []string
+	Audience            []string
+	Subject             string
+	SessionID           string
+	Nonce               string
+	CodeChallenge       string
+	CodeChallengeMethod string
+	AuthTime            time.Time
+	ACR                 string
+	AMR                 []string
+	Profile             string
+	// AccessTokenJTI and RefreshFamilyID are chosen when the code is
+	// created and used for the tokens its exchange issues, so a replayed
+	// code names exactly what to revoke (RFC 6749 §4.1.2).
+	AccessTokenJTI  string
+	RefreshFamilyID string
+	IssuedAt        time.Time
+	ExpiresAt       time.Time
+	UsedAt          time.Time // set by Consume
+}
+
+// AuthCodes stores authorization codes.
+type AuthCodes interface {
+	// Create stores c; ErrConflict if the hash exists.
+	Create(ctx context.Context, c AuthCode) error
+	// Consume atomically marks the code used and returns it. A code already
+	// used returns the record together with ErrReplay, so the caller can
+	// revoke what the first exchange issued. Expiry is the caller's check.
+	Consume(ctx context.Context, hash Hash) (AuthCode, error)
+}
+
+// Session is an SSO session. The browser cookie holds a random value; the
+// store holds its Hash. ID is the public session id (the ID token's sid),
+// distinct from the cookie so relying parties never learn a credential.
+type Session struct {
+	Hash     Hash
+	ID       string
+	UserID   string
+	Zone     string
+	AuthTime time.Time
+	ACR      string
+	AMR      []string
+	// IdleTimeout, when positive, ends the session that long after the
+	// last Touch; ExpiresAt ends it regardless (absolute lifetime).
+	IdleTimeout time.Duration
+	CreatedAt   time.Time
+	LastSeenAt  time.Time
+	ExpiresAt   time.Time
+}
+
+// Expiry is when the session ends if not touched again.
+func (s Session) Expiry() time.Time {
+	if s.IdleTimeout > 0 {
+		if idle := s.LastSeenAt.Add(s.IdleTimeout); idle.Before(s.ExpiresAt) {
+			return idle
+		}
+	}
+	return s.ExpiresAt
+}
+
+// Sessions stores SSO sessions.
+type Sessions interface {
+	// Create stores s; ErrConflict if its hash or ID exists.
+	Create(ctx context.Context, s Session) error
+	// Get returns the session, expired ones included; ErrNotFound if absent.
+	Get(ctx context.Context, hash Hash) (Session, error)
+	// Touch records activity at now, extending the idle lifetime.
+	Touch(ctx context.Context, hash Hash, now time.Time) error
+	// Delete removes the session (logout). Idempotent.
+	Delete(ctx context.Context, hash Hash) error
+}
+
+// User statuses.
+const (
+	UserActive = "active"
+	UserLocked = "locked"
+)
+
+// User is a local account in its home zone's data source.
+type User struct {
+	ID   string
+	Zone string
+	// Username is unique within its zone and compared exactly; callers
+	// normalise it (e.g. lower-case) before storing and looking up.
+	Username     string
+	PasswordHash string         // PHC string (argon2id); empty: no password
+	Claims       map[string]any // standard claims: name, email, email_verified, ...
+	Status       string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// Users stores local accounts.
+type Users interface {
+	// Create stores u; ErrConflict if its id or (zone, username) exists.
+	Create(ctx context.Context, u User) error
+	Get(ctx context.Context, id string) (User, error)
+	GetByUsername(ctx context.Context, zone, username string) (User, error)
+	// Update applies fn to the current record atomically: concurrent
+	// updates of one user are serialised, none is lost. fn runs inside the
+	// write transaction, so keep it fast (hash passwords before calling).
+	// fn's error is returned as is. The ID cannot change; UpdatedAt is set
+	// to the current time. ErrConflict if the new username is taken.
+	Update(ctx context.Context, id string, fn func(old User) (User, error)) error
+}
+
+// AuditEvent is one security-relevant event (login success or failure,
+// lockout, token reuse, ...).
+type AuditEvent struct {
+	ID       int64 // assigned by the store
+	Time     time.Time
+	Type     string
+	Zone     string
+	Subject  string
+	ClientID string
+	IP       string
+	Details  map[string]any
+}
+
+// AuditQuery selects events; zero fields do not filter.
+type AuditQuery struct {
+	Type    string
+	Subject string
+	Since   time.Time // inclusive
+	Limit   int       // default 100
+}
+
+// Audit is an append-only event log. GC never deletes from it: retention
+// is an operator's policy.
+type Audit interface {
+	Append(ctx context.Context, e AuditEvent) error
+	// List returns matching events, oldest first.
+	List(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+}
+
+// NodeStatus is a runtime node's heartbeat, read by the admin node.
+type NodeStatus struct {
+	ID            string
+	Role          string
+	Zone          string
+	BinaryVersion string
+	ConfigVersion string
+	ConfigHash    string
+	StartedAt     time.Time
+	HeartbeatAt   time.Time
+	// ExpiresAt is when GC may forget a node that stopped beating.
+	ExpiresAt time.Time
+	// Details holds extra status (last reload error, ...) without a
+	// migration per field.
+	Details map[string]any
+}
+
+// Nodes stores cluster heartbeats.
+type Nodes interface {
+	// Heartbeat inserts or replaces the node's row.
+	Heartbeat(ctx context.Context, n NodeStatus) error
+	// List returns every node, ordered by id.
+	List(ctx context.Context) ([]NodeStatus, error)
+}
+
+// GCStats counts the rows one GC deleted, per aggregate.
+type GCStats struct {
+	AccessTokens  int64
+	Revocations   int64
+	Assertions    int64
+	RefreshTokens int64
+	AuthCodes     int64
+	Sessions      int64
+	Nodes         int64
+}
+
+// Total is the sum of every count.
+func (s GCStats) Total() int64 {
+	return s.AccessTokens + s.Revocations + s.Assertions + s.RefreshTokens + s.AuthCodes + s.Sessions + s.Nodes
+}
+
+// Store is one data source: every aggregate plus lifecycle. It is safe
+// for concurrent use; Close releases its connections.
+type Store interface {
+	AccessTokens() AccessTokens
+	Revocations() Revocations
+	Assertions() Assertions
+	RefreshTokens() RefreshTokens
+	AuthCodes() AuthCodes
+	Sessions() Sessions
+	Users() Users
+	Audit() Audit
+	Nodes() Nodes
+
+	// GC deletes rows whose expiry is at or before now, in batches, from
+	// every aggregate that expires (not Users, not Audit).
+	GC(ctx context.Context, now time.Time) (GCStats, error)
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Migrate applies every migration this binary knows that the database
+	// lacks. Safe to run from several nodes at once.
+	Migrate(ctx context.Context) error
+	// SchemaVersion is the newest applied migration (0: none).
+	SchemaVersion(ctx context.Context) (int, error)
+	// Close releases the connections. Idempotent.
+	Close() error
+}

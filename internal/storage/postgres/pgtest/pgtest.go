@@ -1,0 +1,149 @@
+// Package pgtest gives each test its own PostgreSQL schema on the shared
+// test server, so tests (and packages tested in parallel) never see each
+// other's rows.
+//
+// The server is KEYGATE_TEST_POSTGRES_URL (default DefaultURL). When it is
+// unreachable a test is skipped, loudly; with CI=true it fails instead, so
+// CI cannot pass by skipping.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keygate/keygate/internal/storage/postgres"
+)
+
+// DefaultURL is the test server when KEYGATE_TEST_POSTGRES_URL is unset.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+var (
+	reachOnce sync.Once
+	reachErr  error
+)
+
+// URL returns the test server's URL after checking, once per test binary,
+// that it answers; otherwise it skips t (or fails it when CI=true).
+func URL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("KEYGATE_TEST_POSTGRES_URL")
+	if u == "" {
+		u = DefaultURL
+	}
+	reachOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var conn *pgx.Conn
+		conn, reachErr = pgx.Connect(ctx, u)
+		if reachErr == nil {
+			reachErr = conn.Ping(ctx)
+			conn.Close(ctx)
+		}
+	})
+	if reachErr != nil {
+		where := describe(u)
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL not reachable at %s (CI=true, so this fails): %v", where, reachErr)
+		}
+		t.Skipf("PostgreSQL not reachable at %s; skipping; CI=true makes this fail (%v)", where, reachErr)
+	}
+	return u
+}
+
+// describe names the server without credentials.
+func describe(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "KEYGATE_TEST_POSTGRES_URL (unparsable)"
+	}
+	return p.Host + p.Path
+}
+
+// Schema creates a fresh, randomly named schema, dropped at cleanup.
+func Schema(t testing.TB) string {
+	t.Helper()
+	u := URL(t)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "kg_test_" + hex.EncodeToString(b[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("pgtest: create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, u)
+		if err != nil {
+			t.Errorf("pgtest: drop schema %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("pgtest: drop schema %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// Config returns a pool config whose every connection uses schema.
+func Config(t testing.TB, schema string) *pgxpool.Config {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(URL(t))
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	cfg.MaxConns = postgres.DefaultMaxConns
+	return cfg
+}
+
+// SchemaURL returns the server URL with search_path set to schema, for
+// code that takes a URL (storage.Open, a keygate process): pgx passes
+// unknown URL parameters to the server as run-time parameters.
+func SchemaURL(t testing.TB, schema string) string {
+	t.Helper()
+	p, err := url.Parse(URL(t))
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	q := p.Query()
+	q.Set("search_path", schema)
+	p.RawQuery = q.Encode()
+	return p.String()
+}
+
+// Open returns an unmigrated store on a fresh schema, closed at cleanup.
+func Open(t testing.TB) *postgres.Store {
+	t.Helper()
+	return OpenSchema(t, Schema(t))
+}
+
+// OpenSchema returns another store on schema, as a second node would
+// open the same database; closed at cleanup.
+func OpenSchema(t testing.TB, schema string) *postgres.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := postgres.New(ctx, Config(t, schema))
+	if err != nil {
+		t.Fatalf("pgtest: open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}

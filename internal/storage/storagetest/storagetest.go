@@ -1,0 +1,753 @@
+// Package storagetest is the one conformance suite every storage backend
+// passes: each behaviour of the storage contract, including the atomicity
+// that tokens and codes rely on under concurrency.
+package storagetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/storage/model"
+)
+
+// Opener returns a new, empty, unmigrated store that no other test sees,
+// and registers its cleanup (Close, dropping the database) with t.Cleanup.
+type Opener func(t *testing.T) model.Store
+
+// Run runs the whole suite; each subtest opens its own store.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, open Opener)
+	}{
+		{"Migrate", testMigrate},
+		{"AccessTokens", testAccessTokens},
+		{"Revocations", testRevocations},
+		{"Assertions", testAssertions},
+		{"AssertionsConcurrent", testAssertionsConcurrent},
+		{"RefreshTokens", testRefreshTokens},
+		{"RefreshRotateConcurrent", testRefreshRotateConcurrent},
+		{"AuthCodes", testAuthCodes},
+		{"AuthCodeConsumeConcurrent", testAuthCodesConcurrent},
+		{"Sessions", testSessions},
+		{"Users", testUsers},
+		{"UsersUpdateConcurrent", testUsersUpdateConcurrent},
+		{"Audit", testAudit},
+		{"Nodes", testNodes},
+		{"GC", testGC},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
+	}
+}
+
+// ConcurrentMigrate migrates stores that share one fresh database all at
+// once, as nodes starting together do: every call must succeed and the
+// schema end at SchemaMax.
+func ConcurrentMigrate(t *testing.T, stores ...model.Store) {
+	t.Helper()
+	errs := parallel(len(stores), func(i int) error { return stores[i].Migrate(t.Context()) })
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("store %d: Migrate: %v", i, err)
+		}
+	}
+	for i, s := range stores {
+		if v, err := s.SchemaVersion(t.Context()); err != nil || v != model.SchemaMax {
+			t.Errorf("store %d: SchemaVersion = %d, %v; want %d", i, v, err, model.SchemaMax)
+		}
+	}
+}
+
+// migrated opens a store and applies the schema.
+func migrated(t *testing.T, open Opener) model.Store {
+	t.Helper()
+	s := open(t)
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return s
+}
+
+// concurrency is how many goroutines race for one single-use value.
+const concurrency = 20
+
+// parallel runs fn(0..n-1) in n goroutines released together and returns
+// their errors by index.
+func parallel(n int, fn func(i int) error) []error {
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = fn(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// base is a fixed instant with a microsecond part, to check precision.
+var base = time.Unix(1_900_000_000, 123_456_000).UTC()
+
+func at(d time.Duration) time.Time { return base.Add(d) }
+
+func hashOf(s string) model.Hash { return model.HashSecret(s) }
+
+func equal(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s:\n got  %+v\n want %+v", what, got, want)
+	}
+}
+
+func wantErr(t *testing.T, what string, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Errorf("%s: err = %v, want %v", what, err, target)
+	}
+}
+
+func must(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func testMigrate(t *testing.T, open Opener) {
+	ctx := t.Context()
+	s := open(t)
+	must(t, "Ping", s.Ping(ctx))
+	if v, err := s.SchemaVersion(ctx); err != nil || v != 0 {
+		t.Fatalf("SchemaVersion before Migrate = %d, %v; want 0", v, err)
+	}
+	must(t, "Migrate", s.Migrate(ctx))
+	must(t, "Migrate again", s.Migrate(ctx))
+	// Several Migrates on one store race for connections (and, on
+	// PostgreSQL, for the advisory lock).
+	for i, err := range parallel(4, func(int) error { return s.Migrate(ctx) }) {
+		if err != nil {
+			t.Errorf("concurrent Migrate %d: %v", i, err)
+		}
+	}
+	v, err := s.SchemaVersion(ctx)
+	if err != nil || v != model.SchemaMax {
+		t.Fatalf("SchemaVersion = %d, %v; want %d", v, err, model.SchemaMax)
+	}
+	must(t, "CheckSchemaVersion", model.CheckSchemaVersion(v))
+	wantErr(t, "CheckSchemaVersion(0)", model.CheckSchemaVersion(0), model.ErrSchemaTooOld)
+	// The store works after migrating.
+	must(t, "Heartbeat", s.Nodes().Heartbeat(ctx, model.NodeStatus{ID: "n", ExpiresAt: at(time.Hour)}))
+	must(t, "Close", s.Close())
+	must(t, "Close again", s.Close())
+}
+
+func testAccessTokens(t *testing.T, open Opener) {
+	ctx := t.Context()
+	s := migrated(t, open).AccessTokens()
+	tok := model.AccessToken{
+		Hash: hashOf("handle-1"), JTI: "jti-1", ClientID: "web", Subject: "alice",
+		Scopes: []string{"openid", "invoices:read"}, Audience: []string{"https://api.example", "billing"},
+		Profile: "token", IssuedAt: at(0), ExpiresAt: at(5 * time.Minute),
+	}
+	must(t, "Create", s.Create(ctx, tok))
+	got, err := s.Get(ctx, tok.Hash)
+	must(t, "Get", err)
+	equal(t, "Get", got, tok)
+
+	wantErr(t, "Create duplicate", s.Create(ctx, tok), model.ErrConflict)
+	_, err = s.Get(ctx, hashOf("nope"))
+	wantErr(t, "Get missing", err, model.ErrNotFound)
+
+	bare := model.AccessToken{Hash: hashOf("handle-2"), JTI: "jti-2", ExpiresAt: at(time.Minute)}
+	must(t, "Create bare", s.Create(ctx, bare))
+	got, err = s.Get(ctx, bare.Hash)
+	must(t, "Get bare", err)
+	equal(t, "Get bare (empty lists read back nil, zero times stay zero)", got, bare)
+
+	if err := s.Create(ctx, model.AccessToken{JTI: "x", ExpiresAt: at(0)}); err == nil {
+		t.Error("Create without hash succeeded")
+	}
+}
+
+func testRevocations(t *testing.T, open Opener) {
+	ctx := t.Context()
+	st := migrated(t, open)
+	r := st.Revocations()
+	if rev, err := r.IsRevoked(ctx, "jwt-1"); err != nil || rev {
+		t.Fatalf("IsRevoked before = %v, %v", rev, err)
+	}
+	must(t, "Revoke", r.Revoke(ctx, "jwt-1", at(5*time.Minute)))
+	must(t, "Revoke again", r.Revoke(ctx, "jwt-1", at(time.Minute)))
+	if rev, err := r.IsRevoked(ctx, "jwt-1"); err != nil || !rev {
+		t.Fatalf("IsRevoked after = %v, %v", rev, err)
+	}
+	if rev, err := r.IsRevoked(ctx, "jwt-2"); err != nil || rev {
+		t.Fatalf("IsRevoked other = %v, %v", rev, err)
+	}
+	// A second, earlier expiry must not shorten the record: GC at +2m keeps it.
+	if _, err := st.GC(ctx, at(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if rev, _ := r.IsRevoked(ctx, "jwt-1"); !rev {
+		t.Error("revocation shortened by a second Revoke with an earlier expiry")
+	}
+
+	// Revoking an opaque token's jti marks the stored token.
+	tok := model.AccessToken{Hash: hashOf("opaque"), JTI: "opaque-jti", ExpiresAt: at(time.Hour)}
+	must(t, "Create", st.AccessTokens().Create(ctx, tok))
+	before := time.Now().Add(-time.Second)
+	must(t, "Revoke opaque", r.Revoke(ctx, tok.JTI, tok.ExpiresAt))
+	got, err := st.AccessTokens().Get(ctx, tok.Hash)
+	must(t, "Get", err)
+	if got.RevokedAt.Before(before) {
+		t.Errorf("RevokedAt = %v, want set by Revoke", got.RevokedAt)
+	}
+}
+
+func testAssertions(t *testing.T, open Opener) {
+	ctx := t.Context()
+	a := migrated(t, open).Assertions()
+	must(t, "Use", a.Use(ctx, "svc", "a-1", at(time.Minute)))
+	wantErr(t, "Use replayed", a.Use(ctx, "svc", "a-1", at(time.Minute)), model.ErrReplay)
+	must(t, "Use same jti, other client", a.Use(ctx, "other", "a-1", at(time.Minute)))
+	must(t, "Use other jti", a.Use(ctx, "svc", "a-2", at(time.Minute)))
+}
+
+func testAssertionsConcurrent(t *testing.T, open Opener) {
+	a := migrated(t, open).Assertions()
+	errs := parallel(concurrency, func(int) error { return a.Use(t.Context(), "svc", "race", at(time.Minute)) })
+	exactlyOne(t, "Use", errs, model.ErrReplay)
+}
+
+// exactlyOne checks that one call succeeded and every other failed with loser.
+func exactlyOne(t *testing.T, what string, errs []error, loser error) {
+	t.Helper()
+	wins := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, loser):
+			t.Errorf("%s %d: %v, want nil or %v", what, i, err, loser)
+		}
+	}
+	if wins != 1 {
+		t.Errorf("%s: %d of %d succeeded, want exactly 1", what, wins, len(errs))
+	}
+}
+
+func refresh(secret, family string) model.RefreshToken {
+	return model.RefreshToken{
+		Hash: hashOf(secret), FamilyID: family, ClientID: "web", Subject: "alice",
+		Scopes: []string{"openid", "offline_access"}, Audience: []string{"web"}, SessionID: "sid-1",
+		AuthTime: at(-time.Minute), ACR: "1", AMR: []string{"pwd"}, Profile: "token",
+		IssuedAt: at(0), ExpiresAt: at(720 * time.Hour),
+	}
+}
+
+func testRefreshTokens(t *testing.T, open Opener) {
+	ctx := t.Context()
+	r := migrated(t, open).RefreshTokens()
+	first := refresh("rt-1", "fam-1")
+	must(t, "Create", r.Create(ctx, first))
+	got, err := r.Get(ctx, first.Hash)
+	must(t, "Get", err)
+	equal(t, "Get", got, first)
+	wantErr(t, "Create duplicate", r.Create(ctx, first), model.ErrConflict)
+	_, err = r.Get(ctx, hashOf("nope"))
+	wantErr(t, "Get missing", err, model.ErrNotFound)
+
+	// A next token whose hash exists: conflict, and the old one stays usable.
+	wantErr(t, "Rotate onto an existing hash", r.Rotate(ctx, first.Hash, first), model.ErrConflict)
+	if got, _ := r.Get(ctx, first.Hash); !got.UsedAt.IsZero() {
+		t.Fatal("failed Rotate marked the old token used")
+	}
+	// The family must carry over.
+	if err := r.Rotate(ctx, first.Hash, refresh("rt-x", "fam-other")); err == nil || errors.Is(err, model.ErrReplay) {
+		t.Fatalf("Rotate into another family: %v, want a plain error", err)
+	}
+	if got, _ := r.Get(ctx, first.Hash); !got.UsedAt.IsZero() {
+		t.Fatal("rejected Rotate marked the old token used")
+	}
+
+	second := refresh("rt-2", "fam-1")
+	must(t, "Rotate", r.Rotate(ctx, first.Hash, second))
+	got, err = r.Get(ctx, first.Hash)
+	must(t, "Get old", err)
+	if got.UsedAt.IsZero() {
+		t.Error("old token not marked used")
+	}
+	got, err = r.Get(ctx, second.Hash)
+	must(t, "Get new", err)
+	equal(t, "Get new", got, second)
+
+	wantErr(t, "Rotate reused", r.Rotate(ctx, first.Hash, refresh("rt-3", "fam-1")), model.ErrReplay)
+	if _, err := r.Get(ctx, hashOf("rt-3")); !errors.Is(err, model.ErrNotFound) {
+		t.Errorf("replayed Rotate stored its new token: %v", err)
+	}
+	wantErr(t, "Rotate missing", r.Rotate(ctx, hashOf("nope"), refresh("rt-4", "fam-1")), model.ErrNotFound)
+
+	// Reuse detected: the caller revokes the family.
+	other := refresh("rt-other", "fam-2")
+	must(t, "Create other family", r.Create(ctx, other))
+	must(t, "RevokeFamily", r.RevokeFamily(ctx, "fam-1"))
+	must(t, "RevokeFamily again", r.RevokeFamily(ctx, "fam-1"))
+	for _, h := range []model.Hash{first.Hash, second.Hash} {
+		if got, _ := r.Get(ctx, h); got.RevokedAt.IsZero() {
+			t.Errorf("token %v of the revoked family not revoked", h)
+		}
+	}
+	if got, _ := r.Get(ctx, other.Hash); !got.RevokedAt.IsZero() {
+		t.Error("RevokeFamily revoked another family")
+	}
+	wantErr(t, "Rotate revoked", r.Rotate(ctx, second.Hash, refresh("rt-5", "fam-1")), model.ErrRevoked)
+}
+
+func testRefreshRotateConcurrent(t *testing.T, open Opener) {
+	ctx := t.Context()
+	r := migrated(t, open).RefreshTokens()
+	old := refresh("race", "fam")
+	must(t, "Create", r.Create(ctx, old))
+	errs := parallel(concurrency, func(i int) error {
+		return r.Rotate(ctx, old.Hash, refresh(fmt.Sprintf("race-next-%d", i), "fam"))
+	})
+	exactlyOne(t, "Rotate", errs, model.ErrReplay)
+	stored := 0
+	for i := range concurrency {
+		_, err := r.Get(ctx, hashOf(fmt.Sprintf("race-next-%d", i)))
+		switch {
+		case err == nil:
+			stored++
+			if errs[i] != nil {
+				t.Errorf("rotation %d failed but stored its token", i)
+			}
+		case !errors.Is(err, model.ErrNotFound):
+			t.Errorf("Get %d: %v", i, err)
+		}
+	}
+	if stored != 1 {
+		t.Errorf("%d successor tokens stored, want 1", stored)
+	}
+}
+
+func code(secret string) model.AuthCode {
+	return model.AuthCode{
+		Hash: hashOf(secret), ClientID: "web", RedirectURI: "https://app.example/cb",
+		Scopes: []string{"openid", "email"}, Audience: []string{"web"}, Subject: "alice", SessionID: "sid-1",
+		Nonce: "n-0S6", CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", CodeChallengeMethod: "S256",
+		AuthTime: at(-time.Minute), ACR: "1", AMR: []string{"pwd", "otp"}, Profile: "token",
+		AccessTokenJTI: "at-jti", RefreshFamilyID: "fam-1", IssuedAt: at(0), ExpiresAt: at(time.Minute),
+	}
+}
+
+func testAuthCodes(t *testing.T, open Opener) {
+	ctx := t.Context()
+	c := migrated(t, open).AuthCodes()
+	want := code("code-1")
+	must(t, "Create", c.Create(ctx, want))
+	wantErr(t, "Create duplicate", c.Create(ctx, want), model.ErrConflict)
+
+	got, err := c.Consume(ctx, want.Hash)
+	must(t, "Consume", err)
+	if got.UsedAt.IsZero() {
+		t.Error("Consume: UsedAt not set")
+	}
+	used := got.UsedAt
+	got.UsedAt = time.Time{}
+	equal(t, "Consume", got, want)
+
+	got, err = c.Consume(ctx, want.Hash)
+	wantErr(t, "Consume again", err, model.ErrReplay)
+	if got.AccessTokenJTI != want.AccessTokenJTI || got.RefreshFamilyID != want.RefreshFamilyID || !got.UsedAt.Equal(used) {
+		t.Errorf("replayed Consume returned %+v, want the first exchange's record", got)
+	}
+	_, err = c.Consume(ctx, hashOf("nope"))
+	wantErr(t, "Consume missing", err, model.ErrNotFound)
+}
+
+func testAuthCodesConcurrent(t *testing.T, open Opener) {
+	ctx := t.Context()
+	c := migrated(t, open).AuthCodes()
+	want := code("race")
+	must(t, "Create", c.Create(ctx, want))
+	got := make([]model.AuthCode, concurrency)
+	errs := parallel(concurrency, func(i int) error {
+		var err error
+		got[i], err = c.Consume(ctx, want.Hash)
+		return err
+	})
+	exactlyOne(t, "Consume", errs, model.ErrReplay)
+	for i := range got {
+		if got[i].RefreshFamilyID != want.RefreshFamilyID {
+			t.Errorf("Consume %d returned %+v without the record", i, got[i])
+		}
+	}
+}
+
+func testSessions(t *testing.T, open Opener) {
+	ctx := t.Context()
+	st := migrated(t, open)
+	s := st.Sessions()
+	want := model.Session{
+		Hash: hashOf("cookie-1"), ID: "sid-1", UserID: "u1", Zone: "local", AuthTime: at(0), ACR: "1",
+		AMR: []string{"pwd"}, IdleTimeout: time.Hour, CreatedAt: at(0), LastSeenAt: at(0), ExpiresAt: at(12 * time.Hour),
+	}
+	must(t, "Create", s.Create(ctx, want))
+	got, err := s.Get(ctx, want.Hash)
+	must(t, "Get", err)
+	equal(t, "Get", got, want)
+	equal(t, "Expiry", got.Expiry(), at(time.Hour))
+
+	wantErr(t, "Create duplicate hash", s.Create(ctx, want), model.ErrConflict)
+	dupID := want
+	dupID.Hash = hashOf("cookie-2")
+	wantErr(t, "Create duplicate id", s.Create(ctx, dupID), model.ErrConflict)
+
+	must(t, "Touch", s.Touch(ctx, want.Hash, at(30*time.Minute)))
+	got, err = s.Get(ctx, want.Hash)
+	must(t, "Get touched", err)
+	equal(t, "LastSeenAt", got.LastSeenAt, at(30*time.Minute))
+	equal(t, "Expiry after Touch", got.Expiry(), at(90*time.Minute))
+	// The idle deadline moved, so GC just past the old one keeps it.
+	if _, err := st.GC(ctx, at(61*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, want.Hash); err != nil {
+		t.Fatalf("touched session collected: %v", err)
+	}
+	wantErr(t, "Touch missing", s.Touch(ctx, hashOf("nope"), at(0)), model.ErrNotFound)
+
+	must(t, "Delete", s.Delete(ctx, want.Hash))
+	_, err = s.Get(ctx, want.Hash)
+	wantErr(t, "Get deleted", err, model.ErrNotFound)
+	must(t, "Delete again", s.Delete(ctx, want.Hash))
+}
+
+func testUsers(t *testing.T, open Opener) {
+	ctx := t.Context()
+	u := migrated(t, open).Users()
+	alice := model.User{
+		ID: "u1", Zone: "local", Username: "alice", PasswordHash: "$argon2id$v=19$m=65536,t=1,p=2$c2FsdA$aGFzaA",
+		Claims: map[string]any{"name": "Alice", "email": "alice@example.com", "email_verified": true},
+		Status: model.UserActive, CreatedAt: at(0), UpdatedAt: at(0),
+	}
+	must(t, "Create", u.Create(ctx, alice))
+	got, err := u.Get(ctx, "u1")
+	must(t, "Get", err)
+	equal(t, "Get", got, alice)
+	got, err = u.GetByUsername(ctx, "local", "alice")
+	must(t, "GetByUsername", err)
+	equal(t, "GetByUsername", got, alice)
+	_, err = u.GetByUsername(ctx, "eu", "alice")
+	wantErr(t, "GetByUsername other zone", err, model.ErrNotFound)
+	_, err = u.Get(ctx, "nope")
+	wantErr(t, "Get missing", err, model.ErrNotFound)
+
+	dup := alice
+	dup.ID = "u2"
+	wantErr(t, "Create duplicate username", u.Create(ctx, dup), model.ErrConflict)
+	dup.Username = "alice2"
+	dup.ID = "u1"
+	wantErr(t, "Create duplicate id", u.Create(ctx, dup), model.ErrConflict)
+	otherZone := alice
+	otherZone.ID, otherZone.Zone = "u3", "eu"
+	must(t, "Create same username in another zone", u.Create(ctx, otherZone))
+	bob := model.User{ID: "u4", Zone: "local", Username: "bob", Status: model.UserActive}
+	must(t, "Create bob", u.Create(ctx, bob))
+
+	before := time.Now().Add(-time.Second)
+	must(t, "Update", u.Update(ctx, "u1", func(old model.User) (model.User, error) {
+		old.Status = model.UserLocked
+		old.Claims["name"] = "Alice A."
+		old.ID = "changed"            // ignored
+		old.CreatedAt = at(time.Hour) // ignored
+		return old, nil
+	}))
+	got, err = u.Get(ctx, "u1")
+	must(t, "Get updated", err)
+	if got.Status != model.UserLocked || got.Claims["name"] != "Alice A." || !got.CreatedAt.Equal(alice.CreatedAt) ||
+		got.UpdatedAt.Before(before) {
+		t.Errorf("after Update: %+v", got)
+	}
+
+	boom := errors.New("boom")
+	if err := u.Update(ctx, "u1", func(old model.User) (model.User, error) {
+		old.Status = model.UserActive
+		return old, boom
+	}); err != boom {
+		t.Errorf("Update returned %v, want fn's error as is", err)
+	}
+	if got, _ := u.Get(ctx, "u1"); got.Status != model.UserLocked {
+		t.Error("failed Update changed the user")
+	}
+	wantErr(t, "Update missing", u.Update(ctx, "nope", func(o model.User) (model.User, error) { return o, nil }),
+		model.ErrNotFound)
+	wantErr(t, "Update to a taken username", u.Update(ctx, "u4", func(o model.User) (model.User, error) {
+		o.Username = "alice"
+		return o, nil
+	}), model.ErrConflict)
+}
+
+func testUsersUpdateConcurrent(t *testing.T, open Opener) {
+	ctx := t.Context()
+	u := migrated(t, open).Users()
+	must(t, "Create", u.Create(ctx, model.User{ID: "u1", Zone: "z", Username: "c", Claims: map[string]any{"n": 0.0}}))
+	errs := parallel(concurrency, func(int) error {
+		return u.Update(ctx, "u1", func(old model.User) (model.User, error) {
+			old.Claims["n"] = old.Claims["n"].(float64) + 1
+			return old, nil
+		})
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Update %d: %v", i, err)
+		}
+	}
+	got, err := u.Get(ctx, "u1")
+	must(t, "Get", err)
+	if got.Claims["n"] != float64(concurrency) {
+		t.Errorf("counter = %v after %d concurrent increments: an update was lost", got.Claims["n"], concurrency)
+	}
+}
+
+func testAudit(t *testing.T, open Opener) {
+	ctx := t.Context()
+	a := migrated(t, open).Audit()
+	events := []model.AuditEvent{
+		{Time: at(0), Type: "login.failure", Zone: "local", Subject: "alice", IP: "192.0.2.1",
+			Details: map[string]any{"reason": "bad password"}},
+		{Time: at(time.Second), Type: "login.success", Zone: "local", Subject: "alice", ClientID: "web", IP: "192.0.2.1"},
+		{Time: at(2 * time.Second), Type: "login.failure", Zone: "local", Subject: "bob", IP: "192.0.2.2"},
+	}
+	for _, e := range events {
+		must(t, "Append", a.Append(ctx, e))
+	}
+	all, err := a.List(ctx, model.AuditQuery{})
+	must(t, "List", err)
+	if len(all) != 3 {
+		t.Fatalf("List returned %d events, want 3", len(all))
+	}
+	for i := range all {
+		if all[i].ID == 0 {
+			t.Errorf("event %d: no id assigned", i)
+		}
+		e := all[i]
+		e.ID = 0
+		equal(t, fmt.Sprintf("event %d", i), e, events[i])
+	}
+	sel := func(q model.AuditQuery) []string {
+		t.Helper()
+		got, err := a.List(ctx, q)
+		must(t, "List", err)
+		var s []string
+		for _, e := range got {
+			s = append(s, e.Type+"/"+e.Subject)
+		}
+		return s
+	}
+	equal(t, "by subject", sel(model.AuditQuery{Subject: "alice"}), []string{"login.failure/alice", "login.success/alice"})
+	equal(t, "by type", sel(model.AuditQuery{Type: "login.failure"}), []string{"login.failure/alice", "login.failure/bob"})
+	equal(t, "since", sel(model.AuditQuery{Since: at(time.Second)}), []string{"login.success/alice", "login.failure/bob"})
+	equal(t, "limit", sel(model.AuditQuery{Limit: 1}), []string{"login.failure/alice"})
+	equal(t, "type and subject", sel(model.AuditQuery{Type: "login.failure", Subject: "bob"}), []string{"login.failure/bob"})
+}
+
+func testNodes(t *testing.T, open Opener) {
+	ctx := t.Context()
+	n := migrated(t, open).Nodes()
+	b := model.NodeStatus{ID: "node-b", Role: "default", Zone: "local", BinaryVersion: "1.0.0", ConfigVersion: "7",
+		ConfigHash: "abc", StartedAt: at(0), HeartbeatAt: at(time.Second), ExpiresAt: at(time.Hour),
+		Details: map[string]any{"last_reload_error": "none"}}
+	a := model.NodeStatus{ID: "node-a", Role: "eu-edge", Zone: "eu", StartedAt: at(0), HeartbeatAt: at(0), ExpiresAt: at(time.Hour)}
+	must(t, "Heartbeat b", n.Heartbeat(ctx, b))
+	must(t, "Heartbeat a", n.Heartbeat(ctx, a))
+	b.HeartbeatAt, b.ConfigVersion, b.Details = at(10*time.Second), "8", nil
+	must(t, "Heartbeat b again", n.Heartbeat(ctx, b))
+	got, err := n.List(ctx)
+	must(t, "List", err)
+	equal(t, "List", got, []model.NodeStatus{a, b})
+}
+
+// testGC puts one expired and one live row in every aggregate and checks
+// that GC removes exactly the expired ones, the boundary (expiry == now)
+// included.
+func testGC(t *testing.T, open Opener) {
+	ctx := t.Context()
+	st := migrated(t, open)
+	now := at(time.Hour)
+	expired, live := now, now.Add(time.Microsecond)
+
+	at1 := model.AccessToken{Hash: hashOf("at-old"), JTI: "j1", ExpiresAt: expired}
+	at2 := model.AccessToken{Hash: hashOf("at-new"), JTI: "j2", ExpiresAt: live}
+	must(t, "AccessTokens", errors.Join(st.AccessTokens().Create(ctx, at1), st.AccessTokens().Create(ctx, at2)))
+	must(t, "Revocations", errors.Join(st.Revocations().Revoke(ctx, "r-old", expired), st.Revocations().Revoke(ctx, "r-new", live)))
+	must(t, "Assertions", errors.Join(st.Assertions().Use(ctx, "c", "a-old", expired), st.Assertions().Use(ctx, "c", "a-new", live)))
+	rt1, rt2 := refresh("rt-old", "f1"), refresh("rt-new", "f2")
+	rt1.ExpiresAt, rt2.ExpiresAt = expired, live
+	must(t, "RefreshTokens", errors.Join(st.RefreshTokens().Create(ctx, rt1), st.RefreshTokens().Create(ctx, rt2)))
+	// A used but unexpired refresh token stays, for reuse detection.
+	rt3 := refresh("rt-next", "f2")
+	rt3.ExpiresAt = live
+	must(t, "Rotate", st.RefreshTokens().Rotate(ctx, rt2.Hash, rt3))
+	c1, c2 := code("c-old"), code("c-new")
+	c1.ExpiresAt, c2.ExpiresAt = expired, live
+	must(t, "AuthCodes", errors.Join(st.AuthCodes().Create(ctx, c1), st.AuthCodes().Create(ctx, c2)))
+	s1 := model.Session{Hash: hashOf("s-abs"), ID: "s1", ExpiresAt: expired}
+	s2 := model.Session{Hash: hashOf("s-idle"), ID: "s2", ExpiresAt: now.Add(time.Hour),
+		IdleTimeout: time.Minute, LastSeenAt: now.Add(-time.Minute)}
+	s3 := model.Session{Hash: hashOf("s-live"), ID: "s3", ExpiresAt: now.Add(time.Hour),
+		IdleTimeout: time.Minute, LastSeenAt: now.Add(-time.Second)}
+	must(t, "Sessions", errors.Join(st.Sessions().Create(ctx, s1), st.Sessions().Create(ctx, s2), st.Sessions().Create(ctx, s3)))
+	must(t, "Nodes", errors.Join(st.Nodes().Heartbeat(ctx, model.NodeStatus{ID: "gone", ExpiresAt: expired}),
+		st.Nodes().Heartbeat(ctx, model.NodeStatus{ID: "up", ExpiresAt: live})))
+	must(t, "Users", st.Users().Create(ctx, model.User{ID: "u", Zone: "z", Username: "u"}))
+	must(t, "Audit", st.Audit().Append(ctx, model.AuditEvent{Time: at(-1000 * time.Hour), Type: "old"}))
+
+	stats, err := st.GC(ctx, now)
+	must(t, "GC", err)
+	equal(t, "GC stats", stats, model.GCStats{AccessTokens: 1, Revocations: 1, Assertions: 1, RefreshTokens: 1,
+		AuthCodes: 1, Sessions: 2, Nodes: 1})
+	if stats.Total() != 8 {
+		t.Errorf("Total = %d, want 8", stats.Total())
+	}
+
+	gone := func(what string, err error) {
+		t.Helper()
+		wantErr(t, what+" after GC", err, model.ErrNotFound)
+	}
+	kept := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Errorf("%s after GC: %v", what, err)
+		}
+	}
+	_, err = st.AccessTokens().Get(ctx, at1.Hash)
+	gone("expired access token", err)
+	_, err = st.AccessTokens().Get(ctx, at2.Hash)
+	kept("live access token", err)
+	if r, _ := st.Revocations().IsRevoked(ctx, "r-old"); r {
+		t.Error("expired revocation kept")
+	}
+	if r, _ := st.Revocations().IsRevoked(ctx, "r-new"); !r {
+		t.Error("live revocation collected")
+	}
+	kept("expired assertion jti reusable", st.Assertions().Use(ctx, "c", "a-old", live))
+	wantErr(t, "live assertion jti", st.Assertions().Use(ctx, "c", "a-new", live), model.ErrReplay)
+	_, err = st.RefreshTokens().Get(ctx, rt1.Hash)
+	gone("expired refresh token", err)
+	_, err = st.RefreshTokens().Get(ctx, rt2.Hash)
+	kept("used refresh token", err)
+	_, err = st.RefreshTokens().Get(ctx, rt3.Hash)
+	kept("live refresh token", err)
+	_, err = st.AuthCodes().Consume(ctx, c1.Hash)
+	gone("expired code", err)
+	_, err = st.AuthCodes().Consume(ctx, c2.Hash)
+	kept("live code", err)
+	_, err = st.Sessions().Get(ctx, s1.Hash)
+	gone("session past absolute expiry", err)
+	_, err = st.Sessions().Get(ctx, s2.Hash)
+	gone("idle session", err)
+	_, err = st.Sessions().Get(ctx, s3.Hash)
+	kept("live session", err)
+	nodes, err := st.Nodes().List(ctx)
+	must(t, "List nodes", err)
+	if len(nodes) != 1 || nodes[0].ID != "up" {
+		t.Errorf("nodes after GC = %+v, want only up", nodes)
+	}
+	_, err = st.Users().Get(ctx, "u")
+	kept("user", err)
+	if ev, _ := st.Audit().List(ctx, model.AuditQuery{}); len(ev) != 1 {
+		t.Errorf("audit after GC has %d events, want 1 (GC never deletes audit)", len(ev))
+	}
+
+	stats, err = st.GC(ctx, now)
+	must(t, "GC again", err)
+	equal(t, "second GC", stats, model.GCStats{})
+}
+
+// benchParallelism × GOMAXPROCS goroutines call the store at once: 64 on
+// the 2-core CI machine, the load benchmark's concurrency. With the default
+// (one per core) a round-trip-bound store only ever sees two callers.
+const benchParallelism = 32
+
+// BenchCreateAccessToken measures opaque token issuance (one insert).
+func BenchCreateAccessToken(b *testing.B, s model.Store) {
+	ctx := context.Background()
+	if err := s.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	at := s.AccessTokens()
+	var seq atomic.Int64
+	prefix := model.NewID()
+	now := time.Now()
+	b.SetParallelism(benchParallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := fmt.Sprintf("%s-%d", prefix, seq.Add(1))
+			err := at.Create(ctx, model.AccessToken{Hash: model.HashSecret(id), JTI: id, ClientID: "bench",
+				Subject: "bench", Scopes: []string{"invoices:read"}, Audience: []string{"billing"},
+				Profile: "token", IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute)})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// BenchIsRevoked measures the revocation check of JWT introspection
+// against a table of revokedRows, half the lookups hitting.
+func BenchIsRevoked(b *testing.B, s model.Store) {
+	const revokedRows = 10000
+	ctx := context.Background()
+	if err := s.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	r := s.Revocations()
+	exp := time.Now().Add(time.Hour)
+	const loaders = 32 // concurrent setup: PostgreSQL groups the commits
+	for _, err := range parallel(loaders, func(g int) error {
+		for i := g; i < revokedRows; i += loaders {
+			if err := r.Revoke(ctx, fmt.Sprintf("jti-%d", i), exp); err != nil {
+				return err
+			}
+		}
+		return nil
+	}) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	var seq atomic.Int64
+	b.SetParallelism(benchParallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := seq.Add(1) % (2 * revokedRows)
+			revoked, err := r.IsRevoked(ctx, fmt.Sprintf("jti-%d", i))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if revoked != (i < revokedRows) {
+				b.Errorf("IsRevoked(jti-%d) = %v", i, revoked)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+}

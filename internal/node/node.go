@@ -19,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/keygate/keygate/internal/bundle"
+	"github.com/keygate/keygate/internal/clientip"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/metrics"
@@ -79,8 +80,17 @@ func New(s settings.Settings, environ []string, log *slog.Logger) (_ *Node, err 
 	if err != nil {
 		return nil, err
 	}
+	// Settings are validated by settings.Load; this reports a Settings
+	// built in code.
+	clientIPs, err := clientip.New(s.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("%sTRUSTED_PROXIES: %w", settings.Prefix, err)
+	}
+	if len(s.TrustedProxies) > 0 {
+		log.Info("client addresses of logins come from X-Forwarded-For when the peer is a trusted proxy", "trusted_proxies", s.TrustedProxies)
+	}
 	// One per-IP login limiter for the node's life, so a reload keeps its counts.
-	deps := runtime.Deps{Logger: log, Observer: n.metrics, Stores: n.pools, Metrics: n.metrics, IPLimiter: authn.NewIPLimiter()}
+	deps := runtime.Deps{Logger: log, Observer: n.metrics, Stores: n.pools, Metrics: n.metrics, IPLimiter: authn.NewIPLimiter(), ClientIP: clientIPs}
 	n.reloader = reload.New(reload.Config{
 		Load: config.Options{
 			Dir:         s.ConfigDir,

@@ -20,6 +20,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/keygate/keygate/internal/clientip"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/keys"
@@ -62,6 +63,9 @@ type Deps struct {
 	// profiles; pass one that outlives runtimes so a reload keeps the
 	// counts. nil: each runtime has its own.
 	IPLimiter *authn.IPLimiter
+	// ClientIP finds a request's client address for authentication
+	// profiles (KEYGATE_TRUSTED_PROXIES). nil: the connection's peer.
+	ClientIP *clientip.Resolver
 }
 
 // DefaultStoreTimeout bounds opening a data source during Build.
@@ -168,7 +172,7 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
 		paths[mount] = name
 
 		if p.Type == config.ProfileAuthentication {
-			ap, err := authn.New(snap, p, authn.Deps{Store: r.store, Zone: role.Zone, Logger: r.log, IPLimiter: deps.IPLimiter})
+			ap, err := authn.New(snap, p, authn.Deps{Store: r.store, Zone: role.Zone, Logger: r.log, IPLimiter: deps.IPLimiter, ClientIP: deps.ClientIP})
 			if err != nil {
 				errs = append(errs, at(p.Pos, "profiles."+name, err))
 				continue

@@ -2,13 +2,20 @@ package runtime
 
 import (
 	"context"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/internal/clientip"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
+	"github.com/keygate/keygate/internal/profile/authn"
+	"github.com/keygate/keygate/internal/storage"
 )
 
 // snapWithSQLite is testSnapshot with the default role's zone on a sqlite
@@ -116,5 +123,45 @@ func TestFailedBuildReleasesStore(t *testing.T) {
 	}
 	if got := pools.Open(); len(got) != 0 {
 		t.Errorf("pools left open after a failed build: %v", got)
+	}
+}
+
+// Deps.ClientIP reaches the authentication profiles: behind a trusted
+// proxy, the audit event names the client it forwarded, not the proxy.
+func TestClientIPReachesAuthentication(t *testing.T) {
+	pools := datasource.New(datasource.Options{Migrate: true})
+	t.Cleanup(func() { pools.Close() })
+	snap := snapWithSQLite(t, filepath.Join(t.TempDir(), "k.db"))
+	snap.Profiles["authn"].Authenticators["password"].Argon2 = config.Argon2Params{MemoryKiB: 1024, Iterations: 1, Parallelism: 1}
+	// A token profile outside the role that signs in at authn, so the
+	// login's return_to is valid.
+	snap.Profiles["signs-in"] = &config.Profile{Meta: meta("signs-in"), Type: config.ProfileToken, Path: "/signs-in", AuthenticationProfile: "authn"}
+	ips, err := clientip.New([]string{"10.0.0.0/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := build(t, snap, Deps{Stores: pools, ClientIP: ips})
+
+	tok := strings.Repeat("a", 43)
+	var req fasthttp.Request
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetRequestURI("/authn/login")
+	req.Header.SetContentType("application/x-www-form-urlencoded")
+	req.Header.SetCookie(authn.CSRFCookie, tok)
+	req.Header.Set(fasthttp.HeaderXForwardedFor, "192.0.2.1, 203.0.113.9")
+	req.SetBodyString(url.Values{"username": {"nobody"}, "password": {"wrong"}, "csrf": {tok},
+		"return_to": {"/signs-in/authorize?client_id=web-app"}}.Encode())
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 40000}, nil)
+	r.handler(&ctx)
+	if ctx.Response.StatusCode() != 400 {
+		t.Fatalf("login: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	ev, err := r.Store().Audit().List(context.Background(), storage.AuditQuery{Type: authn.AuditLoginFailure, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev) != 1 || ev[0].IP != "203.0.113.9" {
+		t.Errorf("login_failure events %+v, want one from 203.0.113.9", ev)
 	}
 }

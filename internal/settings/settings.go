@@ -19,6 +19,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/keygate/keygate/internal/clientip"
 	"github.com/keygate/keygate/internal/logging"
 	"github.com/keygate/keygate/internal/suggest"
 )
@@ -70,6 +71,11 @@ type Settings struct {
 	// revocations, assertion jtis, codes, sessions, heartbeats) from its
 	// zone's data source, ±20% jitter; 0 disables.
 	GCInterval time.Duration `envconfig:"KEYGATE_GC_INTERVAL" default:"10m"`
+	// TrustedProxies: the reverse proxies (comma-separated CIDR ranges or
+	// addresses) whose X-Forwarded-For names the client for per-IP login
+	// throttling and audit events (internal/clientip has the rule). Empty:
+	// the client is the connection's peer and the header is never read.
+	TrustedProxies []string `envconfig:"KEYGATE_TRUSTED_PROXIES"`
 }
 
 // Load reads the settings, applies defaults (NodeID falls back to the
@@ -88,6 +94,7 @@ func Load(environ []string) (Settings, []string, error) {
 	}
 	s.EnvFiles = cleanList(s.EnvFiles)
 	s.ExcludeTags = cleanList(s.ExcludeTags)
+	s.TrustedProxies = cleanList(s.TrustedProxies)
 	s.LogLevel = strings.ToLower(s.LogLevel)
 	s.LogFormat = strings.ToLower(s.LogFormat)
 	if s.NodeID == "" {
@@ -143,6 +150,11 @@ func (s Settings) Validate() error {
 	}
 	if s.AdminTLSClientCAFile != "" && s.AdminTLSCertFile == "" {
 		add("ADMIN_TLS_CLIENT_CA_FILE", "needs KEYGATE_ADMIN_TLS_CERT_FILE and KEYGATE_ADMIN_TLS_KEY_FILE (client certificates need TLS)")
+	}
+	for _, p := range s.TrustedProxies {
+		if _, err := clientip.ParseTrusted(strings.TrimSpace(p)); err != nil {
+			add("TRUSTED_PROXIES", "%v", err)
+		}
 	}
 	for _, d := range []struct {
 		name string

@@ -77,6 +77,7 @@ func TestValues(t *testing.T) {
 		"KEYGATE_ADMIN_TLS_CERT_FILE":      "/tls/admin.crt",
 		"KEYGATE_ADMIN_TLS_KEY_FILE":       "/tls/admin.key",
 		"KEYGATE_ADMIN_TLS_CLIENT_CA_FILE": "/tls/ca.crt",
+		"KEYGATE_TRUSTED_PROXIES":          "10.0.0.0/8, 192.0.2.7 ,fd00::/8,",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +107,7 @@ func TestValues(t *testing.T) {
 		AdminTLSCertFile:     "/tls/admin.crt",
 		AdminTLSKeyFile:      "/tls/admin.key",
 		AdminTLSClientCAFile: "/tls/ca.crt",
+		TrustedProxies:       []string{"10.0.0.0/8", "192.0.2.7", "fd00::/8"},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("Load() =\n%+v\nwant\n%+v", s, want)
@@ -167,6 +169,9 @@ func TestInvalid(t *testing.T) {
 			[]string{`KEYGATE_ADMIN_TLS_CERT_FILE: KEYGATE_ADMIN_TLS_CERT_FILE and KEYGATE_ADMIN_TLS_KEY_FILE must be set together`}},
 		{"client CA without TLS", map[string]string{"KEYGATE_ADMIN_TLS_CLIENT_CA_FILE": "/tls/ca.crt"},
 			[]string{`KEYGATE_ADMIN_TLS_CLIENT_CA_FILE: needs KEYGATE_ADMIN_TLS_CERT_FILE`}},
+		{"bad trusted proxies", map[string]string{"KEYGATE_TRUSTED_PROXIES": "10.0.0.0/8, 10.0.0.0/33, proxy.internal"},
+			[]string{`KEYGATE_TRUSTED_PROXIES: "10.0.0.0/33" is not a CIDR range`,
+				`KEYGATE_TRUSTED_PROXIES: "proxy.internal" is not an IP address or CIDR range`}},
 		{"every error at once", map[string]string{"KEYGATE_LOG_LEVEL": "loud", "KEYGATE_LOG_FORMAT": "xml", "KEYGATE_CONFIG_DIR": ""},
 			[]string{"KEYGATE_LOG_LEVEL:", "KEYGATE_LOG_FORMAT:", "KEYGATE_CONFIG_DIR: must not be empty"}},
 	}
@@ -254,7 +259,7 @@ func TestKnownVariables(t *testing.T) {
 		"KEYGATE_ADMIN_TOKEN_FILE", "KEYGATE_BUNDLE_SIGNING_KEY_FILE", "KEYGATE_BUNDLE_VERIFY_KEY_FILE", "KEYGATE_CONFIG_DIR", "KEYGATE_ENV_FILE", "KEYGATE_EXCLUDE_TAGS",
 		"KEYGATE_GC_INTERVAL", "KEYGATE_HEARTBEAT_INTERVAL", "KEYGATE_LISTEN_ADDR", "KEYGATE_LOG_FORMAT", "KEYGATE_LOG_LEVEL", "KEYGATE_MIGRATE_ON_START",
 		"KEYGATE_NODE_ID", "KEYGATE_OPS_LISTEN_ADDR", "KEYGATE_PUBLISH_DIR", "KEYGATE_PUBLISH_RETENTION", "KEYGATE_RELOAD_DEBOUNCE",
-		"KEYGATE_RELOAD_POLL_INTERVAL", "KEYGATE_SERVICE_ROLE", "KEYGATE_SHUTDOWN_TIMEOUT",
+		"KEYGATE_RELOAD_POLL_INTERVAL", "KEYGATE_SERVICE_ROLE", "KEYGATE_SHUTDOWN_TIMEOUT", "KEYGATE_TRUSTED_PROXIES",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("KnownVariables() =\n%q\nwant\n%q", got, want)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/keygate/keygate/internal/clientip"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/session"
@@ -62,6 +63,9 @@ type Deps struct {
 	// IPLimiter counts failures per client IP. nil: the profile makes its
 	// own, which a reload resets; pass one that outlives runtimes.
 	IPLimiter *IPLimiter
+	// ClientIP finds a request's client address for throttling and audit
+	// events (KEYGATE_TRUSTED_PROXIES). nil: the connection's peer.
+	ClientIP *clientip.Resolver
 	// HTTPClient calls partner IdPs (oidc authenticators). nil: a client
 	// with a 10s timeout.
 	HTTPClient *http.Client
@@ -79,6 +83,7 @@ type Profile struct {
 	log   *slog.Logger
 	now   func() time.Time
 	ip    *IPLimiter
+	ips   *clientip.Resolver // nil: the peer
 	ui    *ui
 
 	params  password.Params
@@ -135,6 +140,7 @@ func New(snap *config.Snapshot, p *config.Profile, deps Deps) (*Profile, error) 
 		log:       deps.Logger,
 		now:       deps.Now,
 		ip:        deps.IPLimiter,
+		ips:       deps.ClientIP,
 		ui:        u,
 		params:    password.FromConfig(pw.Argon2),
 		policy:    session.Policy{Idle: p.Sessions.IdleLifetime.D(), Absolute: p.Sessions.AbsoluteLifetime.D()},
@@ -188,6 +194,12 @@ func New(snap *config.Snapshot, p *config.Profile, deps Deps) (*Profile, error) 
 	}
 	return prof, nil
 }
+
+// clientIP is the request's client address, for per-IP throttling and
+// audit events: the peer, or with trusted proxies the address they
+// forwarded (package clientip). Never c.IP(): fiber's proxy handling
+// would believe the leftmost X-Forwarded-For entry, which anyone can set.
+func (p *Profile) clientIP(c *fiber.Ctx) string { return p.ips.ClientIP(c.Context()).String() }
 
 // Name is the profile's config name.
 func (p *Profile) Name() string { return p.name }

@@ -4,19 +4,23 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
+	"github.com/keygate/keygate/internal/clientip"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/session"
@@ -34,7 +38,8 @@ type fixture struct {
 	prof  *Profile
 	now   time.Time
 	snap  *config.Snapshot
-	login string // GET URL of the login page with returnTo
+	login string             // GET URL of the login page with returnTo
+	ips   *clientip.Resolver // Deps.ClientIP of the next build
 }
 
 func newFixture(t *testing.T, edit func(*config.Profile)) *fixture {
@@ -70,7 +75,7 @@ func newFixture(t *testing.T, edit func(*config.Profile)) *fixture {
 // build (re)builds the profile from f.snap, as a reload does.
 func (f *fixture) build() {
 	f.t.Helper()
-	p, err := New(f.snap, f.snap.Profiles["authn"], Deps{Store: f.st, Zone: "local", Now: func() time.Time { return f.now }})
+	p, err := New(f.snap, f.snap.Profiles["authn"], Deps{Store: f.st, Zone: "local", Now: func() time.Time { return f.now }, ClientIP: f.ips})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -348,6 +353,162 @@ func TestIPLockoutUnderParallelGuesses(t *testing.T) {
 	}
 	if checked > 3 || len(f.events(AuditLoginFailure)) > 3 {
 		t.Errorf("%d passwords checked (%d failures audited) from one IP, limit 3: %v", checked, len(f.events(AuditLoginFailure)), statuses)
+	}
+}
+
+// postFrom posts the login form as fasthttp serves a connection from
+// peer (app.Test always connects from 0.0.0.0), through h, the app's
+// handler. Safe to call from several goroutines.
+func postFrom(h fasthttp.RequestHandler, peer net.IP, tok, username, pw string, header ...string) *fasthttp.Response {
+	var req fasthttp.Request
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetRequestURI("/authn/login")
+	req.Header.SetContentType("application/x-www-form-urlencoded")
+	req.Header.SetCookie(CSRFCookie, tok)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
+	}
+	req.SetBodyString(url.Values{"username": {username}, "password": {pw}, "return_to": {returnTo}, "csrf": {tok}}.Encode())
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, &net.TCPAddr{IP: peer, Port: 40000}, nil)
+	h(&ctx)
+	var resp fasthttp.Response
+	ctx.Response.CopyTo(&resp)
+	return &resp
+}
+
+// Parallel guesses at one account, from distinct IPs (so the per-IP limit
+// does not stop them), cannot all pass the account check before any
+// failure is in the audit log: each attempt is counted in memory before
+// the slow password check, until its failure is written. At most
+// max-failures passwords are checked.
+func TestAccountLockoutUnderParallelGuesses(t *testing.T) {
+	const maxFailures = 5
+	f := newFixture(t, func(p *config.Profile) {
+		p.Authenticators["password"].Lockout.MaxFailures = maxFailures
+		p.Authenticators["password"].Lockout.MaxFailuresPerIP = 1000
+	})
+	f.addUser("alice", "pw-alice-1", cheap)
+	tok := f.form()
+	h := f.app.Handler()
+	peer := func(i int) net.IP { return net.IPv4(198, 51, 100, byte(1+i)) }
+	statuses := make([]int, 12)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range statuses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			statuses[i] = postFrom(h, peer(i), tok, "alice", "wrong").StatusCode()
+		}()
+	}
+	close(start)
+	wg.Wait()
+
+	var refused, checked400 int
+	for _, s := range statuses {
+		switch s {
+		case 400: // a password check that failed and did not lock
+			checked400++
+		case 429: // refused before the check, or the check that locked
+			refused++
+		default:
+			t.Errorf("status %d, want 400 or 429", s)
+		}
+	}
+	failures := f.events(AuditLoginFailure) // one per password checked
+	if len(failures) > maxFailures || checked400 > maxFailures || checked400 > len(failures) {
+		t.Errorf("%d passwords checked (%d answered 400, %d 429) for one account, limit %d: %v",
+			len(failures), checked400, refused, maxFailures, statuses)
+	}
+	if len(failures) == 0 {
+		t.Errorf("no password was checked: %v", statuses)
+	}
+	ips := map[string]bool{}
+	for i := range statuses {
+		ips[peer(i).String()] = true
+	}
+	for _, e := range failures {
+		if !ips[e.IP] || e.Subject != "alice" {
+			t.Errorf("failure event from %q for %q, want one of the peers for alice", e.IP, e.Subject)
+		}
+	}
+	// Nothing stays counted in flight, and later attempts fill the count
+	// up to the limit exactly, never past it.
+	accountsInFlight.mu.Lock()
+	left := len(accountsInFlight.n)
+	accountsInFlight.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d accounts still counted in flight", left)
+	}
+	for i := range maxFailures {
+		postFrom(h, net.IPv4(203, 0, 113, byte(1+i)), tok, "alice", "wrong")
+	}
+	if n := len(f.events(AuditLoginFailure)); n != maxFailures {
+		t.Errorf("login_failure events after the burst and %d more tries: %d, want %d", maxFailures, n, maxFailures)
+	}
+	if r := postFrom(h, net.IPv4(203, 0, 113, 99), tok, "alice", "pw-alice-1"); r.StatusCode() != 429 {
+		t.Errorf("right password on a locked account: %d", r.StatusCode())
+	}
+}
+
+// The client address (throttling, audit) is the peer unless the peer is
+// a trusted proxy; then it comes from X-Forwarded-For (package clientip).
+func TestClientIPBehindTrustedProxy(t *testing.T) {
+	edit := func(p *config.Profile) { p.Authenticators["password"].Lockout.MaxFailuresPerIP = 2 }
+	lb := net.IPv4(10, 0, 0, 2)
+	xff := func(v string) []string { return []string{fasthttp.HeaderXForwardedFor, v} }
+
+	// No trusted proxies: the header is ignored, the peer is the client.
+	f := newFixture(t, edit)
+	tok := f.form()
+	h := f.app.Handler()
+	for i := range 2 {
+		if r := postFrom(h, lb, tok, fmt.Sprintf("u%d", i), "wrong", xff(fmt.Sprintf("203.0.113.%d", i+1))...); r.StatusCode() != 400 {
+			t.Fatalf("attempt %d: %d", i, r.StatusCode())
+		}
+	}
+	if r := postFrom(h, lb, tok, "u9", "wrong", xff("203.0.113.77")...); r.StatusCode() != 429 {
+		t.Errorf("untrusted peer: X-Forwarded-For escaped the per-IP limit: %d", r.StatusCode())
+	}
+	for _, e := range f.events(AuditLoginFailure) {
+		if e.IP != "10.0.0.2" {
+			t.Errorf("untrusted peer: audit IP %q, want the peer", e.IP)
+		}
+	}
+
+	// The load balancer is trusted: each client has its own budget, and a
+	// spoofed leftmost entry changes nothing.
+	f = newFixture(t, edit)
+	var err error
+	if f.ips, err = clientip.New([]string{"10.0.0.0/8"}); err != nil {
+		t.Fatal(err)
+	}
+	f.build()
+	h = f.app.Handler()
+	for i, v := range []string{"203.0.113.9", "198.51.100.1, 203.0.113.9"} {
+		if r := postFrom(h, lb, tok, fmt.Sprintf("u%d", i), "wrong", xff(v)...); r.StatusCode() != 400 {
+			t.Fatalf("attempt %d: %d", i, r.StatusCode())
+		}
+	}
+	if r := postFrom(h, lb, tok, "u9", "wrong", xff("192.0.2.1, 203.0.113.9")...); r.StatusCode() != 429 {
+		t.Errorf("spoofed leftmost entry escaped the per-IP limit: %d", r.StatusCode())
+	}
+	if r := postFrom(h, lb, tok, "u9", "wrong", xff("203.0.113.10, 10.0.0.7")...); r.StatusCode() != 400 {
+		t.Errorf("another client behind two proxies shares the first one's budget: %d", r.StatusCode())
+	}
+	var got []string
+	for _, e := range f.events(AuditLoginFailure) {
+		got = append(got, e.IP)
+	}
+	slices.Sort(got)
+	if want := []string{"203.0.113.10", "203.0.113.9", "203.0.113.9"}; !slices.Equal(got, want) {
+		t.Errorf("audit IPs %q, want %q", got, want)
+	}
+	lock := f.events(AuditLockout)
+	if len(lock) != 1 || lock[0].IP != "203.0.113.9" {
+		t.Errorf("lockout events %+v", lock)
 	}
 }
 

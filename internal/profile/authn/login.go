@@ -81,7 +81,7 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), timeout)
 	defer cancel()
 	now := p.now()
-	ip := c.IP()
+	ip := p.clientIP(c)
 	ev := storage.AuditEvent{Zone: p.zone, Subject: username, IP: ip}
 
 	if wait := p.ip.Attempt(ip, p.lockout.maxIP, p.lockout.window, now); wait > 0 {
@@ -89,7 +89,25 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 		form.Error = lockoutMessage(wait)
 		return p.loginPage(c, fiber.StatusTooManyRequests, form)
 	}
-	wait, err := p.accountWait(ctx, username, now)
+	// Count this attempt against the account before reading its audited
+	// failures, and take it back only once it is decided (a success, or
+	// its failure written): parallel guesses at one account each see the
+	// others (accountsInFlight).
+	key := p.zone + "\x00" + username
+	inFlight, tracked := accountsInFlight.acquire(key)
+	if !tracked {
+		p.ip.Forgive(ip, now)
+		return p.errorPage(c, fiber.StatusServiceUnavailable, "Cannot sign in", msgBusy)
+	}
+	settled := false
+	settle := func() { // idempotent
+		if !settled {
+			settled = true
+			accountsInFlight.release(key)
+		}
+	}
+	defer settle()
+	wait, err := p.accountWait(ctx, username, now, inFlight-1)
 	if err != nil || wait > 0 {
 		p.ip.Forgive(ip, now) // not a guess: it never reached the check
 	}
@@ -98,7 +116,11 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 		return p.errorPage(c, fiber.StatusServiceUnavailable, "Cannot sign in", msgUnavailable)
 	}
 	if wait > 0 {
-		p.audit(ctx, ev, AuditLockout, now, map[string]any{"reason": "account", "profile": p.name})
+		details := map[string]any{"reason": "account", "profile": p.name}
+		if inFlight > 1 {
+			details["in_flight"] = inFlight - 1
+		}
+		p.audit(ctx, ev, AuditLockout, now, details)
 		form.Error = lockoutMessage(wait)
 		return p.loginPage(c, fiber.StatusTooManyRequests, form)
 	}
@@ -136,7 +158,8 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 			reason = "unknown user"
 		}
 		p.audit(ctx, ev, AuditLoginFailure, now, map[string]any{"reason": reason, "profile": p.name})
-		if wait, err := p.accountWait(ctx, username, now); err == nil && wait > 0 {
+		settle() // decided, and the failure is in the audit log
+		if wait, err := p.accountWait(ctx, username, now, 0); err == nil && wait > 0 {
 			p.audit(ctx, ev, AuditLockout, now, map[string]any{"reason": "account", "profile": p.name, "failures": p.lockout.max})
 			form.Error = lockoutMessage(wait)
 			return p.loginPage(c, fiber.StatusTooManyRequests, form)
@@ -150,6 +173,7 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 		form.Error = msgAcctLocked
 		return p.loginPage(c, fiber.StatusForbidden, form)
 	}
+	settle() // decided: a success writes no failure
 	if rehash {
 		h := password.Hash(pw, p.params) // outside the update's transaction
 		err := p.store.Users().Update(ctx, user.ID, func(old storage.User) (storage.User, error) {

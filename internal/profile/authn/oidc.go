@@ -258,7 +258,7 @@ func (p *Profile) oidcCallback(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), oidcTimeout+timeout)
 	defer cancel()
 	now := p.now()
-	ev := storage.AuditEvent{Zone: p.zone, IP: c.IP()}
+	ev := storage.AuditEvent{Zone: p.zone, IP: p.clientIP(c)}
 	details := map[string]any{"profile": p.name, "method": "oidc", "authenticator": o.name}
 	fail := func(status int, reason, msg string, extra ...any) error {
 		d := copyDetails(details)

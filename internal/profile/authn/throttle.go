@@ -114,6 +114,58 @@ func acquireHashSlot(ctx context.Context) (release func(), ok bool) {
 	return nil, false
 }
 
+// inFlight counts, per key, the attempts that have started and are not
+// decided yet. Safe for concurrent use.
+type inFlight struct {
+	mu  sync.Mutex
+	n   map[string]int // only keys with attempts in flight
+	max int            // distinct keys tracked at most
+}
+
+// acquire counts one more attempt for key and returns how many are in
+// flight for it, this one included. ok is false, and nothing is counted,
+// when max other keys are in flight: memory stays bounded.
+func (f *inFlight) acquire(key string) (n int, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n = f.n[key]
+	if n == 0 && len(f.n) >= f.max {
+		return 0, false
+	}
+	f.n[key] = n + 1
+	return n + 1, true
+}
+
+// release takes back one attempt counted by acquire.
+func (f *inFlight) release(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := f.n[key]; n > 1 {
+		f.n[key] = n - 1
+	} else {
+		delete(f.n, key)
+	}
+}
+
+// accountsInFlight counts, per zone and username, the password logins
+// between their account check and the moment their outcome is decided (a
+// success, or a failure written to the audit log). accountWait counts
+// them with the audited failures, so parallel guesses at one account
+// cannot all pass the check before any failure is written: on one node,
+// in-flight attempts plus audited failures never exceed max-failures.
+//
+// It is process-wide on purpose, like hashSlots: attempts in flight are a
+// property of the process, so every profile and runtime of the node must
+// see the same ones (a request still served by a retired runtime counts
+// for the runtime that replaced it).
+//
+// Across nodes it is not shared: each node admits up to max-failures
+// minus the audited failures at once, so a burst spread over N nodes can
+// have up to N × (max-failures − audited failures) passwords checked
+// before the failures are written, at most (N − 1) × max-failures beyond
+// the limit per window; once written, every node of the zone sees them.
+var accountsInFlight = &inFlight{n: map[string]int{}, max: maxTrackedIPs}
+
 func trim(f []time.Time, since time.Time) []time.Time {
 	i := 0
 	for i < len(f) && f[i].Before(since) {
@@ -125,8 +177,10 @@ func trim(f []time.Time, since time.Time) []time.Time {
 // accountWait returns how long the account username must wait before its
 // next attempt (0: not locked). It counts login_failure events of the zone
 // since the later of window ago and the last successful login, from the
-// audit log, so every node of the zone sees the same count.
-func (p *Profile) accountWait(ctx context.Context, username string, now time.Time) (time.Duration, error) {
+// audit log, so every node of the zone sees the same count, plus pending:
+// this node's other attempts at the account still in flight, counted as
+// failing now (see accountsInFlight).
+func (p *Profile) accountWait(ctx context.Context, username string, now time.Time, pending int) (time.Duration, error) {
 	since := now.Add(-p.lockout.window)
 	audit := p.store.Audit()
 	limit := 4*p.lockout.max + 16
@@ -149,10 +203,17 @@ func (p *Profile) accountWait(ctx context.Context, username string, now time.Tim
 			times = append(times, e.Time)
 		}
 	}
-	if len(times) < p.lockout.max {
+	n := len(times) + pending
+	if n < p.lockout.max {
 		return 0, nil
 	}
-	wait := times[len(times)-p.lockout.max].Add(p.lockout.window).Sub(now)
+	// The oldest of the newest max counted attempts leaves the window
+	// first; pending ones count as failing now.
+	oldest := now
+	if i := n - p.lockout.max; i < len(times) {
+		oldest = times[i]
+	}
+	wait := oldest.Add(p.lockout.window).Sub(now)
 	return max(wait, time.Second), nil
 }
 

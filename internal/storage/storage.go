@@ -44,6 +44,10 @@ type (
 	AppliedMigration = model.AppliedMigration
 )
 
+// ScopeOfflineAccess is the scope whose refresh tokens outlive the SSO
+// session (documented in storage/model).
+const ScopeOfflineAccess = model.ScopeOfflineAccess
+
 // Sentinel errors (documented in storage/model).
 var (
 	ErrNotFound     = model.ErrNotFound

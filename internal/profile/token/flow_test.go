@@ -69,7 +69,7 @@ func newFlowEnvWith(t *testing.T, ks *keys.Set, withAuthn bool) *flowEnv {
 	code := []string{config.GrantAuthorizationCode, config.GrantRefreshToken}
 	snap.Clients = map[string]*config.Client{
 		"web": {Profile: "token", Secret: secret.New(webSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
-			GrantTypes: code, Scopes: []string{"openid", "profile", "email"},
+			GrantTypes: code, Scopes: []string{"openid", "profile", "email", storage.ScopeOfflineAccess},
 			RedirectURIs: []string{webRedirect, "https://rp.example.com/cb?tenant=1"}, PostLogoutRedirectURIs: []string{webLogout}},
 		"spa": {Profile: "token", TokenEndpointAuthMethod: config.AuthNone,
 			GrantTypes: code, Scopes: []string{"openid", "profile"}, RedirectURIs: []string{spaRedirect}},

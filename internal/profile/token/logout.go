@@ -55,7 +55,9 @@ var logoutParams = []string{"id_token_hint", "client_id", "post_logout_redirect_
 // cross-site POST carries no SameSite=Lax session cookie, so another site
 // cannot sign the user out). post_logout_redirect_uri is followed only if
 // it is registered, exactly, for the client named by id_token_hint or
-// client_id; otherwise a signed-out page is shown.
+// client_id; otherwise a signed-out page is shown. Ending the session
+// revokes the refresh tokens issued from it, except offline_access ones
+// (storage RefreshTokens.RevokeSession).
 func (p *Profile) serveLogout(c *fiber.Ctx) error {
 	const ep = config.EndpointLogout
 	a, msg := parseAuthzParams(c)
@@ -118,6 +120,26 @@ func (p *Profile) serveLogout(c *fiber.Ctx) error {
 					}
 				}
 				return sendPage(c, http.StatusOK, "confirm-logout", pageData{Title: "Sign out", Action: p.path + PathLogout, Hidden: h})
+			}
+			// The session ends, and with it the refresh tokens issued from
+			// it, except offline_access grants (OpenID Connect Core 1.0
+			// §11). Only the session this cookie proves is ended: a hint
+			// alone (an ID token, which relying parties hold and may leak)
+			// revokes nothing. Revoked before the session is deleted, so
+			// that a failure leaves both in place and the user can retry;
+			// the other order would lose the session id and leave the
+			// tokens working after a "signed out" page. So a failure fails
+			// the logout: the user must not be told they are signed out
+			// while the session's refresh tokens still work.
+			n, err := p.store.RefreshTokens().RevokeSession(ctx, sess.ID)
+			if err != nil {
+				// count logs it (slog, level error) with the store's error,
+				// which holds no token or cookie.
+				p.count(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("logout of user %s not done, session kept: revoke its refresh tokens: %w", sess.UserID, err)))
+				return p.logoutPage(c, ep, "The server cannot sign you out right now.")
+			}
+			if n > 0 {
+				p.log.Debug("logout revoked refresh tokens", "profile", p.name, "subject", sess.UserID, "families", n)
 			}
 		}
 		if err := session.Delete(ctx, p.store, cookie); err != nil {

@@ -42,9 +42,14 @@ type AppliedMigration struct {
 // applied, and its migrations go up to SchemaMax. A database ahead of
 // SchemaMax was migrated by a newer release; expand/contract keeps it
 // usable by this one.
+//
+// SchemaMin stays 1 while every later migration only expands (2 adds an
+// index): this release's binary serves a database at version 1 (logout
+// is only slower without the index), and the previous release's binary
+// one at version 2.
 const (
 	SchemaMin = 1
-	SchemaMax = 1
+	SchemaMax = 2
 )
 
 // CheckSchemaVersion reports whether this binary can serve a database at

@@ -124,6 +124,11 @@ type RefreshToken struct {
 	RevokedAt time.Time // set when the family is revoked
 }
 
+// ScopeOfflineAccess is the scope that asks for refresh tokens that
+// outlive the SSO session (OpenID Connect Core 1.0 §11): RevokeSession
+// spares the families that have it.
+const ScopeOfflineAccess = "offline_access"
+
 // RefreshTokens stores refresh tokens.
 type RefreshTokens interface {
 	// Create stores the first token of a family; ErrConflict if the hash exists.
@@ -135,8 +140,18 @@ type RefreshTokens interface {
 	// token succeeds; the others get ErrReplay (the caller then revokes the
 	// family). ErrRevoked if the family was revoked, ErrNotFound if absent.
 	Rotate(ctx context.Context, oldHash Hash, next RefreshToken) error
-	// RevokeFamily marks every token of the family revoked. Idempotent.
+	// RevokeFamily marks every token of the family revoked. When it
+	// returns, no token of the family is active, even under concurrent
+	// rotation: a Rotate racing with it either fails or its new token is
+	// revoked too. Idempotent.
 	RevokeFamily(ctx context.Context, familyID string) error
+	// RevokeSession revokes, as RevokeFamily does (same guarantee under
+	// concurrent rotation), every family that has a token with that
+	// SessionID, except families whose scopes contain ScopeOfflineAccess:
+	// those are meant to outlive the session (OpenID Connect Core 1.0
+	// §11). It returns how many families it revoked (families already
+	// revoked do not count). An empty sessionID revokes nothing.
+	RevokeSession(ctx context.Context, sessionID string) (int, error)
 }
 
 // AuthCode is an authorization code (RFC 6749 §4.1), stored hashed and

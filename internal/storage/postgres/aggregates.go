@@ -259,6 +259,7 @@ func (r refreshTokens) Rotate(ctx context.Context, oldHash model.Hash, next mode
 	tag, err := r.s.pool.Exec(ctx, `WITH old AS (
 			UPDATE refresh_tokens SET used_at = $17
 			WHERE hash = $16 AND used_at IS NULL AND revoked_at IS NULL AND family_id = $2
+				AND NOT EXISTS (SELECT 1 FROM refresh_tokens f WHERE f.family_id = $2 AND f.revoked_at IS NOT NULL)
 			RETURNING 1)
 		INSERT INTO refresh_tokens (`+refreshCols+`) SELECT `+refreshTyped+` FROM old`, args...)
 	if isUnique(err) {
@@ -287,16 +288,68 @@ func (r refreshTokens) Rotate(ctx context.Context, oldHash model.Hash, next mode
 	case family != next.FamilyID:
 		return fmt.Errorf("rotate refresh token: new token's family %q differs from the old token's %q", next.FamilyID, family)
 	}
-	return errors.New("rotate refresh token: token changed concurrently") // unreachable in practice
+	// The token itself is unspent and unrevoked: a revocation of its
+	// family has reached other tokens and not yet this one.
+	return fmt.Errorf("rotate refresh token: %w", model.ErrRevoked)
 }
 
+// RevokeFamily repeats its UPDATE until a pass changes no row. One pass is
+// not enough under READ COMMITTED: when it meets a row that a concurrent
+// Rotate has locked, it waits for that rotation to commit and then revokes
+// the row, but the token the rotation inserted is not in the pass's
+// snapshot and stays active. The next pass, with a new snapshot, sees it.
+// A pass that changes nothing saw every token of the family revoked, and
+// a rotation that has not committed by then would have to rotate a
+// revoked token, which Rotate refuses (ErrRevoked). Rotate also refuses
+// once any token of the family is revoked, so a rotation that starts
+// after the first pass commits fails: the loop ends within a few passes
+// even against a client rotating in a tight loop; ctx bounds it anyway.
 func (r refreshTokens) RevokeFamily(ctx context.Context, familyID string) error {
-	_, err := r.s.pool.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL`,
-		familyID, time.Now())
-	if err != nil {
-		return fmt.Errorf("revoke refresh family: %w", err)
+	now := time.Now()
+	for {
+		tag, err := r.s.pool.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL`,
+			familyID, now)
+		if err != nil {
+			return fmt.Errorf("revoke refresh family: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil
+		}
 	}
-	return nil
+}
+
+// RevokeSession repeats its UPDATE until a pass revokes nothing, for the
+// reason RevokeFamily does; each pass looks the session's families up
+// again, so it also catches a family whose first token was committed
+// after the previous pass began.
+func (r refreshTokens) RevokeSession(ctx context.Context, sessionID string) (int, error) {
+	if sessionID == "" {
+		return 0, nil // tokens without a session must not match
+	}
+	now := time.Now()
+	families := map[string]bool{}
+	for {
+		rows, err := r.s.pool.Query(ctx, `WITH revoked AS (
+				UPDATE refresh_tokens SET revoked_at = $2
+				WHERE revoked_at IS NULL AND family_id IN (
+					SELECT family_id FROM refresh_tokens WHERE session_id = $1
+					GROUP BY family_id HAVING NOT bool_or($3 = ANY (scopes)))
+				RETURNING family_id)
+			SELECT DISTINCT family_id FROM revoked`, sessionID, now, model.ScopeOfflineAccess)
+		if err != nil {
+			return len(families), fmt.Errorf("revoke refresh tokens of session: %w", err)
+		}
+		fams, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return len(families), fmt.Errorf("revoke refresh tokens of session: %w", err)
+		}
+		if len(fams) == 0 {
+			return len(families), nil
+		}
+		for _, f := range fams {
+			families[f] = true
+		}
+	}
 }
 
 // ---- authorization codes ----

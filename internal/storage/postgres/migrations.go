@@ -138,4 +138,11 @@ CREATE TABLE nodes (
 );
 CREATE INDEX nodes_expires_at ON nodes (expires_at);
 `},
+	// RefreshTokens.RevokeSession (logout) finds a session's families by
+	// session_id. A plain CREATE INDEX: migrations run in a transaction,
+	// which CONCURRENTLY cannot; it blocks writes to refresh_tokens
+	// (refreshes, code exchanges) while it builds.
+	{Version: 2, Name: "refresh_tokens_session_id", SQL: `
+CREATE INDEX refresh_tokens_session_id ON refresh_tokens (session_id);
+`},
 }

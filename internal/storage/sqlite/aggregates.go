@@ -252,6 +252,14 @@ func (r refreshTokens) Rotate(ctx context.Context, oldHash model.Hash, next mode
 	return nil
 }
 
+// RevokeFamily is one UPDATE, and unlike PostgreSQL's (see there) it
+// needs no second pass: every write of this process goes through the one
+// writer connection, so it runs strictly before or after a Rotate
+// transaction, never beside it, and a write on the file from another
+// process holds SQLite's database-wide write lock, on a snapshot that
+// includes every committed row (WAL refuses a writer a stale snapshot). A
+// Rotate after it finds the old token revoked; one before it committed its
+// new token, which the UPDATE sees.
 func (r refreshTokens) RevokeFamily(ctx context.Context, familyID string) error {
 	_, err := r.s.w.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL`,
 		familyID, time.Now().UnixMicro())
@@ -259,6 +267,36 @@ func (r refreshTokens) RevokeFamily(ctx context.Context, familyID string) error 
 		return fmt.Errorf("revoke refresh family: %w", err)
 	}
 	return nil
+}
+
+// RevokeSession is one UPDATE, safe against concurrent rotation for the
+// reason RevokeFamily is. scopes is a JSON array, searched with json_each.
+func (r refreshTokens) RevokeSession(ctx context.Context, sessionID string) (int, error) {
+	if sessionID == "" {
+		return 0, nil // tokens without a session must not match
+	}
+	rows, err := r.s.w.QueryContext(ctx, `UPDATE refresh_tokens SET revoked_at = $2
+		WHERE revoked_at IS NULL AND family_id IN (
+			SELECT family_id FROM refresh_tokens WHERE session_id = $1
+			GROUP BY family_id
+			HAVING NOT max(EXISTS (SELECT 1 FROM json_each(scopes) WHERE value = $3)))
+		RETURNING family_id`, sessionID, time.Now().UnixMicro(), model.ScopeOfflineAccess)
+	if err != nil {
+		return 0, fmt.Errorf("revoke refresh tokens of session: %w", err)
+	}
+	defer rows.Close()
+	families := map[string]bool{}
+	for rows.Next() {
+		var f string
+		if err := rows.Scan(&f); err != nil {
+			return 0, fmt.Errorf("revoke refresh tokens of session: %w", err)
+		}
+		families[f] = true
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("revoke refresh tokens of session: %w", err)
+	}
+	return len(families), nil
 }
 
 func scanRefresh(sc scanner) (model.RefreshToken, error) {

@@ -139,4 +139,9 @@ CREATE TABLE nodes (
 );
 CREATE INDEX nodes_expires_at ON nodes (expires_at);
 `},
+	// RefreshTokens.RevokeSession (logout) finds a session's families by
+	// session_id.
+	{Version: 2, Name: "refresh_tokens_session_id", SQL: `
+CREATE INDEX refresh_tokens_session_id ON refresh_tokens (session_id);
+`},
 }

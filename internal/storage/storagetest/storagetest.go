@@ -33,6 +33,9 @@ func Run(t *testing.T, open Opener) {
 		{"AssertionsConcurrent", testAssertionsConcurrent},
 		{"RefreshTokens", testRefreshTokens},
 		{"RefreshRotateConcurrent", testRefreshRotateConcurrent},
+		{"RefreshRevokeFamilyDuringRotation", testRefreshRevokeFamilyDuringRotation},
+		{"RefreshRevokeSession", testRefreshRevokeSession},
+		{"RefreshRevokeSessionDuringRotation", testRefreshRevokeSessionDuringRotation},
 		{"AuthCodes", testAuthCodes},
 		{"AuthCodeConsumeConcurrent", testAuthCodesConcurrent},
 		{"Sessions", testSessions},
@@ -340,6 +343,187 @@ func testRefreshRotateConcurrent(t *testing.T, open Opener) {
 	if stored != 1 {
 		t.Errorf("%d successor tokens stored, want 1", stored)
 	}
+}
+
+// testRefreshRevokeFamilyDuringRotation races RevokeFamily against a
+// client that rotates its family's chain as fast as it can (a stolen token
+// being refreshed while reuse detection revokes the family).
+func testRefreshRevokeFamilyDuringRotation(t *testing.T, open Opener) {
+	r := migrated(t, open).RefreshTokens()
+	revokeDuringRotation(t, r, func(i int, tok model.RefreshToken) model.RefreshToken { return tok },
+		func(ctx context.Context, i int, family string) error { return r.RevokeFamily(ctx, family) })
+}
+
+// testRefreshRevokeSessionDuringRotation is the same race with
+// RevokeSession (logout while the session's token is being refreshed).
+func testRefreshRevokeSessionDuringRotation(t *testing.T, open Opener) {
+	r := migrated(t, open).RefreshTokens()
+	sid := func(i int) string { return fmt.Sprintf("sid-race-%d", i) }
+	revokeDuringRotation(t, r,
+		func(i int, tok model.RefreshToken) model.RefreshToken {
+			tok.SessionID, tok.Scopes = sid(i), []string{"openid"}
+			return tok
+		},
+		func(ctx context.Context, i int, family string) error {
+			n, err := r.RevokeSession(ctx, sid(i))
+			if err == nil && n != 1 {
+				err = fmt.Errorf("RevokeSession revoked %d families, want 1", n)
+			}
+			return err
+		})
+}
+
+// revokeDuringRotation runs iterations of: create a family; one goroutine
+// rotates its chain as fast as it can until a rotation fails, another
+// revokes it (revoke) after a few rotations. When revoke has returned no
+// token of the family may be active: every token the rotator created must
+// read back revoked, and a rotation begun after revoke returned must fail
+// with ErrRevoked. On PostgreSQL, a single UPDATE under READ COMMITTED
+// misses the token inserted by a rotation it waited for; this catches that
+// within the first few iterations. shape adjusts each token of iteration i.
+func revokeDuringRotation(t *testing.T, r model.RefreshTokens, shape func(i int, tok model.RefreshToken) model.RefreshToken,
+	revoke func(ctx context.Context, i int, family string) error) {
+	ctx := t.Context()
+	const iterations = 100
+	budget := time.Now().Add(600 * time.Millisecond) // keeps the suite fast on a slow machine
+	done := 0
+	for i := 0; i < iterations && time.Now().Before(budget); i++ {
+		done++
+		fam := fmt.Sprintf("fam-%d", i)
+		token := func(n int) model.RefreshToken { return shape(i, refresh(fmt.Sprintf("chain-%d-%d", i, n), fam)) }
+		first := token(0)
+		must(t, "Create", r.Create(ctx, first))
+		// Revoke after 1..4 rotations, so the revocation meets the chain at
+		// different points of a rotation.
+		after := 1 + i%4
+		var (
+			created   = []model.Hash{first.Hash} // tokens whose Rotate succeeded
+			failed    model.Hash                 // the token of the Rotate that failed
+			rotateErr error
+			revoked   atomic.Bool // revoke has returned
+			started   = make(chan struct{})
+			wg        sync.WaitGroup
+		)
+		wg.Add(2)
+		go func() { // the rotator
+			defer wg.Done()
+			defer func() {
+				select {
+				case <-started:
+				default:
+					close(started) // failed before the revoker was let go
+				}
+			}()
+			cur := first.Hash
+			for n := 1; ; n++ {
+				// A rotation that begins after revoke returned must fail;
+				// one attempt after that is enough to tell.
+				last := revoked.Load()
+				next := token(n)
+				if err := r.Rotate(ctx, cur, next); err != nil {
+					failed, rotateErr = next.Hash, err
+					return
+				}
+				created = append(created, next.Hash)
+				cur = next.Hash
+				if n == after {
+					close(started)
+				}
+				if last {
+					return
+				}
+			}
+		}()
+		go func() { // the revoker
+			defer wg.Done()
+			<-started
+			if err := revoke(ctx, i, fam); err != nil {
+				t.Errorf("iteration %d: revoke: %v", i, err)
+			}
+			revoked.Store(true)
+		}()
+		wg.Wait()
+
+		switch {
+		case rotateErr == nil:
+			t.Errorf("iteration %d: a rotation begun after the family was revoked succeeded", i)
+		case !errors.Is(rotateErr, model.ErrRevoked):
+			t.Errorf("iteration %d: Rotate failed with %v, want ErrRevoked", i, rotateErr)
+		}
+		for n, h := range created {
+			got, err := r.Get(ctx, h)
+			if err != nil {
+				t.Errorf("iteration %d: Get token %d: %v", i, n, err)
+				continue
+			}
+			if got.RevokedAt.IsZero() {
+				t.Errorf("iteration %d: token %d of %d (revoked after %d rotations) still active after the family was revoked",
+					i, n, len(created)-1, after)
+			}
+		}
+		if got, err := r.Get(ctx, failed); err == nil && got.RevokedAt.IsZero() {
+			t.Errorf("iteration %d: the failed rotation stored an active token", i)
+		} else if err != nil && !errors.Is(err, model.ErrNotFound) {
+			t.Errorf("iteration %d: Get token of the failed rotation: %v", i, err)
+		}
+		if t.Failed() {
+			break
+		}
+	}
+	t.Logf("%d iterations", done)
+}
+
+// testRefreshRevokeSession: logout revokes the session's families, except
+// those with offline_access, and nothing of other sessions.
+func testRefreshRevokeSession(t *testing.T, open Opener) {
+	ctx := t.Context()
+	r := migrated(t, open).RefreshTokens()
+	tok := func(secret, family, sid string, scopes ...string) model.RefreshToken {
+		x := refresh(secret, family)
+		x.SessionID, x.Scopes = sid, scopes
+		return x
+	}
+	a1 := tok("a1", "fam-a", "sid-1", "openid", "profile")
+	a2 := tok("a2", "fam-a", "sid-1", "openid", "profile")
+	b := tok("b", "fam-b", "sid-1", "openid")
+	offline := tok("off", "fam-off", "sid-1", "openid", model.ScopeOfflineAccess)
+	other := tok("other", "fam-other", "sid-2", "openid")
+	none := tok("none", "fam-none", "", "openid")
+	gone := tok("gone", "fam-gone", "sid-1", "openid")
+	for _, x := range []model.RefreshToken{a1, b, offline, other, none, gone} {
+		must(t, "Create", r.Create(ctx, x))
+	}
+	must(t, "Rotate", r.Rotate(ctx, a1.Hash, a2))
+	must(t, "RevokeFamily", r.RevokeFamily(ctx, "fam-gone"))
+
+	n, err := r.RevokeSession(ctx, "sid-1")
+	must(t, "RevokeSession", err)
+	equal(t, "families revoked (an already revoked one does not count)", n, 2)
+	for _, x := range []model.RefreshToken{a1, a2, b, gone} {
+		if got, _ := r.Get(ctx, x.Hash); got.RevokedAt.IsZero() {
+			t.Errorf("token %s of the session not revoked", x.FamilyID)
+		}
+	}
+	for _, x := range []model.RefreshToken{offline, other, none} {
+		if got, _ := r.Get(ctx, x.Hash); !got.RevokedAt.IsZero() {
+			t.Errorf("token %s (session %q, scopes %v) revoked", x.FamilyID, x.SessionID, x.Scopes)
+		}
+	}
+	wantErr(t, "Rotate after RevokeSession", r.Rotate(ctx, a2.Hash, tok("a3", "fam-a", "sid-1", "openid")), model.ErrRevoked)
+	must(t, "Rotate offline_access token", r.Rotate(ctx, offline.Hash, tok("off2", "fam-off", "sid-1", "openid", model.ScopeOfflineAccess)))
+
+	n, err = r.RevokeSession(ctx, "sid-1")
+	must(t, "RevokeSession again", err)
+	equal(t, "families revoked again", n, 0)
+	n, err = r.RevokeSession(ctx, "")
+	must(t, "RevokeSession empty", err)
+	equal(t, "families revoked for an empty session id", n, 0)
+	if got, _ := r.Get(ctx, none.Hash); !got.RevokedAt.IsZero() {
+		t.Error("RevokeSession(\"\") revoked a token without a session")
+	}
+	n, err = r.RevokeSession(ctx, "sid-unknown")
+	must(t, "RevokeSession unknown", err)
+	equal(t, "families revoked for an unknown session", n, 0)
 }
 
 func code(secret string) model.AuthCode {

@@ -93,11 +93,45 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 	if e := p.activeUser(ctx, code.Subject); e != nil {
 		return nil, e
 	}
-	return p.issueUserTokens(ctx, userGrant{
+	body, e := p.issueUserTokens(ctx, userGrant{
 		client: cl, subject: code.Subject, scopes: code.Scopes, audience: code.Audience,
 		sid: code.SessionID, nonce: code.Nonce, authTime: code.AuthTime, acr: code.ACR, amr: code.AMR,
 		jti: code.AccessTokenJTI, family: code.RefreshFamilyID,
 	})
+	if e != nil {
+		return nil, e
+	}
+	if e := p.sessionStillOpen(ctx, code); e != nil {
+		return nil, e
+	}
+	return body, nil
+}
+
+var errSessionEnded = oauth.ErrInvalidGrant.WithDescription("the sign-in session of this authorization code has ended")
+
+// sessionStillOpen refuses a code whose SSO session was ended (logout)
+// after the code was issued, and revokes the refresh token family its
+// exchange has just stored. Checked after that token is stored: logout
+// revokes the session's families, deletes the session, then revokes
+// again, so a family stored before the deletion is caught by logout and
+// one stored after it is caught here.
+func (p *Profile) sessionStillOpen(ctx context.Context, code storage.AuthCode) *oauth.Error {
+	if code.SessionID == "" {
+		return nil
+	}
+	open, err := p.store.Sessions().Exists(ctx, code.SessionID)
+	if err == nil && open {
+		return nil
+	}
+	if code.RefreshFamilyID != "" {
+		if rerr := p.store.RefreshTokens().RevokeFamily(ctx, code.RefreshFamilyID); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("revoke refresh tokens of a code whose session ended: %w", rerr))
+		}
+	}
+	if err != nil {
+		return oauth.ErrServerError.WithCause(fmt.Errorf("check the code's session: %w", err))
+	}
+	return errSessionEnded
 }
 
 // revokeCodeGrant revokes what the first exchange of a replayed code

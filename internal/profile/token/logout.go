@@ -103,6 +103,7 @@ func (p *Profile) serveLogout(c *fiber.Ctx) error {
 			return p.logoutPage(c, ep, "The server cannot sign you out right now.")
 		}
 		sess, err := session.Lookup(ctx, p.store, cookie, p.now())
+		ended := "" // the id of the session this logout ends
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 			// Nothing to end; drop the stale cookie below.
@@ -141,10 +142,20 @@ func (p *Profile) serveLogout(c *fiber.Ctx) error {
 			if n > 0 {
 				p.log.Debug("logout revoked refresh tokens", "profile", p.name, "subject", sess.UserID, "families", n)
 			}
+			ended = sess.ID
 		}
 		if err := session.Delete(ctx, p.store, cookie); err != nil {
 			p.count(c, ep, oauth.ErrServerError.WithCause(err))
 			return p.logoutPage(c, ep, "The server cannot sign you out right now.")
+		}
+		if ended != "" {
+			// Again, now that the session is gone: a code of this session
+			// exchanged in between stored a family the first pass missed.
+			// A code exchanged from now on finds no session and revokes
+			// its own family (sessionStillOpen).
+			if _, err := p.store.RefreshTokens().RevokeSession(ctx, ended); err != nil {
+				p.count(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("logout: second pass revoking the ended session's refresh tokens: %w", err)))
+			}
 		}
 		session.ClearCookie(c)
 	}

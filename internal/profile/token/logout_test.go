@@ -122,3 +122,44 @@ type failingRevoke struct{ storage.RefreshTokens }
 func (failingRevoke) RevokeSession(context.Context, string) (int, error) {
 	return 0, errors.New("database unavailable")
 }
+
+// A code issued before logout and exchanged after it gets invalid_grant,
+// and the refresh token family its exchange stored is revoked, so the
+// ended session leaves nothing usable behind.
+func TestCodeOfEndedSessionRefused(t *testing.T) {
+	f := newFlowEnv(t)
+	cfg := f.config("web", webSecret, webRedirect)
+	v := oauth2.GenerateVerifier()
+	cookie, sess := f.login()
+	first, err := cfg.Exchange(f.ctx, f.code(cookie, cfg, v), oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := f.code(cookie, cfg, v)
+	if resp := f.logout(cookie, "id_token_hint="+first.Extra("id_token").(string)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	if ok, err := f.store.Sessions().Exists(f.ctx, sess.ID); err != nil || ok {
+		t.Fatalf("session after logout: exists %v (%v)", ok, err)
+	}
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {webRedirect}, "code_verifier": {v}}
+	r, m := f.post("/token", form.Encode(), basicAuth("web", webSecret))
+	if r.StatusCode != http.StatusBadRequest || m["error"] != "invalid_grant" || !strings.Contains(m["error_description"].(string), "session") {
+		t.Fatalf("code of an ended session: %d %v, want invalid_grant naming the session", r.StatusCode, m)
+	}
+	if m["access_token"] != nil || m["refresh_token"] != nil {
+		t.Fatalf("tokens returned with the error: %v", m)
+	}
+	// Its family was stored by the exchange, then revoked.
+	c, err := f.store.AuthCodes().Consume(f.ctx, storage.HashSecret(code))
+	if !errors.Is(err, storage.ErrReplay) {
+		t.Fatalf("consume again: %v, want ErrReplay", err)
+	}
+	if c.RefreshFamilyID == "" || c.SessionID == "" {
+		t.Fatalf("the code carries no refresh family or session: %+v", c)
+	}
+	// RevokeSession counts only families it had to revoke: none is left.
+	if n, err := f.store.RefreshTokens().RevokeSession(f.ctx, c.SessionID); err != nil || n != 0 {
+		t.Fatalf("unrevoked refresh families of the ended session: %d (%v), want 0", n, err)
+	}
+}

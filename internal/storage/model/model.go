@@ -230,6 +230,9 @@ type Sessions interface {
 	Touch(ctx context.Context, hash Hash, now time.Time) error
 	// Delete removes the session (logout). Idempotent.
 	Delete(ctx context.Context, hash Hash) error
+	// Exists reports whether the session with this ID (sid) is stored,
+	// expired or not: false once it was deleted (logout).
+	Exists(ctx context.Context, id string) (bool, error)
 }
 
 // User statuses.

@@ -440,6 +440,15 @@ func (ss sessions) Touch(ctx context.Context, hash model.Hash, now time.Time) er
 	return nil
 }
 
+func (ss sessions) Exists(ctx context.Context, id string) (bool, error) {
+	var ok bool
+	err := ss.s.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1)`, id).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("find session: %w", err)
+	}
+	return ok, nil
+}
+
 func (ss sessions) Delete(ctx context.Context, hash model.Hash) error {
 	if _, err := ss.s.w.ExecContext(ctx, `DELETE FROM sessions WHERE hash = $1`, hashArg(hash)); err != nil {
 		return fmt.Errorf("delete session: %w", err)

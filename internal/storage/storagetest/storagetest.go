@@ -613,9 +613,22 @@ func testSessions(t *testing.T, open Opener) {
 	}
 	wantErr(t, "Touch missing", s.Touch(ctx, hashOf("nope"), at(0)), model.ErrNotFound)
 
+	exists := func(id string) bool {
+		t.Helper()
+		ok, err := s.Exists(ctx, id)
+		must(t, "Exists", err)
+		return ok
+	}
+	if !exists("sid-1") || exists("sid-2") || exists("") {
+		t.Errorf("Exists: sid-1 %v (want true), sid-2 %v, empty %v (want false)", exists("sid-1"), exists("sid-2"), exists(""))
+	}
+
 	must(t, "Delete", s.Delete(ctx, want.Hash))
 	_, err = s.Get(ctx, want.Hash)
 	wantErr(t, "Get deleted", err, model.ErrNotFound)
+	if exists("sid-1") {
+		t.Error("Exists after Delete: true")
+	}
 	must(t, "Delete again", s.Delete(ctx, want.Hash))
 }
 

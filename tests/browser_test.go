@@ -196,7 +196,7 @@ func (s *site) setIssuer(base string, nodes ...*node) string {
 	s.vars["PUBLIC_BASE_URL"] = base
 	s.writeEnv()
 	for i, n := range nodes {
-		if st := n.waitReload(s.t, before[i]); st.LastResult != "success" {
+		if st := n.waitLoaded(s.t, before[i]); !st.loadedSince(before[i]) {
 			s.t.Fatalf("node %s: reload with issuer %s: %+v", n.public, issuer, st)
 		}
 		waitFor(s.t, 30*time.Second, "the new issuer in discovery", func() bool { return n.issuer("/oauth/v2") == issuer })
@@ -411,8 +411,8 @@ func TestBrowserLoginAcrossReload(t *testing.T) {
 		s.edit("30-profiles.yaml", func(y string) string {
 			return strings.Replace(y, "sessions: {idle-lifetime: 1h, absolute-lifetime: 12h}", "sessions: {idle-lifetime: 2h, absolute-lifetime: 12h}", 1)
 		})
-		after := n.waitReload(t, before)
-		if after.LastResult != "success" || after.ConfigHash == before.ConfigHash {
+		after := n.waitLoaded(t, before)
+		if !after.loadedSince(before) || after.ConfigHash == before.ConfigHash {
 			t.Fatalf("reload between GET and POST of the login form: %+v (before %+v)", after, before)
 		}
 	})

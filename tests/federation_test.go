@@ -232,13 +232,13 @@ func TestFederationThroughPartnerKeygate(t *testing.T) {
 		t.Fatalf("existing-only, unknown bob: %d %s\n%s", resp.StatusCode, resp.Request.URL, body)
 	}
 
-	hashBefore := a.status().ConfigHash
+	before := a.status()
 	// provisioning: jit. The browser still has its session at B: no second
 	// password; bob is created at A and signed in.
 	writeAtomic(t, filepath.Join(dirA, "20.yaml"), fedReplace(t, filepath.Join(dirA, "20.yaml"), "provisioning: existing", "provisioning: jit"))
 	waitFor(t, 10*time.Second, "A reloads with provisioning jit", func() bool {
 		s := a.status()
-		return s.ConfigHash != hashBefore && s.LastResult == "success"
+		return s.ConfigHash != before.ConfigHash && s.loadedSince(before)
 	})
 	authURL, verifier, nonce := authorize()
 	resp, body = br.get(t, authURL)

@@ -232,14 +232,15 @@ func (n *node) kids(path string) []string {
 }
 
 type status struct {
-	Role          string `json:"role"`
-	ConfigHash    string `json:"config_hash"`
-	ConfigVersion string `json:"config_version"`
-	LastResult    string `json:"last_result"`
-	LastError     string `json:"last_error"`
-	LastTrigger   string `json:"last_trigger"`
-	Reloads       int    `json:"reloads"`
-	Failures      int    `json:"failures"`
+	Role          string    `json:"role"`
+	ConfigHash    string    `json:"config_hash"`
+	ConfigVersion string    `json:"config_version"`
+	LoadedAt      time.Time `json:"loaded_at"`
+	LastResult    string    `json:"last_result"`
+	LastError     string    `json:"last_error"`
+	LastTrigger   string    `json:"last_trigger"`
+	Reloads       int       `json:"reloads"`
+	Failures      int       `json:"failures"`
 }
 
 func (n *node) status() status {

@@ -39,7 +39,8 @@ func TestReloadOnChangeAndKeepLastGoodConfig(t *testing.T) {
 
 	writeAtomic(t, filepath.Join(dir, "profiles.yaml"), tokenConfig("http://localhost/two", "k1"))
 	waitFor(t, 15*time.Second, "the new issuer", func() bool { return n.issuer("/oauth/v2") == "http://localhost/two" })
-	if s := n.status(); s.ConfigHash == before.ConfigHash || s.LastResult != "success" {
+	// The reloader swaps the runtime in, then records the status: wait for it.
+	if s := n.waitLoaded(t, before); s.ConfigHash == before.ConfigHash || !s.loadedSince(before) {
 		t.Errorf("status after reload: %+v", s)
 	}
 
@@ -57,14 +58,16 @@ func TestReloadOnChangeAndKeepLastGoodConfig(t *testing.T) {
 		!strings.Contains(m, `keygate_config_last_reload_successful 0`) {
 		t.Errorf("metrics do not show the failure:\n%s", grep(m, "keygate_config"))
 	}
-	if !n.logs.contains("configuration not loaded; still serving the last good one") {
-		t.Error("no error log for the failed reload")
-	}
+	// Logged after /status records the failure, and read through a pipe.
+	waitFor(t, 15*time.Second, "the error log of the failed reload", func() bool {
+		return n.logs.contains("configuration not loaded; still serving the last good one")
+	})
 
 	// Fixing it loads it.
+	broken := n.status()
 	writeAtomic(t, filepath.Join(dir, "profiles.yaml"), tokenConfig("http://localhost/three", "k1"))
 	waitFor(t, 15*time.Second, "the fixed config", func() bool { return n.issuer("/oauth/v2") == "http://localhost/three" })
-	if s := n.status(); s.LastError != "" || s.LastResult != "success" {
+	if s := n.waitLoaded(t, broken); !s.loadedSince(broken) {
 		t.Errorf("status after the fix: %+v", s)
 	}
 }

@@ -53,7 +53,8 @@ func (n *node) waitReady(t *testing.T) {
 	waitFor(t, 10*time.Second, "/readyz 200", func() bool { code, _ := n.readyz(); return code == http.StatusOK })
 }
 
-// waitReload waits for a reload attempt after prev and returns its status.
+// waitReload waits for a reload attempt after prev that loaded or failed
+// (not a check that found nothing changed) and returns the status then.
 func (n *node) waitReload(t *testing.T, prev status) status {
 	t.Helper()
 	var s status
@@ -62,6 +63,34 @@ func (n *node) waitReload(t *testing.T, prev status) status {
 		return s.Reloads+s.Failures > prev.Reloads+prev.Failures
 	})
 	return s
+}
+
+// waitLoaded waits until a configuration was loaded after prev and returns
+// the status then. A failed attempt does not end the wait: the periodic
+// check may still read a broken edit the test is fixing. Check the result
+// with loadedSince, not LastResult == "success": by the time /status is
+// read, a later hint may have checked the same files again and recorded
+// "unchanged" (the periodic check, or the check a node makes when it starts
+// following a file, can pick an edit up before the watcher's own hint for it).
+func (n *node) waitLoaded(t *testing.T, prev status) status {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	s := n.status()
+	for s.Reloads <= prev.Reloads {
+		if time.Now().After(deadline) {
+			t.Fatalf("no configuration loaded within 15s: /status %+v (before: %+v)", s, prev)
+		}
+		time.Sleep(20 * time.Millisecond) // polling /status, bounded by deadline
+		s = n.status()
+	}
+	return s
+}
+
+// loadedSince reports whether a configuration was loaded since prev and
+// no reload failed after it: LastResult is "success", or "unchanged" once a
+// later hint found the same files again.
+func (s status) loadedSince(prev status) bool {
+	return s.Reloads > prev.Reloads && s.LastResult != "failure" && s.LastError == ""
 }
 
 // runMigrate runs `keygate migrate` and returns its exit code and output.
@@ -104,8 +133,8 @@ func (sc storageScenario) run(t *testing.T) {
 	// A changed data source: a new pool, opened before the swap.
 	before := n.status()
 	write(sc.changed)
-	s := n.waitReload(t, before)
-	if s.LastResult != "success" || s.ConfigHash == before.ConfigHash {
+	s := n.waitLoaded(t, before)
+	if !s.loadedSince(before) || s.ConfigHash == before.ConfigHash {
 		t.Fatalf("reload with a changed data source: %+v", s)
 	}
 	if code, body := n.readyz(); code != http.StatusOK {
@@ -138,7 +167,7 @@ func (sc storageScenario) run(t *testing.T) {
 	// Back to the good one: the node loads it again.
 	before = n.status()
 	write(sc.changed)
-	if s := n.waitReload(t, before); s.LastResult != "success" {
+	if s := n.waitLoaded(t, before); !s.loadedSince(before) {
 		t.Errorf("reload after the fix: %+v", s)
 	}
 

@@ -209,7 +209,7 @@ func TestTokenServiceWithRealClients(t *testing.T) {
 	issuer := n.public + "/oauth/v2"
 	before := n.status()
 	setIssuer(issuer)
-	if s := n.waitReload(t, before); s.LastResult != "success" {
+	if s := n.waitLoaded(t, before); !s.loadedSince(before) {
 		t.Fatalf("reload with the node's issuer: %+v", s)
 	}
 	var d fullDiscovery
@@ -339,7 +339,7 @@ func TestTokenServiceWithRealClients(t *testing.T) {
 	}
 	before = n.status()
 	setBillingScopes("invoices:read", "invoices:write")
-	if s := n.waitReload(t, before); s.LastResult != "success" {
+	if s := n.waitLoaded(t, before); !s.loadedSince(before) {
 		t.Fatalf("reload with the new scopes: %+v", s)
 	}
 	wtok, err := writer.Token(ctx)
@@ -359,7 +359,7 @@ func TestTokenServiceWithRealClients(t *testing.T) {
 	}
 	before = n.status()
 	setBillingScopes("invoices:write")
-	if s := n.waitReload(t, before); s.LastResult != "success" {
+	if s := n.waitLoaded(t, before); !s.loadedSince(before) {
 		t.Fatalf("reload removing invoices:read: %+v", s)
 	}
 	reader := billing

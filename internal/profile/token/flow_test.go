@@ -164,6 +164,17 @@ func (f *flowEnv) config(client, sec, redirect string) *oauth2.Config {
 }
 
 // code runs authorize with a session and returns the code.
+// exchange gets a code with the session cookie and exchanges it with
+// cfg's x/oauth2 client and PKCE verifier v; failures end the test.
+func (f *flowEnv) exchange(cookie string, cfg *oauth2.Config, v string) *oauth2.Token {
+	f.t.Helper()
+	tok, err := cfg.Exchange(f.ctx, f.code(cookie, cfg, v), oauth2.VerifierOption(v))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return tok
+}
+
 func (f *flowEnv) code(cookie string, cfg *oauth2.Config, verifier string, opts ...oauth2.AuthCodeOption) string {
 	f.t.Helper()
 	u, _ := url.Parse(cfg.AuthCodeURL("st-1", append(opts, oauth2.S256ChallengeOption(verifier))...))
@@ -275,10 +286,7 @@ func TestCodeFlowEdDSA(t *testing.T) {
 	cookie, _ := f.login()
 	cfg := f.config("spa", "", spaRedirect)
 	v := oauth2.GenerateVerifier()
-	tok, err := cfg.Exchange(f.ctx, f.code(cookie, cfg, v), oauth2.VerifierOption(v))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := f.exchange(cookie, cfg, v)
 	idt, err := f.provider.Verifier(&oidc.Config{ClientID: "spa", SupportedSigningAlgs: []string{"EdDSA"}}).Verify(f.ctx, tok.Extra("id_token").(string))
 	if err != nil {
 		t.Fatal(err)
@@ -502,10 +510,7 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 	cookie, _ := f.login()
 	cfg := f.config("web", webSecret, webRedirect)
 	v := oauth2.GenerateVerifier()
-	tok, err := cfg.Exchange(f.ctx, f.code(cookie, cfg, v), oauth2.VerifierOption(v))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := f.exchange(cookie, cfg, v)
 	refresh := func(client, sec, rt string) (int, map[string]any) {
 		r, m := f.post("/token", "grant_type=refresh_token&refresh_token="+url.QueryEscape(rt), basicAuth(client, sec))
 		return r.StatusCode, m
@@ -563,10 +568,7 @@ func TestUserinfoErrors(t *testing.T) {
 	cookie, _ := f.login()
 	cfg := f.config("web", webSecret, webRedirect)
 	v := oauth2.GenerateVerifier()
-	tok, err := cfg.Exchange(f.ctx, f.code(cookie, cfg, v), oauth2.VerifierOption(v))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := f.exchange(cookie, cfg, v)
 	if r := get("Bearer " + tok.AccessToken); r.StatusCode != 200 {
 		t.Fatalf("userinfo: %d", r.StatusCode)
 	}
@@ -615,10 +617,7 @@ func TestLogout(t *testing.T) {
 	}
 	signIn := func() (string, string) {
 		cookie, _ := f.login()
-		tok, err := cfg.Exchange(f.ctx, f.code(cookie, cfg, v), oauth2.VerifierOption(v))
-		if err != nil {
-			t.Fatal(err)
-		}
+		tok := f.exchange(cookie, cfg, v)
 		return cookie, tok.Extra("id_token").(string)
 	}
 

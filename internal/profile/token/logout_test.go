@@ -24,14 +24,6 @@ func TestLogoutRevokesSessionRefreshTokens(t *testing.T) {
 	online := f.config("web", webSecret, webRedirect)
 	offline := f.config("web", webSecret, webRedirect)
 	offline.Scopes = append(offline.Scopes, storage.ScopeOfflineAccess)
-	grant := func(cookie string, cfg *oauth2.Config) *oauth2.Token {
-		t.Helper()
-		tok, err := cfg.Exchange(f.ctx, f.code(cookie, cfg, v), oauth2.VerifierOption(v))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
 	refresh := func(rt string) (int, map[string]any) {
 		t.Helper()
 		r, m := f.post("/token", "grant_type=refresh_token&refresh_token="+url.QueryEscape(rt), basicAuth("web", webSecret))
@@ -39,10 +31,10 @@ func TestLogoutRevokesSessionRefreshTokens(t *testing.T) {
 	}
 
 	cookie, _ := f.login()
-	tok := grant(cookie, online)
-	offTok := grant(cookie, offline)
+	tok := f.exchange(cookie, online, v)
+	offTok := f.exchange(cookie, offline, v)
 	otherCookie, _ := f.login() // the same user's other session
-	otherTok := grant(otherCookie, online)
+	otherTok := f.exchange(otherCookie, online, v)
 	// Rotate once: the family, not just the first token, must end.
 	st, m := refresh(tok.RefreshToken)
 	if st != http.StatusOK {
@@ -73,10 +65,7 @@ func TestLogoutRevokeFailureKeepsSession(t *testing.T) {
 	cfg := f.config("web", webSecret, webRedirect)
 	v := oauth2.GenerateVerifier()
 	cookie, _ := f.login()
-	tok, err := cfg.Exchange(f.ctx, f.code(cookie, cfg, v), oauth2.VerifierOption(v))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := f.exchange(cookie, cfg, v)
 	hint := "id_token_hint=" + tok.Extra("id_token").(string)
 	f.p.store = failingRevokeStore{f.store}
 	resp := f.logout(cookie, hint)
@@ -131,10 +120,7 @@ func TestCodeOfEndedSessionRefused(t *testing.T) {
 	cfg := f.config("web", webSecret, webRedirect)
 	v := oauth2.GenerateVerifier()
 	cookie, sess := f.login()
-	first, err := cfg.Exchange(f.ctx, f.code(cookie, cfg, v), oauth2.VerifierOption(v))
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := f.exchange(cookie, cfg, v)
 	code := f.code(cookie, cfg, v)
 	if resp := f.logout(cookie, "id_token_hint="+first.Extra("id_token").(string)); resp.StatusCode != http.StatusOK {
 		t.Fatalf("logout: %d", resp.StatusCode)

@@ -324,7 +324,7 @@ func TestAdminPublishVerifyRollback(t *testing.T) {
 	check(t, err)
 	next, err := pub.NextVersion()
 	check(t, err)
-	b, err := bundle.Build(src("http://localhost/drop"), bundle.Meta{Version: next, Author: "ops"})
+	b, err := bundle.Build(src("http://localhost/drop"), bundle.Meta{Version: next, Author: "ops"}, nil)
 	check(t, err)
 	check(t, b.Sign(signKey))
 	check(t, pub.Publish(b))

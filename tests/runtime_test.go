@@ -266,3 +266,42 @@ func check(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A ${file:} target that is a FIFO, a device or far too large is a failed
+// reload naming the file: the node keeps serving, later edits and SIGTERM
+// still work (a blocking read used to stop the reloader for good).
+func TestUnreadableFileTargetFailsTheReload(t *testing.T) {
+	secrets := t.TempDir()
+	k1 := newKeyFile(t, secrets, "k1")
+	fifo := filepath.Join(secrets, "fifo.pem")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(secrets, "big.pem")
+	if err := os.WriteFile(big, make([]byte, 100<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := configDir(t, map[string]string{
+		"profiles.yaml": tokenConfig("http://localhost/one", "k1"),
+		"keys.yaml":     keysConfig(map[string]string{"k1": k1}),
+	})
+	n := startNode(t, dir)
+	for _, target := range []string{fifo, "/dev/zero", big} {
+		before := n.status().Failures
+		writeAtomic(t, filepath.Join(dir, "keys.yaml"), keysConfig(map[string]string{"k1": target}))
+		waitFor(t, 15*time.Second, "the failed reload of "+target, func() bool { return n.status().Failures > before })
+		if s := n.status(); !strings.Contains(s.LastError, "read ${file:"+target+"}") {
+			t.Errorf("last_error does not name %s: %q", target, s.LastError)
+		}
+		if got := n.issuer("/oauth/v2"); got != "http://localhost/one" {
+			t.Fatalf("after a failed reload the issuer is %q", got)
+		}
+	}
+	writeAtomic(t, filepath.Join(dir, "keys.yaml"), keysConfig(map[string]string{"k1": k1}))
+	writeAtomic(t, filepath.Join(dir, "profiles.yaml"), tokenConfig("http://localhost/two", "k1"))
+	waitFor(t, 15*time.Second, "the next good edit", func() bool { return n.issuer("/oauth/v2") == "http://localhost/two" })
+	n.signal(syscall.SIGTERM)
+	if code := n.waitExit(15 * time.Second); code != 0 {
+		t.Errorf("exit code %d after SIGTERM", code)
+	}
+}

@@ -19,7 +19,17 @@ import (
 	"github.com/keygate/keygate/internal/bundle"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/publish"
+	"github.com/keygate/keygate/internal/readfile"
+	"github.com/keygate/keygate/internal/settings"
 )
+
+// adminFileDirs is KEYGATE_FILE_DIRS on the admin node, with its default.
+func adminFileDirs(set []string) []string {
+	if len(set) > 0 {
+		return set
+	}
+	return settings.DefaultAdminFileDirs
+}
 
 // runAdmin runs the admin node until SIGTERM or SIGINT. It needs
 // KEYGATE_PUBLISH_DIR, KEYGATE_BUNDLE_SIGNING_KEY_FILE and
@@ -45,7 +55,7 @@ func runAdmin(args, environ []string, stderr io.Writer) (int, error) {
 	if err != nil {
 		return exitFailure, fmt.Errorf("KEYGATE_BUNDLE_SIGNING_KEY_FILE: %w", err)
 	}
-	token, err := os.ReadFile(s.AdminTokenFile)
+	token, err := readfile.Read(s.AdminTokenFile, readfile.MaxSecretFile)
 	if err != nil {
 		return exitFailure, fmt.Errorf("KEYGATE_ADMIN_TOKEN_FILE: %w", err)
 	}
@@ -60,7 +70,7 @@ func runAdmin(args, environ []string, stderr io.Writer) (int, error) {
 	defer pools.Close()
 	api := admin.New(admin.Config{
 		Publisher: pub, SigningKey: key, Token: []byte(strings.TrimSpace(string(token))), Logger: log,
-		ConfigDir: s.ConfigDir, EnvFiles: s.EnvFiles, Environ: environ, Pools: pools,
+		ConfigDir: s.ConfigDir, EnvFiles: s.EnvFiles, Environ: environ, Pools: pools, FileDirs: adminFileDirs(s.FileDirs),
 	})
 	tlsConfig, err := admin.ServerTLS(s.AdminTLSCertFile, s.AdminTLSKeyFile, s.AdminTLSClientCAFile)
 	if err != nil {

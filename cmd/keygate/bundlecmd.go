@@ -14,6 +14,7 @@ import (
 
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/readfile"
 	"github.com/keygate/keygate/internal/settings"
 )
 
@@ -64,7 +65,7 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	if err != nil {
 		return exitFailure, err
 	}
-	token, err := os.ReadFile(tokenFile)
+	token, err := readfile.Read(tokenFile, readfile.MaxSecretFile)
 	if err != nil {
 		return exitFailure, fmt.Errorf("read token file: %w", err)
 	}
@@ -81,7 +82,7 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 		if !ok || key == "" {
 			return exitUsage, usageError{fmt.Sprintf("--env-file %q: want stage=FILE or role=FILE", spec)}
 		}
-		data, err := os.ReadFile(path)
+		data, err := readfile.Read(path, readfile.MaxSecretFile)
 		if err != nil {
 			return exitFailure, fmt.Errorf("read env file: %w", err)
 		}

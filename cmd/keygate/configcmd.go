@@ -77,7 +77,24 @@ func parseConfigFlags(name string, args, environ []string, stderr io.Writer, all
 func (f *configFlags) options(environ []string, role string, envFiles []string) config.Options {
 	var tags listFlag
 	_ = tags.Set(f.excludeTags)
-	return config.Options{Dir: f.dir, EnvFiles: envFiles, Environ: environ, Role: role, ExcludeTags: tags}
+	return config.Options{Dir: f.dir, EnvFiles: envFiles, Environ: environ, Role: role, ExcludeTags: tags, FileDirs: fileDirs(environ)}
+}
+
+// fileDirs is KEYGATE_FILE_DIRS from environ, so the CLI judges ${file:}
+// paths as a node with the same environment would.
+func fileDirs(environ []string) []string {
+	var dirs []string
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "KEYGATE_FILE_DIRS="); ok {
+			dirs = nil
+			for _, d := range strings.Split(v, ",") {
+				if d = strings.TrimSpace(d); d != "" {
+					dirs = append(dirs, d)
+				}
+			}
+		}
+	}
+	return dirs
 }
 
 func runConfig(args, environ []string, stdout, stderr io.Writer) (int, error) {

@@ -62,6 +62,10 @@ type Config struct {
 	EnvFiles  []string
 	Environ   []string
 	Pools     *datasource.Pools
+	// FileDirs are the directories runtime nodes read ${file:} targets
+	// from (KEYGATE_FILE_DIRS): a bundle naming a path outside them is
+	// refused. The admin never reads the targets.
+	FileDirs []string
 	// StaleAfter marks a node stale when its last heartbeat is older
 	// (default 3 × 5 s, three default heartbeat intervals). A node is
 	// also stale once its row's own expiry (three of its intervals) has
@@ -195,7 +199,7 @@ func (s *Server) validate(up Upload) (*bundle.Bundle, []string) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	b, err := bundle.Build(tmp, bundle.Meta{Author: up.Author, Message: up.Message})
+	b, err := bundle.Build(tmp, bundle.Meta{Author: up.Author, Message: up.Message}, s.c.FileDirs)
 	if err != nil {
 		return nil, strings.Split(err.Error(), "\n")
 	}
@@ -354,7 +358,7 @@ func (s *Server) nodes(ctx context.Context) ([]NodeInfo, []string) {
 	if _, ok, _ := s.c.Publisher.Active(); ok {
 		dir = s.c.Publisher.Dir()
 	}
-	opts := config.Options{Dir: dir, EnvFiles: s.c.EnvFiles, Environ: s.c.Environ, Lenient: true}
+	opts := config.Options{Dir: dir, EnvFiles: s.c.EnvFiles, Environ: s.c.Environ, Lenient: true, NoFileReads: true}
 	roles, err := config.Roles(opts)
 	if err != nil {
 		return nil, []string{"config: " + err.Error()}

@@ -37,6 +37,7 @@ profiles:
 }
 
 type fixture struct {
+	api    *Server
 	srv    *httptest.Server
 	pubDir string
 	db     string
@@ -56,7 +57,7 @@ func newFixture(t *testing.T) *fixture {
 		ConfigDir: t.TempDir(), Pools: pools, Environ: []string{"DB_DIR=" + dbDir}})
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, pubDir: pubDir, db: filepath.Join(dbDir, "k.db")}
+	return &fixture{api: api, srv: srv, pubDir: pubDir, db: filepath.Join(dbDir, "k.db")}
 }
 
 func (f *fixture) do(t *testing.T, method, path, tok string, body any) (int, http.Header, []byte) {
@@ -191,5 +192,51 @@ func TestClusterAndPhasedUpgrade(t *testing.T) {
 	}
 	if code, _, body := f.do(t, "POST", "/admin/v1/bundles?force=true", token, Upload{Files: files}); code != http.StatusCreated {
 		t.Fatalf("forced: %d %s", code, body)
+	}
+}
+
+// A bundle's ${file:} targets are the runtime nodes' secrets: the admin
+// never reads them, so no upload can make it quote a file of its host, and
+// a path outside the allowed directories is refused without a read.
+func TestBundleFileTargetsAreNeverRead(t *testing.T) {
+	secretDir := t.TempDir()
+	stolen := filepath.Join(secretDir, "admin-token")
+	if err := os.WriteFile(stolen, []byte("not a url TOPSECRET-CONTENT"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withIssuer := func(path string) map[string]string {
+		return map[string]string{"a.yaml": cfg("k.db", "authn") + `  token:
+    type: token
+    path: /oauth/v2
+    issuer: ${file:` + path + `}
+    signing-keys: [k]
+    endpoints: [discovery]
+keys:
+  k: {algorithm: ES256, private-key: "${file:` + filepath.Join(secretDir, "k.pem") + `}"}
+`}
+	}
+	f := newFixture(t)
+	f.api.c.FileDirs = []string{secretDir}
+
+	// Inside the allowed directories: accepted unread, like a vault value.
+	code, _, body := f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: withIssuer(stolen)})
+	if code != http.StatusCreated {
+		t.Fatalf("bundle with an allowed ${file:} target: %d %s", code, body)
+	}
+	if strings.Contains(string(body), "TOPSECRET") {
+		t.Fatalf("the admin quoted a file of its host: %s", body)
+	}
+
+	// Outside them: refused, naming the path and the setting, nothing written.
+	before := listing(t, f.pubDir)
+	outside := filepath.Join(t.TempDir(), "x")
+	for _, p := range []string{"/proc/self/environ", outside, secretDir + "/../" + filepath.Base(outside)} {
+		code, _, body = f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: withIssuer(p)})
+		if code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "KEYGATE_FILE_DIRS") {
+			t.Errorf("bundle reading %s: %d %s", p, code, body)
+		}
+	}
+	if after := listing(t, f.pubDir); !slices.Equal(before, after) {
+		t.Errorf("a refused bundle changed the publish dir: %v → %v", before, after)
 	}
 }

@@ -5,7 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
+
+	"github.com/keygate/keygate/internal/readfile"
 )
 
 // ServerTLS builds the admin listener's TLS configuration from PEM files:
@@ -69,7 +70,7 @@ func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 
 // certPool reads PEM CA certificates; a file without one is an error.
 func certPool(file string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(file)
+	data, err := readfile.Read(file, readfile.MaxSecretFile)
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -51,6 +50,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/readfile"
 )
 
 // Format is the manifest format version this package writes and reads.
@@ -115,8 +115,10 @@ func fileHashes(files []config.File) []config.FileHash {
 // hashes, schema, and every service role's required variables. The
 // configuration must load for every role (structure, references, schema)
 // with its variables unset (Lenient); every error of every role is returned
-// at once, each once. Build does not sign.
-func Build(dir string, meta Meta) (*Bundle, error) {
+// at once, each once. ${file:} targets are never read (they are the
+// runtime nodes' secrets), and one whose path is known must lie inside
+// fileDirs when that is set. Build does not sign.
+func Build(dir string, meta Meta, fileDirs []string) (*Bundle, error) {
 	files, err := config.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -124,14 +126,14 @@ func Build(dir string, meta Meta) (*Bundle, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("%s: no *.yaml or *.yml files", dir)
 	}
-	roles, err := config.Roles(config.Options{Dir: dir, Lenient: true})
+	roles, err := config.Roles(config.Options{Dir: dir, Lenient: true, NoFileReads: true, FileDirs: fileDirs})
 	if err != nil {
 		return nil, err
 	}
 	vars := map[string][]string{}
 	var msgs []string
 	for _, role := range roles {
-		names, err := config.RequiredVariables(config.Options{Dir: dir, Role: role})
+		names, err := config.RequiredVariables(config.Options{Dir: dir, Role: role, FileDirs: fileDirs})
 		if err != nil {
 			msgs = append(msgs, strings.Split(err.Error(), "\n")...)
 			continue
@@ -334,7 +336,7 @@ func Read(dir string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(filepath.Join(from, config.ManifestName))
+	data, err := readfile.Read(filepath.Join(from, config.ManifestName), readfile.MaxSecretFile)
 	if err != nil {
 		return nil, fmt.Errorf("read bundle manifest: %w", err)
 	}
@@ -384,7 +386,7 @@ func LoadPublicKey(path string) (ed25519.PublicKey, error) {
 
 // readPEM never echoes the file's content: it may be a secret.
 func readPEM(path, typ string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := readfile.Read(path, readfile.MaxSecretFile)
 	if err != nil {
 		return nil, err
 	}

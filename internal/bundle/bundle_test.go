@@ -57,7 +57,7 @@ func newKey(t *testing.T) ed25519.PrivateKey {
 
 func signed(t *testing.T, dir string, priv ed25519.PrivateKey) *Bundle {
 	t.Helper()
-	b, err := Build(dir, Meta{Version: "v3", Author: "ci", Message: "m", Now: time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)})
+	b, err := Build(dir, Meta{Version: "v3", Author: "ci", Message: "m", Now: time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestBuildDescribesTheBundle(t *testing.T) {
 
 func TestBuildReportsEveryErrorOnce(t *testing.T) {
 	broken := strings.Replace(cfg, "signing-keys: [k1]", "signing-keys: [k9]", 1) + "clients:\n  c: {profile: nope}\n"
-	_, err := Build(writeDir(t, map[string]string{"a.yaml": broken}), Meta{})
+	_, err := Build(writeDir(t, map[string]string{"a.yaml": broken}), Meta{}, nil)
 	if err == nil {
 		t.Fatal("want errors")
 	}
@@ -175,7 +175,7 @@ func TestSignVerify(t *testing.T) {
 func TestLoadWithVerifier(t *testing.T) {
 	priv := newKey(t)
 	dir := writeDir(t, map[string]string{"a.yaml": "schema: 1\nservice-roles:\n  default: {zone: z, profiles: [authn]}\nzones:\n  z: {data-source: d}\ndata-sources:\n  d: {type: sqlite, path: x.db}\nprofiles:\n  authn: {type: authentication, path: /authn, authenticators: {password: {type: password}}}\n"})
-	b, err := Build(dir, Meta{Version: "v1"})
+	b, err := Build(dir, Meta{Version: "v1"}, nil)
 	if err == nil {
 		err = b.Sign(priv)
 	}

@@ -47,6 +47,27 @@ type sink struct {
 	// failed marks key paths whose value could not be decoded, so later
 	// checks do not pile "is required" on top of the real error.
 	failed map[string]bool
+	// expanded maps the key paths whose value came through a placeholder
+	// to the text as written: errors quote that text, never the value,
+	// which came from the environment or a file and may be a secret.
+	expanded map[string]string
+}
+
+func (s *sink) setExpanded(path, raw string) {
+	if s.expanded == nil {
+		s.expanded = map[string]string{}
+	}
+	s.expanded[path] = raw
+}
+
+// shown quotes v, the value at path, for an error message: as written in
+// the config file if it came through a placeholder (the value itself is
+// never shown), else as it is.
+func shown(expanded map[string]string, path, v string) string {
+	if raw, ok := expanded[path]; ok {
+		return fmt.Sprintf("%q (value not shown)", raw)
+	}
+	return strconv.Quote(v)
 }
 
 type posRec struct {
@@ -127,9 +148,9 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 			dur, err := time.ParseDuration(s)
 			switch {
 			case err != nil:
-				d.errorf(n, path, "must be a duration such as 90s, 5m or 720h, got %q", s)
+				d.errorf(n, path, "must be a duration such as 90s, 5m or 720h, got %s", shown(d.s.expanded, path, s))
 			case dur <= 0:
-				d.errorf(n, path, "must be positive, got %s", s)
+				d.errorf(n, path, "must be positive, got %s", shown(d.s.expanded, path, s))
 			default:
 				v.SetInt(int64(dur))
 			}
@@ -155,7 +176,7 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 		if s, ok := d.scalar(n, path, "an integer"); ok {
 			i, err := strconv.Atoi(s)
 			if err != nil {
-				d.errorf(n, path, "must be an integer, got %q", s)
+				d.errorf(n, path, "must be an integer, got %s", shown(d.s.expanded, path, s))
 				return
 			}
 			v.SetInt(int64(i))
@@ -168,7 +189,7 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 			case "false":
 				v.SetBool(false)
 			default:
-				d.errorf(n, path, "must be true or false, got %q", s)
+				d.errorf(n, path, "must be true or false, got %s", shown(d.s.expanded, path, s))
 			}
 		}
 	default:
@@ -194,6 +215,9 @@ func (d *decoder) scalar(n *yaml.Node, path, want string) (string, bool) {
 		}
 		d.s.setFailed(path) // its only error is the missing variable
 		return "", false
+	}
+	if res.Value != n.Value || placeholder.Has(n.Value) {
+		d.s.setExpanded(path, n.Value)
 	}
 	return res.Value, true
 }

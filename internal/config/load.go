@@ -22,6 +22,7 @@ import (
 
 	"github.com/keygate/keygate/internal/dotenv"
 	"github.com/keygate/keygate/internal/placeholder"
+	"github.com/keygate/keygate/internal/readfile"
 	"github.com/keygate/keygate/internal/suggest"
 )
 
@@ -50,7 +51,20 @@ type Options struct {
 	// Cache, if set, keeps decoded files between loads (see Cache). The
 	// result is exactly that of a load without it.
 	Cache *Cache
+	// FileDirs, if set, are the only directories ${file:PATH} may read
+	// from (KEYGATE_FILE_DIRS): a path outside every one of them, once
+	// its variables are known, is an error whether or not it is read.
+	FileDirs []string
+	// NoFileReads leaves every ${file:} target unread and unresolved, as
+	// Lenient leaves a vault's variables: the admin node checks bundles
+	// this way, since the targets are the runtime nodes' secrets and
+	// reading them on the admin host would let a bundle read its files.
+	// Requires Lenient.
+	NoFileReads bool
 }
+
+// errNotRead marks a ${file:} target that NoFileReads left unread.
+var errNotRead = errors.New("not read on this node")
 
 // ManifestName is the bundle manifest's file name in a config directory.
 // It is JSON, not YAML, so the loader never reads it as configuration.
@@ -102,6 +116,8 @@ type loader struct {
 	lastRefOK refKey
 	// deps, while a file is decoded, records what its expansion consults.
 	deps *fileDecode
+	// total is what the load has read so far, against readfile.MaxTotal.
+	total int
 }
 
 // rawConfig is every decoded entry, before filtering and resolution.
@@ -167,6 +183,7 @@ func (l *loader) load() (*Snapshot, error) {
 	fileHashes := make([]FileHash, 0, len(files))
 	sums := make([][32]byte, len(files))
 	for i, f := range files {
+		l.total += len(f.Data)
 		l.hashIn = append(l.hashIn, hashInput{"config", f.Name, f.Data})
 		sums[i] = sha256.Sum256(f.Data)
 		fileHashes = append(fileHashes, FileHash{Name: f.Name, SHA256: hex.EncodeToString(sums[i][:])})
@@ -209,7 +226,7 @@ func (l *loader) loadEnv() {
 	h := sha256.New()
 	reads := make([]envRead, len(l.opts.EnvFiles))
 	for i, path := range l.opts.EnvFiles {
-		data, err := os.ReadFile(path)
+		data, err := l.readCounted(path, readfile.MaxSecretFile)
 		if err != nil {
 			err = unwrapPathError(err)
 			fmt.Fprintf(h, "E%d\x00%s%d\x00%s", len(path), path, len(err.Error()), err.Error())
@@ -274,6 +291,60 @@ func (l *loader) lookup(name string) (string, bool) {
 	return v, ok
 }
 
+// readTarget reads a ${file:PATH} target within the load's limits and
+// the allowed directories.
+func (l *loader) readTarget(path string) ([]byte, error) {
+	if err := checkFileDir(path, l.opts.FileDirs); err != nil {
+		return nil, err
+	}
+	if l.opts.NoFileReads {
+		return nil, errNotRead
+	}
+	return l.readCounted(path, readfile.MaxSecretFile)
+}
+
+// errOutsideFileDirs: a ${file:} path outside Options.FileDirs.
+var errOutsideFileDirs = errors.New("is outside the directories KEYGATE_FILE_DIRS allows")
+
+// checkFileDir refuses a path that is not inside one of dirs (after
+// cleaning, so "/run/secrets/../../etc/shadow" is outside). No dirs: any
+// path. Relative paths are taken from the working directory.
+func checkFileDir(path string, dirs []string) error {
+	if len(dirs) == 0 {
+		return nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		dabs, err := filepath.Abs(d)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(dabs, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && rel != "." {
+			return nil
+		}
+	}
+	return errOutsideFileDirs
+}
+
+// readCounted reads a file and counts it against readfile.MaxTotal for the
+// whole load, so many files each under their own cap cannot add up to an
+// out-of-memory crash.
+func (l *loader) readCounted(path string, limit int64) ([]byte, error) {
+	data, err := readfile.Read(path, limit)
+	if err != nil {
+		return nil, err
+	}
+	l.total += len(data)
+	if l.total > readfile.MaxTotal {
+		return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: the configuration reads more than %s in all",
+			readfile.ErrTooLarge, readfile.Size(readfile.MaxTotal))}
+	}
+	return data, nil
+}
+
 // readFile reads a ${file:PATH} target once per load and records it for the hash.
 func (l *loader) readFile(path string) ([]byte, error) {
 	if data, ok := l.read[path]; ok {
@@ -284,7 +355,7 @@ func (l *loader) readFile(path string) ([]byte, error) {
 		}
 		return data, nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := l.readTarget(path)
 	if err != nil {
 		err = unwrapPathError(err)
 		if l.deps != nil {
@@ -302,7 +373,7 @@ func (l *loader) readFile(path string) ([]byte, error) {
 func (l *loader) expand(s string) (placeholder.Result, error) {
 	res, err := placeholder.Expand(s, l.lookup, l.readFile)
 	var fe *placeholder.FileError
-	if l.opts.Lenient && errors.As(err, &fe) && errors.Is(err, fs.ErrNotExist) {
+	if l.opts.Lenient && errors.As(err, &fe) && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRead)) {
 		// A stage's ${file:} secrets live in its vault, not on this machine:
 		// leave the value empty, like an unset variable.
 		return placeholder.Result{Missing: append(res.Missing, "file:"+fe.Path)}, nil
@@ -421,7 +492,7 @@ func (l *loader) decodeFiles(files []File, sums [][32]byte) {
 	}
 	for _, fd := range fds {
 		if fd.dotted {
-			l.global = &globalPaths{pos: map[string]Position{}, failed: map[string]bool{}}
+			l.global = &globalPaths{pos: map[string]Position{}, failed: map[string]bool{}, expanded: map[string]string{}}
 		}
 	}
 	// Size the maps for what is coming: growing a 10,000-entry map costs
@@ -448,7 +519,7 @@ func (l *loader) decodeFiles(files []File, sums [][32]byte) {
 // depsUnchanged reports whether every variable and ${file:} target a cached
 // file's expansion consulted is as it was; if so, the targets it read are
 // recorded as read by this load (for the hash and Inputs).
-func (l *loader) depsUnchanged(fd *fileDecode) bool {
+func (l *loader) depsUnchanged(fd *fileDecode) (unchanged bool) {
 	if fd.lenient != l.opts.Lenient {
 		return false
 	}
@@ -462,11 +533,19 @@ func (l *loader) depsUnchanged(fd *fileDecode) bool {
 		varsChecked = true
 	}
 	var pending map[string][]byte
+	// A file decoded again reads its targets again: what this check read
+	// does not count against the load's total unless it is kept.
+	total := l.total
+	defer func() {
+		if !unchanged {
+			l.total = total
+		}
+	}()
 	for path, d := range fd.files {
 		data, ok := l.read[path]
 		if !ok {
 			var err error
-			if data, err = os.ReadFile(path); err != nil {
+			if data, err = l.readTarget(path); err != nil {
 				if d.err != unwrapPathError(err).Error() {
 					return false
 				}
@@ -637,8 +716,9 @@ func decodeSection[T any, PT interface {
 // in one map, as if all entries were one tree: used when entry names contain
 // '.', so the paths of one entry can be those of another.
 type globalPaths struct {
-	pos    map[string]Position
-	failed map[string]bool
+	pos      map[string]Position
+	failed   map[string]bool
+	expanded map[string]string
 }
 
 // merge adds one file's errors, schema declarations and entries, in file
@@ -695,6 +775,9 @@ func mergeEntry[T any, PT interface {
 		}
 		for _, p := range r.pos {
 			g.pos[p.path] = r.position(p)
+		}
+		for p, raw := range r.expanded {
+			g.expanded[p] = raw
 		}
 		broken = g.failed[r.path]
 	}
@@ -843,7 +926,7 @@ func Fingerprint(dir string, envFiles []string, prev *Snapshot) (string, error) 
 		in = append(in, hashInput{"manifest", ManifestName, manifest})
 	}
 	for _, path := range envFiles {
-		data, err := os.ReadFile(path)
+		data, err := readfile.Read(path, readfile.MaxSecretFile)
 		if err != nil {
 			return "", err
 		}
@@ -854,7 +937,7 @@ func Fingerprint(dir string, envFiles []string, prev *Snapshot) (string, error) 
 			if slices.Contains(envFiles, path) {
 				continue
 			}
-			data, err := os.ReadFile(path)
+			data, err := readfile.Read(path, readfile.MaxSecretFile)
 			if err != nil {
 				return "", err
 			}
@@ -899,13 +982,14 @@ func readDir(dir string) ([]File, []byte, error) {
 	}
 	var files []File
 	var manifest []byte
+	total := 0
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") {
 			continue
 		}
 		if name == ManifestName {
-			data, err := os.ReadFile(filepath.Join(readFrom, name))
+			data, err := readfile.Read(filepath.Join(readFrom, name), readfile.MaxSecretFile)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %w", name, unwrapPathError(err))
 			}
@@ -923,9 +1007,13 @@ func readDir(dir string) ([]File, []byte, error) {
 		if !info.Mode().IsRegular() {
 			continue // a directory named x.yaml is not a config file
 		}
-		data, err := os.ReadFile(path)
+		data, err := readfile.Read(path, readfile.MaxConfigFile)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, unwrapPathError(err))
+		}
+		total += len(data)
+		if total > readfile.MaxTotal {
+			return nil, nil, fmt.Errorf("the config files hold more than %s in all", readfile.Size(readfile.MaxTotal))
 		}
 		files = append(files, File{Name: name, Path: path, Data: data})
 	}
@@ -973,10 +1061,11 @@ func Roles(opts Options) ([]string, error) {
 // RequiredVariables returns, sorted and once each, the variables the given
 // service role needs without a default: it loads with no environment and no
 // env files in Lenient mode and lists the missing variables of the entries
-// the role uses. ${file:PATH} targets are not variables and are not listed
-// (a variable inside PATH is). Structural errors are returned as from Load.
+// the role uses. ${file:PATH} targets are not read (NoFileReads); they are
+// not variables and are not listed (a variable inside PATH is). Structural
+// errors, and paths outside opts.FileDirs, are returned as from Load.
 func RequiredVariables(opts Options) ([]string, error) {
-	opts.Environ, opts.EnvFiles, opts.Lenient, opts.Verify = nil, nil, true, nil
+	opts.Environ, opts.EnvFiles, opts.Lenient, opts.NoFileReads, opts.Verify = nil, nil, true, true, nil
 	l := newLoader(opts)
 	if _, err := l.load(); err != nil {
 		return nil, err

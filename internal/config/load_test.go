@@ -197,7 +197,7 @@ profiles:
   pg: {type: postgres, url: "postgres://h/db", max-connections: $CONNS}
 `},
 			opts: Options{Environ: []string{"KEY=x", "CONNS=zero"}},
-			want: []string{`t.yaml:2:65: data-sources.pg.max-connections: must be an integer, got "zero"`},
+			want: []string{`t.yaml:2:65: data-sources.pg.max-connections: must be an integer, got "$CONNS" (value not shown)`},
 		},
 		{
 			name: "references",

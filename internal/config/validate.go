@@ -98,6 +98,27 @@ func (l *loader) failedAt(path string) bool {
 	return l.cur != nil && l.cur.failed[path]
 }
 
+// q quotes v, the value at path, for an error: the text as written when
+// it came through a placeholder, never the value from the environment or
+// a file.
+func (l *loader) q(path, v string) string { return shown(l.expanded(), path, v) }
+
+// isExpanded reports whether the value at path came through a placeholder.
+func (l *loader) isExpanded(path string) bool {
+	_, ok := l.expanded()[path]
+	return ok
+}
+
+func (l *loader) expanded() map[string]string {
+	switch {
+	case l.global != nil:
+		return l.global.expanded
+	case l.cur != nil:
+		return l.cur.expanded
+	}
+	return nil
+}
+
 // posAt returns where the value at path was written, if it was.
 func (l *loader) posAt(path string) (Position, bool) {
 	if l.global != nil {
@@ -148,8 +169,8 @@ func (l *loader) oneOf(path, value string, allowed []string) bool {
 	if slices.Contains(allowed, value) {
 		return true
 	}
-	msg := fmt.Sprintf("%q is not one of %s", value, strings.Join(allowed, ", "))
-	if s, ok := suggest.Closest(value, allowed); ok {
+	msg := fmt.Sprintf("%s is not one of %s", l.q(path, value), strings.Join(allowed, ", "))
+	if s, ok := suggest.Closest(value, allowed); ok && !l.isExpanded(path) {
 		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	l.at(path, "%s", msg)
@@ -160,7 +181,8 @@ func (l *loader) unique(path string, values []string) {
 	seen := map[string]bool{}
 	for i, v := range values {
 		if seen[v] {
-			l.at(fmt.Sprintf("%s[%d]", path, i), "%q is listed twice", v)
+			p := fmt.Sprintf("%s[%d]", path, i)
+			l.at(p, "%s is listed twice", l.q(p, v))
 		}
 		seen[v] = true
 	}
@@ -194,7 +216,7 @@ func (l *loader) checkRef(path, section, name, want string) {
 		return
 	}
 	if why, ok := l.dropped[section+"/"+name]; ok {
-		l.at(path, "refers to %s %q, but %s", singular(section), name, why)
+		l.at(path, "refers to %s %s, but %s", singular(section), l.q(path, name), why)
 		return
 	}
 	var names func() []string
@@ -214,16 +236,16 @@ func (l *loader) checkRef(path, section, name, want string) {
 		p, exists = l.raw.Profiles[name]
 		names = func() []string { return sortedKeys(l.raw.Profiles) }
 		if exists && want != "" && p.Type != want && l.complete("profiles", name) {
-			l.at(path, "refers to profile %q of type %s; it must be a %s profile", name, p.Type, want)
+			l.at(path, "refers to profile %s of type %s; it must be a %s profile", l.q(path, name), p.Type, want)
 			return
 		}
 	}
 	if exists {
 		return
 	}
-	msg := fmt.Sprintf("refers to %s %q, which is not defined", singular(section), name)
+	msg := fmt.Sprintf("refers to %s %s, which is not defined", singular(section), l.q(path, name))
 	var all []string
-	if names != nil {
+	if names != nil && !l.isExpanded(path) {
 		all = names()
 	}
 	if s, ok := suggest.Closest(name, all); ok {
@@ -356,9 +378,9 @@ func (l *loader) checkMountPath(path, p string) {
 	u, err := url.Parse(p)
 	switch {
 	case err != nil || !strings.HasPrefix(p, "/") || u.Path != p:
-		l.at(path, "must be a URL path starting with /, got %q", p)
+		l.at(path, "must be a URL path starting with /, got %s", l.q(path, p))
 	case len(p) > 1 && strings.HasSuffix(p, "/"):
-		l.at(path, "must not end with /, got %q", p)
+		l.at(path, "must not end with /, got %s", l.q(path, p))
 	}
 }
 
@@ -415,15 +437,15 @@ func (l *loader) checkIssuer(path, issuer string) {
 	u, err := url.Parse(issuer)
 	switch {
 	case err != nil || !u.IsAbs() || u.Host == "":
-		l.at(path, "must be an absolute URL such as https://id.example.com/oauth/v2, got %q", issuer)
+		l.at(path, "must be an absolute URL such as https://id.example.com/oauth/v2, got %s", l.q(path, issuer))
 	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(issuer, "#"):
-		l.at(path, "must not have a query or fragment (RFC 8414 §2), got %q", issuer)
+		l.at(path, "must not have a query or fragment (RFC 8414 §2), got %s", l.q(path, issuer))
 	case strings.HasSuffix(u.Path, "/"):
-		l.at(path, "must not end with /, got %q", issuer)
+		l.at(path, "must not end with /, got %s", l.q(path, issuer))
 	case u.Scheme == "https":
 	case u.Scheme == "http" && isLoopback(u.Hostname()):
 	default:
-		l.at(path, "must use https (http is allowed for localhost only), got %q", issuer)
+		l.at(path, "must use https (http is allowed for localhost only), got %s", l.q(path, issuer))
 	}
 }
 
@@ -493,7 +515,8 @@ func (l *loader) checkClientValues(c *Client) {
 	l.unique(path+".scopes", c.Scopes)
 	for i, s := range c.Scopes {
 		if !validScope(s) {
-			l.at(fmt.Sprintf("%s.scopes[%d]", path, i), "%q is not a valid scope token (RFC 6749 §3.3)", s)
+			sp := fmt.Sprintf("%s.scopes[%d]", path, i)
+			l.at(sp, "%s is not a valid scope token (RFC 6749 §3.3)", l.q(sp, s))
 		}
 	}
 	l.unique(path+".audiences", c.Audiences)
@@ -550,13 +573,13 @@ func (l *loader) checkRedirectURI(path, raw string) {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil || !u.IsAbs():
-		l.at(path, "must be an absolute URI, got %q", raw)
+		l.at(path, "must be an absolute URI, got %s", l.q(path, raw))
 	case u.Fragment != "" || strings.Contains(raw, "#"):
-		l.at(path, "must not contain a fragment (RFC 6749 §3.1.2), got %q", raw)
+		l.at(path, "must not contain a fragment (RFC 6749 §3.1.2), got %s", l.q(path, raw))
 	case u.Scheme == "http" && !isLoopback(u.Hostname()):
-		l.at(path, "must use https (http is allowed for loopback hosts only), got %q", raw)
+		l.at(path, "must use https (http is allowed for loopback hosts only), got %s", l.q(path, raw))
 	case (u.Scheme == "http" || u.Scheme == "https") && u.Host == "":
-		l.at(path, "must name a host, got %q", raw)
+		l.at(path, "must name a host, got %s", l.q(path, raw))
 	}
 }
 

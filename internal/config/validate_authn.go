@@ -86,7 +86,7 @@ func (l *loader) checkLockout(path string, lo *LockoutPolicy) {
 	}
 	defaultDuration(&lo.Window, DefaultLockoutWindow)
 	if lo.Window.D() > 24*time.Hour {
-		l.at(path+".window", "must be at most 24h, got %s", lo.Window)
+		l.at(path+".window", "must be at most 24h, got %s", l.q(path+".window", lo.Window.String()))
 	}
 }
 
@@ -114,7 +114,8 @@ func (l *loader) checkOIDCAuthenticator(path string, a *Authenticator) {
 	}
 	for i, sc := range a.Scopes {
 		if sc == "" || strings.ContainsAny(sc, " \t\"\\") {
-			l.at(fmt.Sprintf("%s.scopes[%d]", path, i), "is not a valid scope: %q", sc)
+			sp := fmt.Sprintf("%s.scopes[%d]", path, i)
+			l.at(sp, "is not a valid scope: %s", l.q(sp, sc))
 		}
 	}
 	switch a.Provisioning {
@@ -146,13 +147,13 @@ func (l *loader) checkOIDCAuthenticator(path string, a *Authenticator) {
 			*c.v = c.def
 		}
 		if len(*c.v) > 128 || strings.ContainsAny(*c.v, " \t\r\n") {
-			l.at(cpath, "is not a valid claim name: %q", *c.v)
+			l.at(cpath, "is not a valid claim name: %s", l.q(cpath, *c.v))
 		}
 	}
 	for i, d := range a.AllowedDomains {
 		dpath := fmt.Sprintf("%s.allowed-domains[%d]", path, i)
 		if d == "" || d != strings.ToLower(d) || strings.ContainsAny(d, "@/: \t") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") {
-			l.at(dpath, "must be a lower-case domain name such as partner.example.com, got %q", d)
+			l.at(dpath, "must be a lower-case domain name such as partner.example.com, got %s", l.q(dpath, d))
 		}
 	}
 	l.unique(path+".allowed-domains", a.AllowedDomains)
@@ -160,11 +161,11 @@ func (l *loader) checkOIDCAuthenticator(path string, a *Authenticator) {
 		u, err := url.Parse(a.RedirectURI)
 		switch {
 		case err != nil || u.Host == "" || u.Fragment != "" || u.User != nil:
-			l.at(path+".redirect-uri", "must be an absolute URL without fragment, got %q", a.RedirectURI)
+			l.at(path+".redirect-uri", "must be an absolute URL without fragment, got %s", l.q(path+".redirect-uri", a.RedirectURI))
 		case u.Scheme == "https":
 		case u.Scheme == "http" && isLoopback(u.Hostname()):
 		default:
-			l.at(path+".redirect-uri", "must use https (http is allowed for localhost only), got %q", a.RedirectURI)
+			l.at(path+".redirect-uri", "must use https (http is allowed for localhost only), got %s", l.q(path+".redirect-uri", a.RedirectURI))
 		}
 	}
 }

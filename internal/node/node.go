@@ -98,6 +98,7 @@ func New(s settings.Settings, environ []string, log *slog.Logger) (_ *Node, err 
 			Environ:     environ,
 			Role:        s.ServiceRole,
 			ExcludeTags: s.ExcludeTags,
+			FileDirs:    s.FileDirs,
 			Verify:      verify,
 		},
 		Holder: n.holder,

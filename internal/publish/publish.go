@@ -48,6 +48,7 @@ import (
 
 	"github.com/keygate/keygate/internal/bundle"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/readfile"
 )
 
 const (
@@ -128,7 +129,7 @@ func (p *Publisher) Versions() ([]Version, error) {
 		if !ok || !e.IsDir() || !strings.HasPrefix(e.Name(), "..") {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(p.dir, e.Name(), config.ManifestName))
+		data, err := readfile.Read(filepath.Join(p.dir, e.Name(), config.ManifestName), readfile.MaxSecretFile)
 		if err != nil {
 			continue
 		}
@@ -332,7 +333,7 @@ func (p *Publisher) Recover() error {
 		case strings.HasPrefix(name, stagingPfx), name == dataTmpLink:
 			err = os.RemoveAll(path)
 		case strings.HasPrefix(name, "..v") && name != active && e.IsDir():
-			data, rerr := os.ReadFile(filepath.Join(path, config.ManifestName))
+			data, rerr := readfile.Read(filepath.Join(path, config.ManifestName), readfile.MaxSecretFile)
 			if rerr == nil {
 				if _, perr := bundle.ParseManifest(data); perr == nil {
 					continue

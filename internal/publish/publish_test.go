@@ -43,7 +43,7 @@ func newBundle(t testing.TB, p *Publisher, files map[string]string) *bundle.Bund
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := bundle.Build(src, bundle.Meta{Version: v, Author: "test"})
+	b, err := bundle.Build(src, bundle.Meta{Version: v, Author: "test"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,18 @@ type Settings struct {
 	// throttling and audit events (internal/clientip has the rule). Empty:
 	// the client is the connection's peer and the header is never read.
 	TrustedProxies []string `envconfig:"KEYGATE_TRUSTED_PROXIES"`
+	// FileDirs: the directories ${file:PATH} placeholders may read from,
+	// comma-separated. A runtime node refuses a path outside them (a
+	// failed reload naming it); the admin node refuses a bundle that names
+	// one. Empty: any path on runtime nodes and the CLI, and
+	// DefaultAdminFileDirs on the admin node.
+	FileDirs []string `envconfig:"KEYGATE_FILE_DIRS"`
 }
+
+// DefaultAdminFileDirs are the secret mounts of Kubernetes, Docker and
+// the bare-metal layout: where an admin node without KEYGATE_FILE_DIRS
+// lets a bundle's ${file:} placeholders point.
+var DefaultAdminFileDirs = []string{"/run/secrets", "/var/run/secrets", "/etc/keygate/secrets"}
 
 // Load reads the settings, applies defaults (NodeID falls back to the
 // hostname), normalizes (lists trimmed, empty items dropped; level and format
@@ -87,14 +98,15 @@ func Load(environ []string) (Settings, []string, error) {
 	if err := envconfig.Process("", &s); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
-			// Settings hold no secrets, so echoing the value helps.
-			return Settings{}, nil, fmt.Errorf("%s=%q: invalid %s: %v", pe.KeyName, pe.Value, pe.TypeName, pe.Err)
+			// The value is not echoed: nothing from the environment goes into an error.
+			return Settings{}, nil, fmt.Errorf("%s: invalid %s", pe.KeyName, pe.TypeName)
 		}
 		return Settings{}, nil, fmt.Errorf("read settings: %w", err)
 	}
 	s.EnvFiles = cleanList(s.EnvFiles)
 	s.ExcludeTags = cleanList(s.ExcludeTags)
 	s.TrustedProxies = cleanList(s.TrustedProxies)
+	s.FileDirs = cleanList(s.FileDirs)
 	s.LogLevel = strings.ToLower(s.LogLevel)
 	s.LogFormat = strings.ToLower(s.LogFormat)
 	if s.NodeID == "" {

@@ -35,7 +35,10 @@ func startAdmin(t *testing.T, env ...string) *adminNode {
 	t.Helper()
 	cmd := exec.Command(binary, "admin")
 	cmd.Dir = t.TempDir()
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "KEYGATE_ADMIN_LISTEN_ADDR=127.0.0.1:0", "KEYGATE_LOG_FORMAT=json"}, env...)
+	// The tests' key files live in temporary directories, which the
+	// admin's default KEYGATE_FILE_DIRS (the usual secret mounts) refuses.
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "KEYGATE_ADMIN_LISTEN_ADDR=127.0.0.1:0", "KEYGATE_LOG_FORMAT=json",
+		"KEYGATE_FILE_DIRS=" + os.TempDir()}, env...)
 	stderr, err := cmd.StderrPipe()
 	check(t, err)
 	check(t, cmd.Start())

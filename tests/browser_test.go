@@ -171,7 +171,7 @@ func (s *site) edit(name string, f func(string) string) {
 // README says.
 func (s *site) userAdd(username, pw string, extra ...string) {
 	s.t.Helper()
-	cmd := exec.Command(binary, append([]string{"user", "add", "--zone", "local", "--username", username}, extra...)...)
+	cmd := exec.Command(binary, append([]string{"user", "add", "--create-db", "--zone", "local", "--username", username}, extra...)...)
 	cmd.Dir = s.t.TempDir()
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "KEYGATE_CONFIG_DIR=" + s.dir}, s.env...)
 	cmd.Stdin = strings.NewReader(pw)

@@ -171,7 +171,7 @@ func TestFederationThroughPartnerKeygate(t *testing.T) {
     grant-types: [authorization_code]
     scopes: [openid, profile, email]
 `, fedPartnerSecret, callbackA))
-	add := exec.Command(binary, "user", "add", "--dir", dirB, "--zone", "local", "--username", "bob",
+	add := exec.Command(binary, "user", "add", "--create-db", "--dir", dirB, "--zone", "local", "--username", "bob",
 		"--name", "Bob Partner", "--email", "bob@partner.example", "--email-verified")
 	add.Env = []string{"PATH=" + os.Getenv("PATH")}
 	add.Stdin = strings.NewReader(fedBobPassword)

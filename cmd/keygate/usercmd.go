@@ -32,6 +32,21 @@ func runUser(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	return runUserAdd(args[1:], environ, stdout, stderr)
 }
 
+// checkSQLiteExists refuses to create a SQLite database unless asked: a
+// user added to a new file is invisible to a running node that still has
+// the old one open (deleted, or at another path than the CLI resolved).
+func checkSQLiteExists(ds *config.DataSource, create bool) error {
+	if ds.Type != config.DataSourceSQLite || create {
+		return nil
+	}
+	if _, err := os.Stat(ds.Path); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("data source %s: the database %s does not exist. A running node creates it when it starts; "+
+			"if one is running, its file was deleted or it uses another path (check the working directory and the env files). "+
+			"Pass --create-db to create it here", ds.Name, ds.Path)
+	}
+	return nil
+}
+
 // runUserAdd creates a local user in the data source of a zone, with the
 // password read from stdin (one line; a trailing newline is dropped) and
 // hashed with the argon2id parameters of the zone's password
@@ -44,7 +59,7 @@ func runUserAdd(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	var (
 		role, zone, username       string
 		name, given, family, email string
-		emailVerified              bool
+		emailVerified, createDB    bool
 		cf                         configFlags
 	)
 	fs := flag.NewFlagSet("keygate user add", flag.ContinueOnError)
@@ -58,6 +73,7 @@ func runUserAdd(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	fs.StringVar(&family, "family-name", "", "claim family_name")
 	fs.StringVar(&email, "email", "", "claim email")
 	fs.BoolVar(&emailVerified, "email-verified", false, "claim email_verified = true")
+	fs.BoolVar(&createDB, "create-db", false, "create the zone's SQLite database if its file does not exist")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage, usageError{err.Error()}
 	}
@@ -104,6 +120,9 @@ func runUserAdd(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	ds := snap.DataSources[snap.Zones[zone].DataSource]
 	params := zoneArgon2(snap, snap.ServiceRoles[role])
 
+	if err := checkSQLiteExists(ds, createDB); err != nil {
+		return exitFailure, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
 	defer cancel()
 	st, err := storage.Open(ctx, ds)

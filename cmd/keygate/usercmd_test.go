@@ -43,7 +43,16 @@ profiles:
 		defer func() { stdin = old }()
 		return runCLI(t, env, append([]string{"user", "add", "--dir", dir}, args...)...)
 	}
-	r := add("s3cret pass\n", "--zone", "local", "--username", " Alice ", "--name", "Alice Liddell", "--email", "alice@example.com", "--email-verified")
+	// No database file yet: refused unless asked, since a user added to a
+	// new file is invisible to a node that has another one open.
+	if r := add("s3cret pass\n", "--zone", "local", "--username", "alice"); r.code != 1 || !strings.Contains(r.stderr, "does not exist") ||
+		!strings.Contains(r.stderr, "--create-db") {
+		t.Fatalf("add without a database: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(data, "keygate.db")); !os.IsNotExist(err) {
+		t.Fatalf("a refused add created the database: %v", err)
+	}
+	r := add("s3cret pass\n", "--create-db", "--zone", "local", "--username", " Alice ", "--name", "Alice Liddell", "--email", "alice@example.com", "--email-verified")
 	if r.code != 0 || !strings.Contains(r.stdout, "created user alice") {
 		t.Fatalf("add: %+v", r)
 	}

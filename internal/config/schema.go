@@ -95,6 +95,9 @@ type DataSource struct {
 	URL  secret.String `yaml:"url"`
 	// MaxConnections bounds the pool. Default 10 (postgres), 1 writer (sqlite).
 	MaxConnections int `yaml:"max-connections"`
+	// Timeout bounds every call to the data source (DefaultDataSourceTimeout):
+	// a database that hangs answers 503, not a request that waits minutes.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Key algorithms.

@@ -20,6 +20,7 @@ const (
 	DefaultSessionIdle          = time.Hour
 	DefaultSessionAbsolute      = 12 * time.Hour
 	DefaultPostgresConnections  = 10
+	DefaultDataSourceTimeout    = 5 * time.Second
 	// MinSecretLength: client secrets are random strings, not passwords;
 	// short ones are guessable.
 	MinSecretLength = 16
@@ -317,6 +318,9 @@ func (l *loader) checkDataSource(ds *DataSource) {
 	}
 	if ds.MaxConnections < 0 {
 		l.at(path+".max-connections", "must be positive")
+	}
+	if ds.Timeout == 0 {
+		ds.Timeout = Duration(DefaultDataSourceTimeout)
 	}
 }
 

@@ -54,10 +54,11 @@ type key struct {
 	name, typ, path string
 	url             [sha256.Size]byte
 	maxConns        int
+	timeout         config.Duration
 }
 
 func keyOf(ds *config.DataSource) key {
-	k := key{name: ds.Name, typ: ds.Type, path: ds.Path, maxConns: ds.MaxConnections}
+	k := key{name: ds.Name, typ: ds.Type, path: ds.Path, maxConns: ds.MaxConnections, timeout: ds.Timeout}
 	if !ds.URL.IsZero() {
 		k.url = sha256.Sum256([]byte(ds.URL.Reveal()))
 	}
@@ -126,6 +127,14 @@ func (p *Pools) Acquire(ctx context.Context, ds *config.DataSource) (storage.Sto
 	if e.err != nil {
 		p.release(e)
 		return nil, nil, e.err
+	}
+	if ds.Type == config.DataSourceSQLite {
+		// A reload must not carry on with a file that was deleted under
+		// the pool: its writes would go to a file nobody else can see.
+		if err := e.store.Ping(ctx); errors.Is(err, storage.ErrFileReplaced) {
+			p.release(e)
+			return nil, nil, fmt.Errorf("data source %s: %w", ds.Name, storage.ErrFileReplaced)
+		}
 	}
 	return e.store, p.releaser(e), nil
 }
@@ -227,6 +236,14 @@ func (p *Pools) Close() error {
 // holds a schema this binary can serve (readiness). The error is fit for
 // /readyz: the driver's error, which may name hosts, is only logged.
 func (p *Pools) CheckSchema(ctx context.Context, name string, st storage.Store) error {
+	if err := st.Ping(ctx); err != nil {
+		switch {
+		case errors.Is(err, storage.ErrReadOnly), errors.Is(err, storage.ErrFileReplaced):
+			return fmt.Errorf("data source %s: %w", name, errors.Unwrap(err))
+		}
+		p.log.Warn("data source does not answer", "data_source", name, "error", err)
+		return fmt.Errorf("data source %s does not answer", name)
+	}
 	v, err := st.SchemaVersion(ctx)
 	if err != nil {
 		p.log.Warn("data source does not answer", "data_source", name, "error", err)

@@ -96,18 +96,45 @@ func From(err error) *Error {
 	return ErrServerError.WithCause(err)
 }
 
+// RetryAfter is the Retry-After (seconds) of a 503 whose cause is the
+// database: long enough for a failover, short enough for a user to wait.
+const RetryAfter = "5"
+
+// Unavailable reports whether e is a server error caused by a data source
+// that is down, too slow or refusing writes (storage.ErrUnavailable):
+// that is a 503 temporarily_unavailable, which clients retry, not a 500.
+func Unavailable(e *Error) bool {
+	var u interface{ Unavailable() bool }
+	return e.Code == ErrServerError.Code && errors.As(e.Cause, &u) && u.Unavailable()
+}
+
+// Retryable returns e, or ErrTemporarilyUnavailable with e's cause when
+// e is Unavailable.
+func Retryable(e *Error) *Error {
+	if Unavailable(e) {
+		return ErrTemporarilyUnavailable.WithCause(e.Cause)
+	}
+	return e
+}
+
 type body struct {
 	Error       string `json:"error"`
 	Description string `json:"error_description,omitempty"`
 }
 
 // Write writes e as the JSON error response of RFC 6749 §5.2, with
-// Cache-Control: no-store and Pragma: no-cache. A 401 carries
+// Cache-Control: no-store and Pragma: no-cache. A server error caused by
+// an unavailable data source goes out as 503 temporarily_unavailable with
+// Retry-After. A 401 carries
 // WWW-Authenticate: Basic with realm (RFC 6749 §5.2 requires the scheme
 // the client tried when it used the Authorization header; RFC 9110
 // §15.5.2 requires a challenge on every 401, and Basic is the only
 // header scheme the endpoints accept).
 func Write(r *fasthttp.Response, e *Error, realm string) {
+	e = Retryable(e)
+	if e.Code == ErrTemporarilyUnavailable.Code {
+		r.Header.Set(fasthttp.HeaderRetryAfter, RetryAfter)
+	}
 	b, _ := json.Marshal(body{Error: e.Code, Description: e.Description}) // cannot fail
 	r.SetStatusCode(e.Status)
 	r.Header.SetContentType("application/json")

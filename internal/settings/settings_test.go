@@ -144,11 +144,11 @@ func TestInvalid(t *testing.T) {
 		want []string // substrings of the error, each naming its variable
 	}{
 		{"bad duration", map[string]string{"KEYGATE_RELOAD_DEBOUNCE": "soon"},
-			[]string{`KEYGATE_RELOAD_DEBOUNCE="soon": invalid time.Duration`}},
+			[]string{`KEYGATE_RELOAD_DEBOUNCE: invalid time.Duration`}},
 		{"duration without unit", map[string]string{"KEYGATE_SHUTDOWN_TIMEOUT": "30"},
-			[]string{`KEYGATE_SHUTDOWN_TIMEOUT="30": invalid time.Duration`}},
+			[]string{`KEYGATE_SHUTDOWN_TIMEOUT: invalid time.Duration`}},
 		{"bad bool", map[string]string{"KEYGATE_MIGRATE_ON_START": "sometimes"},
-			[]string{`KEYGATE_MIGRATE_ON_START="sometimes": invalid bool`}},
+			[]string{`KEYGATE_MIGRATE_ON_START: invalid bool`}},
 		{"bad level", map[string]string{"KEYGATE_LOG_LEVEL": "verbose"},
 			[]string{`KEYGATE_LOG_LEVEL: "verbose" is not one of debug, info, warn, error`}},
 		{"bad format", map[string]string{"KEYGATE_LOG_FORMAT": "logfmt"},
@@ -256,7 +256,7 @@ func TestKnownVariables(t *testing.T) {
 	got := KnownVariables()
 	want := []string{
 		"KEYGATE_ADMIN_LISTEN_ADDR", "KEYGATE_ADMIN_TLS_CERT_FILE", "KEYGATE_ADMIN_TLS_CLIENT_CA_FILE", "KEYGATE_ADMIN_TLS_KEY_FILE",
-		"KEYGATE_ADMIN_TOKEN_FILE", "KEYGATE_BUNDLE_SIGNING_KEY_FILE", "KEYGATE_BUNDLE_VERIFY_KEY_FILE", "KEYGATE_CONFIG_DIR", "KEYGATE_ENV_FILE", "KEYGATE_EXCLUDE_TAGS",
+		"KEYGATE_ADMIN_TOKEN_FILE", "KEYGATE_BUNDLE_SIGNING_KEY_FILE", "KEYGATE_BUNDLE_VERIFY_KEY_FILE", "KEYGATE_CONFIG_DIR", "KEYGATE_ENV_FILE", "KEYGATE_EXCLUDE_TAGS", "KEYGATE_FILE_DIRS",
 		"KEYGATE_GC_INTERVAL", "KEYGATE_HEARTBEAT_INTERVAL", "KEYGATE_LISTEN_ADDR", "KEYGATE_LOG_FORMAT", "KEYGATE_LOG_LEVEL", "KEYGATE_MIGRATE_ON_START",
 		"KEYGATE_NODE_ID", "KEYGATE_OPS_LISTEN_ADDR", "KEYGATE_PUBLISH_DIR", "KEYGATE_PUBLISH_RETENTION", "KEYGATE_RELOAD_DEBOUNCE",
 		"KEYGATE_RELOAD_POLL_INTERVAL", "KEYGATE_SERVICE_ROLE", "KEYGATE_SHUTDOWN_TIMEOUT", "KEYGATE_TRUSTED_PROXIES",

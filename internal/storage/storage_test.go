@@ -81,7 +81,7 @@ func TestOpenPostgres(t *testing.T) {
 	if v, err := s.SchemaVersion(t.Context()); err != nil || v != storage.SchemaMax {
 		t.Fatalf("SchemaVersion = %d, %v", v, err)
 	}
-	if got := s.(*postgres.Store).Pool().Config().MaxConns; got != 3 {
+	if got := storage.Backend(s).(*postgres.Store).Pool().Config().MaxConns; got != 3 {
 		t.Errorf("MaxConns = %d, want 3", got)
 	}
 }

@@ -132,6 +132,17 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 		p.ip.Forgive(ip, now)
 		return p.errorPage(c, fiber.StatusServiceUnavailable, "Cannot sign in", msgUnavailable)
 	}
+	// No password is checked unless its attempt is on record. One that
+	// cannot be recorded gets the wrong-password answer, so a database
+	// that refuses writes neither allows uncounted guesses nor tells a
+	// right password from a wrong one.
+	ev.Type, ev.Time, ev.Details = AuditLoginAttempt, now, map[string]any{"profile": p.name}
+	if err := p.store.Audit().Append(ctx, ev); err != nil {
+		p.log.Error("login: cannot record the attempt; refused unchecked", "profile", p.name, "err", err)
+		form.Error = msgBadLogin
+		return p.loginPage(c, fiber.StatusBadRequest, form)
+	}
+	settle() // on record: other attempts now count it from the audit log
 	// The attempt was counted against the IP above (Attempt); it is
 	// forgiven on success or when the node is too busy to check.
 	release, slot := acquireHashSlot(ctx)
@@ -158,7 +169,6 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 			reason = "unknown user"
 		}
 		p.audit(ctx, ev, AuditLoginFailure, now, map[string]any{"reason": reason, "profile": p.name})
-		settle() // decided, and the failure is in the audit log
 		if wait, err := p.accountWait(ctx, username, now, 0); err == nil && wait > 0 {
 			p.audit(ctx, ev, AuditLockout, now, map[string]any{"reason": "account", "profile": p.name, "failures": p.lockout.max})
 			form.Error = lockoutMessage(wait)
@@ -173,7 +183,6 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 		form.Error = msgAcctLocked
 		return p.loginPage(c, fiber.StatusForbidden, form)
 	}
-	settle() // decided: a success writes no failure
 	if rehash {
 		h := password.Hash(pw, p.params) // outside the update's transaction
 		err := p.store.Users().Update(ctx, user.ID, func(old storage.User) (storage.User, error) {
@@ -188,10 +197,13 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 	}
 	cookie, s, err := session.Create(ctx, p.store, user, ACRPassword, []string{AMRPassword}, p.policy, now)
 	if err != nil {
+		// The same answer as a wrong password: a failure here must not
+		// confirm that the password was right.
 		p.log.Error("login: create session failed", "profile", p.name, "err", err)
-		return p.errorPage(c, fiber.StatusServiceUnavailable, "Cannot sign in", msgUnavailable)
+		form.Error = msgBadLogin
+		return p.loginPage(c, fiber.StatusBadRequest, form)
 	}
-	p.audit(ctx, ev, AuditLoginSuccess, now, map[string]any{"user_id": user.ID, "sid": s.ID, "profile": p.name, "amr": AMRPassword})
+	p.audit(ctx, ev, AuditLoginSuccess, p.now(), map[string]any{"user_id": user.ID, "sid": s.ID, "profile": p.name, "amr": AMRPassword})
 	session.SetCookie(c, cookie, p.policy.Absolute)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Set(fiber.HeaderLocation, rt)

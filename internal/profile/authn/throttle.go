@@ -15,6 +15,11 @@ const (
 	AuditLoginSuccess = "login_success"
 	AuditLoginFailure = "login_failure"
 	AuditLockout      = "lockout"
+	// AuditLoginAttempt is written before a password is checked, and is
+	// what the lockout counts: a password is only ever checked once its
+	// attempt is on record, so a database that refuses writes cannot
+	// give an attacker unlimited, uncounted guesses.
+	AuditLoginAttempt = "login_attempt"
 )
 
 // IPLimiter counts failed logins per client IP, in memory, on one node: an
@@ -175,8 +180,8 @@ func trim(f []time.Time, since time.Time) []time.Time {
 }
 
 // accountWait returns how long the account username must wait before its
-// next attempt (0: not locked). It counts login_failure events of the zone
-// since the later of window ago and the last successful login, from the
+// next attempt (0: not locked). It counts login_attempt events of the zone
+// after the later of window ago and the last successful login, from the
 // audit log, so every node of the zone sees the same count, plus pending:
 // this node's other attempts at the account still in flight, counted as
 // failing now (see accountsInFlight).
@@ -193,13 +198,14 @@ func (p *Profile) accountWait(ctx context.Context, username string, now time.Tim
 			since = e.Time
 		}
 	}
-	fails, err := audit.List(ctx, storage.AuditQuery{Type: AuditLoginFailure, Subject: username, Since: since, Limit: limit})
+	fails, err := audit.List(ctx, storage.AuditQuery{Type: AuditLoginAttempt, Subject: username, Since: since, Limit: limit})
 	if err != nil {
 		return 0, fmt.Errorf("audit: %w", err)
 	}
 	var times []time.Time
 	for _, e := range fails {
-		if e.Zone == p.zone && !e.Time.Before(since) {
+		// An attempt recorded at the instant of a success is that success's own.
+		if e.Zone == p.zone && !e.Time.Before(since) && (len(succ) == 0 || e.Time.After(since)) {
 			times = append(times, e.Time)
 		}
 	}

@@ -177,6 +177,7 @@ func (p *Profile) authenticate(ctx context.Context, f *form, allowPublic bool) (
 
 // fail writes an OAuth error response, counts it and logs its cause.
 func (p *Profile) fail(c *fiber.Ctx, endpoint string, e *oauth.Error) error {
+	e = oauth.Retryable(e)
 	if p.metrics != nil {
 		p.metrics.OAuthError(p.name, endpoint, e.Code)
 	}

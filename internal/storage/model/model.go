@@ -32,6 +32,13 @@ var (
 	// ErrSchemaTooOld: the database lacks migrations this binary needs;
 	// run `keygate migrate`.
 	ErrSchemaTooOld = errors.New("storage: database schema too old")
+	// ErrReadOnly: the database answers but refuses writes (a read-only
+	// replica, default_transaction_read_only, a read-only file): a node
+	// on it cannot record a sign-in or issue a grant, so it is not ready.
+	ErrReadOnly = errors.New("the database refuses writes (read-only)")
+	// ErrFileReplaced: the SQLite file the store opened was deleted or
+	// replaced; the store would go on writing to the deleted file.
+	ErrFileReplaced = errors.New("the database file was deleted or replaced since it was opened; restart the node (and check what removed it)")
 )
 
 // Hash is the SHA-256 of a bearer secret (token handle, code, session
@@ -355,7 +362,8 @@ type Store interface {
 	// GC deletes rows whose expiry is at or before now, in batches, from
 	// every aggregate that expires (not Users, not Audit).
 	GC(ctx context.Context, now time.Time) (GCStats, error)
-	// Ping checks that the database answers.
+	// Ping checks that the database answers, accepts writes (ErrReadOnly)
+	// and, for a file, is still the file that was opened (ErrFileReplaced).
 	Ping(ctx context.Context) error
 	// Migrate applies every migration this binary knows that the database
 	// lacks. Safe to run from several nodes at once.

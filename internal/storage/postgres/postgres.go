@@ -23,7 +23,7 @@ const DefaultMaxConns = 10
 // Store is a model.Store on a PostgreSQL pool.
 type Store struct {
 	pool   *pgxpool.Pool
-	target string // host:port/database, for errors; never the URL
+	target string // "postgres", for errors: never the URL, host, port or user
 	// tokens group-commits opaque access tokens: one WAL flush per batch.
 	tokens *batch.Batcher[model.AccessToken]
 }
@@ -53,14 +53,14 @@ func Open(ctx context.Context, rawURL string, maxConns int) (*Store, error) {
 // New opens a pool from a parsed config (tests set RuntimeParams such as
 // search_path through it) and pings it.
 func New(ctx context.Context, cfg *pgxpool.Config) (*Store, error) {
-	target := fmt.Sprintf("postgres %s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	const target = "postgres"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, redact(target, err, cfg.ConnConfig.Password)
+		return nil, redact(target, safe("connect", err), cfg.ConnConfig.Password)
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, redact(target, err, cfg.ConnConfig.Password)
+		return nil, redact(target, safe("connect", err), cfg.ConnConfig.Password)
 	}
 	s := &Store{pool: pool, target: target}
 	s.tokens = batch.New(tokenWriters, tokenBatch, s.insertAccessTokens)
@@ -136,8 +136,12 @@ func (s *Store) Close() error {
 
 // Ping acquires a connection and round-trips.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("%s: %w", s.target, err)
+	var readOnly string
+	if err := s.pool.QueryRow(ctx, `SELECT current_setting('transaction_read_only')`).Scan(&readOnly); err != nil {
+		return safe(s.target, err)
+	}
+	if readOnly == "on" {
+		return fmt.Errorf("%s: %w", s.target, model.ErrReadOnly)
 	}
 	return nil
 }

@@ -42,6 +42,10 @@ type Store struct {
 	w    *sql.DB // exactly one connection: all writes
 	r    *sql.DB // query_only pool: all reads outside write transactions
 
+	// file is the database file as opened: Ping compares it with what is
+	// at path now, since a deleted file goes on taking writes unnoticed.
+	file os.FileInfo
+
 	hot atomic.Pointer[hotStmts] // nil until the schema exists
 	mu  sync.Mutex               // serialises prepare
 	// tokens group-commits opaque access tokens: one commit per batch.
@@ -95,6 +99,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	w.SetConnMaxIdleTime(0)
 	s := &Store{path: path, w: w}
 	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	if s.file, err = os.Stat(path); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
@@ -191,14 +199,28 @@ func (s *Store) Close() error {
 
 // Ping checks both pools.
 func (s *Store) Ping(ctx context.Context) error {
+	if fi, err := os.Stat(s.path); err != nil || !os.SameFile(fi, s.file) {
+		return fmt.Errorf("sqlite %s: %w", s.path, model.ErrFileReplaced)
+	}
 	var n int
 	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&n); err != nil {
 		return fmt.Errorf("sqlite %s: %w", s.path, err)
 	}
-	if err := s.w.PingContext(ctx); err != nil {
+	// Taking the write lock and letting go shows that writes would go
+	// through (a read-only file or mount fails here).
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		if isReadOnly(err) {
+			return fmt.Errorf("sqlite %s: %w", s.path, model.ErrReadOnly)
+		}
 		return fmt.Errorf("sqlite %s: %w", s.path, err)
 	}
-	return nil
+	return tx.Rollback()
+}
+
+func isReadOnly(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_READONLY
 }
 
 // Migrate applies the missing migrations, each in its own IMMEDIATE

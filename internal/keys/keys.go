@@ -11,7 +11,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hkdf"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -320,4 +322,16 @@ func NewSet(signers []*Signer) (*Set, error) {
 	all := make([]*Signer, len(signers))
 	copy(all, signers)
 	return &Set{Active: all[0], All: all, JWKS: b}, nil
+}
+
+// DeriveKey returns a 32-byte secret derived (HKDF-SHA256) from the
+// private key and label, for MACs that every node holding this key must
+// agree on without another shared secret. Distinct labels give
+// independent keys; the private key cannot be recovered from one.
+func (s *Signer) DeriveKey(label string) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(s.raw)
+	if err != nil {
+		return nil, fmt.Errorf("derive key: %w", err)
+	}
+	return hkdf.Key(sha256.New, der, nil, label, 32)
 }

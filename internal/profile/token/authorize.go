@@ -82,7 +82,8 @@ func (p *Profile) consentPage(c *fiber.Ctx, a *authzParams, cl *client, scopes [
 
 // paramLoginAfter marks an authorize request sent to the login page because
 // it needs a fresh login (prompt=login, max_age): the unix time before
-// which an authentication does not count. It travels in return_to.
+// which an authentication does not count, with its MAC (loginMarker). It
+// travels in return_to.
 const paramLoginAfter = "kg_login_after"
 
 // loginWindow is how long a kg_login_after marker stays valid: the time a
@@ -235,11 +236,7 @@ func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
 	}
 	var loginAfter time.Time
 	if s := a.get(paramLoginAfter); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n <= 0 {
-			return fail(oauth.ErrInvalidRequest.WithDescription(paramLoginAfter + " is invalid"))
-		}
-		loginAfter = time.Unix(n, 0)
+		loginAfter, _ = p.marker.check(s, a) // a bad marker counts as none: the user signs in
 	}
 	if p.store == nil {
 		return fail(oauth.ErrServerError.WithCause(errNoStore))
@@ -254,10 +251,9 @@ func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
 		return fail(oauth.ErrServerError.WithCause(fmt.Errorf("session lookup: %w", err)))
 	}
 	// A login that happened after this request was sent to the login page
-	// satisfies prompt=login and max_age. The marker is only a hint from
-	// the URL: one older than loginWindow (or in the future) is ignored, so
-	// a crafted kg_login_after=1 can at most accept a login of the last
-	// loginWindow. Relying parties that need more check auth_time.
+	// satisfies prompt=login and max_age. The marker is signed for this
+	// request (loginMarker), and one older than loginWindow (or in the
+	// future) is ignored.
 	if loginAfter.Before(now.Add(-loginWindow)) || loginAfter.After(now.Add(time.Minute)) {
 		loginAfter = time.Time{}
 	}
@@ -361,7 +357,7 @@ func (p *Profile) toLogin(c *fiber.Ctx, a *authzParams, now time.Time) error {
 	for k, vals := range a.values {
 		v[k] = vals
 	}
-	v.Set(paramLoginAfter, strconv.FormatInt(now.Unix(), 10))
+	v.Set(paramLoginAfter, p.marker.issue(now, a))
 	returnTo := p.path + PathAuthorize + "?" + v.Encode()
 	setPageHeaders(c)
 	c.Set(fiber.HeaderLocation, p.loginURL+"?return_to="+url.QueryEscape(returnTo))

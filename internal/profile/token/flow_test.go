@@ -406,7 +406,8 @@ func TestPromptLoginAndMaxAge(t *testing.T) {
 			t.Fatalf("%s: %v", u.RawQuery, loc)
 		}
 		rt, _ := url.Parse(loc.Query().Get("return_to"))
-		after, _ := strconv.ParseInt(rt.Query().Get(paramLoginAfter), 10, 64)
+		ts, _, _ := strings.Cut(rt.Query().Get(paramLoginAfter), ".")
+		after, _ := strconv.ParseInt(ts, 10, 64)
 		if after <= time.Now().Unix() {
 			t.Fatalf("%s after %d", paramLoginAfter, after)
 		}
@@ -421,12 +422,31 @@ func TestPromptLoginAndMaxAge(t *testing.T) {
 		if _, loc := f.authorize(fresh, rt.RawQuery); loc.Query().Get("code") == "" {
 			t.Fatalf("fresh login refused: %v", loc)
 		}
-		// A forged, ancient marker is ignored: login again.
-		forged := rt.Query()
-		forged.Set(paramLoginAfter, "1")
+		// A forged marker is ignored: login again. The client controls the
+		// URL, so an unsigned time at or before the old session's login, a
+		// bad MAC, or a real marker moved to another request (other state)
+		// would otherwise skip the fresh login prompt=login asks for.
 		f.offset.Store(int64(2 * time.Second))
-		if _, loc := f.authorize(fresh, forged.Encode()); loc.Path != "/authn/login" {
-			t.Fatalf("forged %s accepted: %v", paramLoginAfter, loc)
+		old := time.Now().Add(-time.Minute).Unix()
+		moved, _ := url.Parse(cfg.AuthCodeURL("st-2", opt, oauth2.S256ChallengeOption(verifier)))
+		movedQ := moved.Query()
+		movedQ.Set(paramLoginAfter, rt.Query().Get(paramLoginAfter))
+		for name, marker := range map[string]string{
+			"ancient":       "1",
+			"unsigned":      strconv.FormatInt(old, 10),
+			"bad mac":       strconv.FormatInt(old, 10) + ".AAAAAAAAAAAAAAAAAAAAAA",
+			"other request": "",
+		} {
+			q := rt.Query()
+			q.Set(paramLoginAfter, marker)
+			if marker == "" {
+				q = movedQ
+			}
+			for _, c := range []string{cookie, fresh} {
+				if _, loc := f.authorize(c, q.Encode()); loc.Path != "/authn/login" {
+					t.Fatalf("%s: forged %s accepted: %v", name, paramLoginAfter, loc)
+				}
+			}
 		}
 		f.offset.Store(0)
 	}

@@ -109,6 +109,7 @@ type Profile struct {
 	log       *slog.Logger
 	now       func() time.Time
 	signer    *keys.Signer            // the active key
+	marker    loginMarker             // signs kg_login_after
 	verifiers map[string]*keys.Signer // every published key, by kid
 	atCache   *atCache                // verified JWT access-token claims; dies with the Profile
 	auth      *clientauth.Authenticator
@@ -190,6 +191,11 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 	prof.idTokenLifetime = orDefault(p.IDTokens.Lifetime.D(), config.DefaultIDTokenLifetime)
 	prof.refreshLifetime = orDefault(p.RefreshTokens.Lifetime.D(), config.DefaultRefreshTokenLifetime)
 	prof.rotateRefresh = p.RefreshTokens.Rotate == nil || *p.RefreshTokens.Rotate
+	m, err := newLoginMarker(ks.Active)
+	if err != nil {
+		return nil, fmt.Errorf("profile %q: %w", p.Name, err)
+	}
+	prof.marker = m
 	if ap := snap.Profiles[p.AuthenticationProfile]; ap != nil {
 		prof.loginURL = strings.TrimSuffix(ap.Path, "/") + "/login"
 	} else if served[config.EndpointAuthorize] {

@@ -140,7 +140,7 @@ func (b *fedBrowser) get(t *testing.T, u string) (*http.Response, string) {
 	return b.do(t, req)
 }
 
-var fedCSRF = regexp.MustCompile(`name="csrf" value="([A-Za-z0-9_-]+)"`)
+var fedCSRF = regexp.MustCompile(`name="csrf" value="([A-Za-z0-9_.-]+)"`)
 var fedReturnTo = regexp.MustCompile(`name="return_to" value="([^"]+)"`)
 
 // login fills in the login page (body, served at pageURL) as username.

@@ -142,7 +142,18 @@ func TestClientIPReachesAuthentication(t *testing.T) {
 	}
 	r := build(t, snap, Deps{Stores: pools, ClientIP: ips})
 
-	tok := strings.Repeat("a", 43)
+	// The login form's token, from the login page.
+	var page fasthttp.RequestCtx
+	var get fasthttp.Request
+	get.SetRequestURI("/authn/login?return_to=" + url.QueryEscape("/signs-in/authorize?client_id=web-app"))
+	page.Init(&get, &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 40000}, nil)
+	r.handler(&page)
+	var cookie fasthttp.Cookie
+	cookie.SetKey(authn.CSRFCookie)
+	if !page.Response.Header.Cookie(&cookie) {
+		t.Fatalf("login page set no CSRF cookie: %d", page.Response.StatusCode())
+	}
+	tok := string(cookie.Value())
 	var req fasthttp.Request
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.SetRequestURI("/authn/login")

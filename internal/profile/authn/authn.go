@@ -15,6 +15,9 @@
 package authn
 
 import (
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,15 +79,17 @@ type Wrap = func(endpoint string) fiber.Handler
 
 // Profile is one authentication profile built from a snapshot.
 type Profile struct {
-	name  string
-	path  string
-	zone  string
-	store storage.Store
-	log   *slog.Logger
-	now   func() time.Time
-	ip    *IPLimiter
-	ips   *clientip.Resolver // nil: the peer
-	ui    *ui
+	// csrfKey signs login form tokens (csrfKey).
+	csrfKey []byte
+	name    string
+	path    string
+	zone    string
+	store   storage.Store
+	log     *slog.Logger
+	now     func() time.Time
+	ip      *IPLimiter
+	ips     *clientip.Resolver // nil: the peer
+	ui      *ui
 
 	params  password.Params
 	lockout struct {
@@ -192,8 +197,42 @@ func New(snap *config.Snapshot, p *config.Profile, deps Deps) (*Profile, error) 
 			prof.authorize[strings.TrimSuffix(tp.Path, "/")+"/authorize"] = true
 		}
 	}
+	if prof.csrfKey, err = csrfKey(snap, p.Name); err != nil {
+		return nil, err
+	}
 	return prof, nil
 }
+
+// csrfKey is the MAC key of login form tokens, derived from the private
+// keys of the token profiles that sign in here, which every node of the
+// profile shares: a form served by one node posts to another. Without
+// such keys (a profile no token profile uses) it is one random key per
+// process.
+func csrfKey(snap *config.Snapshot, profile string) ([]byte, error) {
+	var secret []byte
+	for _, name := range slices.Sorted(maps.Keys(snap.Profiles)) {
+		tp := snap.Profiles[name]
+		if tp.Type != config.ProfileToken || tp.AuthenticationProfile != profile {
+			continue
+		}
+		for _, kn := range tp.SigningKeys {
+			if k := snap.Keys[kn]; k != nil {
+				secret = append(secret, k.PrivateKey.Reveal()...)
+				secret = append(secret, 0)
+			}
+		}
+	}
+	if len(secret) == 0 {
+		processKeyOnce.Do(func() { _, _ = rand.Read(processKey[:]) })
+		secret = processKey[:]
+	}
+	return hkdf.Key(sha256.New, secret, nil, "keygate login csrf v1", 32)
+}
+
+var (
+	processKeyOnce sync.Once
+	processKey     [32]byte
+)
 
 // clientIP is the request's client address, for per-IP throttling and
 // audit events: the peer, or with trusted proxies the address they

@@ -115,7 +115,7 @@ func (f *fixture) do(req *http.Request) response {
 	return r
 }
 
-var csrfField = regexp.MustCompile(`name="csrf" value="([A-Za-z0-9_-]{43})"`)
+var csrfField = regexp.MustCompile(`name="csrf" value="([A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{22})"`)
 
 // form GETs the login page and returns its CSRF token (field and cookie).
 func (f *fixture) form() string {
@@ -169,7 +169,8 @@ func TestLoginPage(t *testing.T) {
 		t.Error("login page has a script or an external asset")
 	}
 	c := r.cookies[CSRFCookie]
-	if c == nil || !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteStrictMode || c.Path != "/authn" {
+	if c == nil || !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.Domain != "" ||
+		!strings.HasPrefix(c.Name, "__Host-") {
 		t.Errorf("csrf cookie %+v", c)
 	}
 	for h, want := range map[string]string{"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Type": "text/html; charset=utf-8"} {
@@ -180,11 +181,16 @@ func TestLoginPage(t *testing.T) {
 	if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "frame-ancestors 'none'") {
 		t.Errorf("CSP %q", csp)
 	}
-	// An existing well-formed CSRF cookie is reused (several tabs).
+	// An existing valid CSRF cookie is reused (several tabs); a made-up one is not.
 	req := httptest.NewRequest("GET", f.login, nil)
-	req.AddCookie(&http.Cookie{Name: CSRFCookie, Value: strings.Repeat("a", 43)})
-	if r := f.do(req); !strings.Contains(r.body, `value="`+strings.Repeat("a", 43)+`"`) || r.cookies[CSRFCookie] != nil {
+	req.AddCookie(&http.Cookie{Name: CSRFCookie, Value: c.Value})
+	if r := f.do(req); !strings.Contains(r.body, `value="`+c.Value+`"`) || r.cookies[CSRFCookie] != nil {
 		t.Errorf("cookie not reused")
+	}
+	req = httptest.NewRequest("GET", f.login, nil)
+	req.AddCookie(&http.Cookie{Name: CSRFCookie, Value: strings.Repeat("a", 43)})
+	if r := f.do(req); strings.Contains(r.body, strings.Repeat("a", 43)) || r.cookies[CSRFCookie] == nil {
+		t.Errorf("a made-up cookie was reused")
 	}
 	// Static files.
 	r = f.do(httptest.NewRequest("GET", "/authn/static/keygate.css", nil))
@@ -252,7 +258,13 @@ func TestCSRF(t *testing.T) {
 	f.addUser("alice", "pw-alice-1", cheap)
 	tok := f.form()
 	other := session.NewCookieValue()
-	for name, c := range map[string][2]string{"missing both": {"", ""}, "missing cookie": {"", tok}, "missing field": {tok, ""}, "mismatch": {other, tok}} {
+	// A pair an attacker chose (the same value in cookie and field) is
+	// refused: only tokens with Keygate's MAC count, so a planted cookie
+	// cannot sign the victim in to the attacker's account.
+	nonce, _, _ := strings.Cut(tok, ".")
+	forged := session.NewCookieValue() + "." + strings.Repeat("A", 22)
+	for name, c := range map[string][2]string{"missing both": {"", ""}, "missing cookie": {"", tok}, "missing field": {tok, ""}, "mismatch": {other, tok},
+		"chosen pair": {other, other}, "forged MAC": {forged, forged}, "MAC of another nonce": {other + tok[len(nonce):], other + tok[len(nonce):]}} {
 		r := f.post(c[0], c[1], "alice", "pw-alice-1", returnTo)
 		if r.status != 403 || r.cookies[session.CookieName] != nil || !strings.Contains(r.body, "Your sign-in form expired; please try again") {
 			t.Errorf("%s: %d %s", name, r.status, r.body)

@@ -3,7 +3,10 @@ package authn
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"html/template"
 	"strings"
@@ -16,10 +19,13 @@ import (
 	"github.com/keygate/keygate/internal/storage"
 )
 
-// CSRFCookie holds the login form's double-submit token (HttpOnly,
-// SameSite=Strict, Secure, Path = the profile's path). The form carries
-// the same value in its "csrf" field; they are compared in constant time.
-const CSRFCookie = "keygate_csrf"
+// CSRFCookie holds the login form's token (HttpOnly, SameSite=Strict,
+// Secure, Path=/). The form carries the same value in its "csrf" field;
+// they are compared in constant time, and the token must carry Keygate's
+// MAC (csrfKey), so a pair an attacker made up is refused. The __Host-
+// prefix makes browsers refuse the cookie from a sibling subdomain or
+// over plain http, which is how a login CSRF plants its own token.
+const CSRFCookie = "__Host-keygate_csrf"
 
 // Input bounds: longer values are refused before any work.
 const (
@@ -47,7 +53,7 @@ func (p *Profile) getLogin(c *fiber.Ctx) error {
 		return p.errorPage(c, fiber.StatusBadRequest, "Cannot sign in", msgBadLink)
 	}
 	tok := c.Cookies(CSRFCookie)
-	if !wellFormedToken(tok) {
+	if !p.validCSRF(tok) {
 		tok = p.newCSRF(c)
 	}
 	return p.loginPage(c, fiber.StatusOK, loginData{ReturnTo: rt, CSRF: tok})
@@ -65,7 +71,7 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 	form := loginData{ReturnTo: rt, Username: username}
 
 	cookieTok, formTok := c.Cookies(CSRFCookie), c.FormValue("csrf")
-	if !wellFormedToken(cookieTok) || subtle.ConstantTimeCompare([]byte(cookieTok), []byte(formTok)) != 1 {
+	if !p.validCSRF(cookieTok) || subtle.ConstantTimeCompare([]byte(cookieTok), []byte(formTok)) != 1 {
 		form.CSRF, form.Error = p.newCSRF(c), msgExpired
 		return p.loginPage(c, fiber.StatusForbidden, form)
 	}
@@ -231,34 +237,33 @@ func normaliseUsername(s string) string { return strings.ToLower(strings.TrimSpa
 // NormaliseUsername is normaliseUsername, for keygate user add.
 func NormaliseUsername(s string) string { return normaliseUsername(s) }
 
-func wellFormedToken(t string) bool {
-	if len(t) != 43 {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 func (p *Profile) newCSRF(c *fiber.Ctx) string {
-	tok := session.NewCookieValue()
-	path := p.path
-	if path == "" {
-		path = "/"
-	}
+	nonce := session.NewCookieValue()
+	tok := nonce + "." + p.csrfMAC(nonce)
 	c.Cookie(&fiber.Cookie{
 		Name:     CSRFCookie,
 		Value:    tok,
-		Path:     path,
+		Path:     "/", // required by the __Host- prefix
 		Secure:   true,
 		HTTPOnly: true,
 		SameSite: fiber.CookieSameSiteStrictMode,
 	})
 	return tok
+}
+
+// validCSRF reports whether tok is a token this profile issued: a nonce
+// and its MAC.
+func (p *Profile) validCSRF(tok string) bool {
+	nonce, mac, ok := strings.Cut(tok, ".")
+	return ok && len(nonce) == 43 && hmac.Equal([]byte(mac), []byte(p.csrfMAC(nonce)))
+}
+
+func (p *Profile) csrfMAC(nonce string) string {
+	h := hmac.New(sha256.New, p.csrfKey)
+	h.Write([]byte(p.name))
+	h.Write([]byte{0})
+	h.Write([]byte(nonce))
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16])
 }
 
 // pageHeaders: no caching, no framing, no third-party anything.

@@ -792,7 +792,7 @@ func TestLoginHandoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`name="csrf" value="([A-Za-z0-9_-]+)"`).FindSubmatch(body)
+	m := regexp.MustCompile(`name="csrf" value="([A-Za-z0-9_.-]+)"`).FindSubmatch(body)
 	if resp.StatusCode != 200 || m == nil {
 		t.Fatalf("login page: %d\n%s", resp.StatusCode, body)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/keygate/keygate/internal/clientip"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
+	"github.com/keygate/keygate/internal/httpframe"
 	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/ops"
 	"github.com/keygate/keygate/internal/profile/authn"
@@ -122,7 +123,9 @@ func New(s settings.Settings, environ []string, log *slog.Logger) (_ *Node, err 
 		return nil, err
 	}
 	n.public = &fasthttp.Server{
-		Handler:               n.holder.Serve,
+		Handler:               httpframe.Handler(n.holder.Serve),
+		ErrorHandler:          httpframe.ErrorHandler,
+		ReadBufferSize:        httpframe.HeaderLimit,
 		Name:                  "keygate",
 		ReadTimeout:           30 * time.Second,
 		WriteTimeout:          30 * time.Second,

@@ -20,7 +20,7 @@ import (
 
 // snapWithSQLite is testSnapshot with the default role's zone on a sqlite
 // data source at path.
-func snapWithSQLite(t *testing.T, path string) *config.Snapshot {
+func snapWithSQLite(t testing.TB, path string) *config.Snapshot {
 	t.Helper()
 	s := testSnapshot(t)
 	s.Zones = map[string]*config.Zone{"local": {Meta: meta("local"), DataSource: "local-db"}}

@@ -37,6 +37,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/oauth"
 	"github.com/keygate/keygate/internal/storage"
 )
@@ -192,6 +193,24 @@ func publicKeys(pems []string) (jwk.Set, error) {
 	return set, nil
 }
 
+// ownAlgorithm offers jwx only those of the client's keys whose own
+// algorithm the assertion's header names, and none when the header has a
+// crit member (keys.CheckHeader). jwx's key-set verification would verify
+// with a key's alg whatever the header says (none, HS256, nothing).
+func ownAlgorithm(set jwk.Set) jws.KeyProvider {
+	return jws.KeyProviderFunc(func(_ context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
+		h := sig.ProtectedHeaders()
+		for i := range set.Len() {
+			k, _ := set.Key(i)
+			alg := jwa.SignatureAlgorithm(k.Algorithm().String())
+			if keys.CheckHeader(h, alg) == nil {
+				sink.Key(alg, k)
+			}
+		}
+		return nil
+	})
+}
+
 // Client returns a client by id, or nil.
 func (a *Authenticator) Client(id string) *Client { return a.clients[id] }
 
@@ -318,7 +337,7 @@ func (a *Authenticator) assertion(ctx context.Context, cr *Credentials) (*Client
 	}
 	now := a.now()
 	tok, err := jwt.Parse([]byte(cr.ClientAssertion),
-		jwt.WithKeySet(c.keys, jws.WithRequireKid(false)),
+		jwt.WithKeyProvider(ownAlgorithm(c.keys)),
 		jwt.WithClock(jwt.ClockFunc(func() time.Time { return now })),
 		jwt.WithAcceptableSkew(Skew),
 		jwt.WithValidate(true),

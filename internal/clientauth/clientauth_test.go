@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/jwstest"
 	"github.com/keygate/keygate/internal/oauth"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/storage"
@@ -156,5 +158,43 @@ func BenchmarkSecretBasic(b *testing.B) {
 		if _, err := a.Authenticate(context.Background(), &cr); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// An assertion whose protected header names another alg than the
+// client's key, none, or no alg at all, or that carries a crit extension,
+// is refused even though its signature verifies with the key (RFC 7515
+// §4.1.11, RFC 8725 §3.1).
+func TestAssertionHeaderRefused(t *testing.T) {
+	a, key := setup(t)
+	ctx := context.Background()
+	claims := func() []byte {
+		now := time.Now()
+		b, _ := json.Marshal(map[string]any{"iss": "jwt", "sub": "jwt", "aud": tokenURL,
+			"exp": now.Add(time.Minute).Unix(), "iat": now.Unix(), "jti": storage.NewID()})
+		return b
+	}
+	// The control: the same forge with an honest header is accepted.
+	ok := jwstest.Forge(t, key, map[string]any{"alg": "ES256", "typ": "JWT"}, claims())
+	if _, err := a.Authenticate(ctx, &Credentials{ClientAssertionType: AssertionType, ClientAssertion: ok, HasAssertion: true}); err != nil {
+		t.Fatalf("honest header refused: %v", err)
+	}
+	for name, h := range map[string]map[string]any{
+		"alg none":      {"alg": "none"},
+		"alg HS256":     {"alg": "HS256"},
+		"alg missing":   {"typ": "JWT"},
+		"alg ES384":     {"alg": "ES384"},
+		"crit unknown":  {"alg": "ES256", "crit": []string{"urn:example:must-understand"}, "urn:example:must-understand": true},
+		"crit b64":      {"alg": "ES256", "crit": []string{"b64"}, "b64": true},
+		"crit empty":    {"alg": "ES256", "crit": []string{}},
+		"alg lowercase": {"alg": "es256"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tok := jwstest.Forge(t, key, h, claims())
+			_, err := a.Authenticate(ctx, &Credentials{ClientAssertionType: AssertionType, ClientAssertion: tok, HasAssertion: true})
+			if err == nil || err.Code != "invalid_client" {
+				t.Fatalf("got %v, want invalid_client", err)
+			}
+		})
 	}
 }

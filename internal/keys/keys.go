@@ -335,3 +335,19 @@ func (s *Signer) DeriveKey(label string) ([]byte, error) {
 	}
 	return hkdf.Key(sha256.New, der, nil, label, 32)
 }
+
+// CheckHeader accepts a JWS protected header only if it names exactly alg,
+// the algorithm of the key about to verify it (RFC 8725 §3.1: a key is
+// used with its own algorithm only, whatever the token claims), and has
+// no crit member: this server implements no JWS extension, so every
+// critical one is unknown to it and fatal (RFC 7515 §4.1.11). jwx does not
+// check either when the key carries its algorithm, so verifiers call this.
+func CheckHeader(h jws.Headers, alg jwa.SignatureAlgorithm) error {
+	if got := h.Algorithm(); got != alg {
+		return fmt.Errorf("header alg %q, want %s", got.String(), alg)
+	}
+	if _, ok := h.Get(jws.CriticalKey); ok {
+		return errors.New("header has crit, and no JWS extension is supported")
+	}
+	return nil
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/oauth"
 	"github.com/keygate/keygate/internal/storage"
 )
@@ -96,7 +97,7 @@ func (p *Profile) verifyJWTUncached(token string) (*atClaims, bool) {
 		return nil, false
 	}
 	s := p.verifiers[h.KeyID()]
-	if s == nil || h.Algorithm() != s.Alg {
+	if s == nil || keys.CheckHeader(h, s.Alg) != nil {
 		return nil, false
 	}
 	payload, err := jws.Verify([]byte(token), jws.WithKey(s.Alg, s.Public))

@@ -46,8 +46,10 @@ import (
 const AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 // MaxAssertionLifetime bounds how far in the future an assertion's exp may
-// be, which bounds how long its jti must be remembered.
-const MaxAssertionLifetime = 5 * time.Minute
+// be, which bounds how long its jti must be remembered. Common clients
+// sign assertions for 5 to 60 minutes (oauth2c: 10); RFC 7523 sets no
+// limit, and a replay is refused for the assertion's whole life anyway.
+const MaxAssertionLifetime = time.Hour
 
 // Skew is the clock skew tolerated on assertion exp/nbf/iat.
 const Skew = 30 * time.Second
@@ -199,16 +201,23 @@ func publicKeys(pems []string) (jwk.Set, error) {
 // with a key's alg whatever the header says (none, HS256, nothing).
 func ownAlgorithm(set jwk.Set) jws.KeyProvider {
 	return jws.KeyProviderFunc(func(_ context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
-		h := sig.ProtectedHeaders()
-		for i := range set.Len() {
-			k, _ := set.Key(i)
-			alg := jwa.SignatureAlgorithm(k.Algorithm().String())
-			if keys.CheckHeader(h, alg) == nil {
-				sink.Key(alg, k)
-			}
+		for _, k := range keysFor(set, sig.ProtectedHeaders()) {
+			sink.Key(jwa.SignatureAlgorithm(k.Algorithm().String()), k)
 		}
 		return nil
 	})
+}
+
+// keysFor lists the keys of set that may verify a signature under header h.
+func keysFor(set jwk.Set, h jws.Headers) []jwk.Key {
+	var out []jwk.Key
+	for i := range set.Len() {
+		k, _ := set.Key(i)
+		if keys.CheckHeader(h, jwa.SignatureAlgorithm(k.Algorithm().String())) == nil {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // Client returns a client by id, or nil.
@@ -310,6 +319,24 @@ func parseBasic(h string) (id, secret string, err error) {
 	return id, secret, nil
 }
 
+// Why an assertion was refused, in the error_description: fixed text
+// (never the assertion's content), so a client developer can tell an
+// expired assertion from a wrong key.
+var (
+	errAssertionMalformed = assertionError("the client assertion is not a signed JWT")
+	errAssertionHeader    = assertionError("the client assertion's header is refused: alg must be the algorithm of a registered key, and crit is not supported")
+	errAssertionSignature = assertionError("the client assertion's signature does not verify with the client's registered keys")
+	errAssertionIssuer    = assertionError("the client assertion's iss and sub must both be the client_id")
+	errAssertionClaims    = assertionError("the client assertion must have exp and jti claims")
+	errAssertionExpired   = assertionError("the client assertion has expired")
+	errAssertionEarly     = assertionError("the client assertion is not valid yet (nbf or iat in the future)")
+	errAssertionAudience  = assertionError("the client assertion's aud must be the token endpoint URL or the issuer")
+	errAssertionTooLong   = assertionError("the client assertion expires more than 1 hour from now")
+	errAssertionReplayed  = assertionError("the client assertion's jti was already used")
+)
+
+func assertionError(desc string) *oauth.Error { return oauth.ErrInvalidClient.WithDescription(desc) }
+
 // assertion implements private_key_jwt (RFC 7523 §2.2 and §3).
 func (a *Authenticator) assertion(ctx context.Context, cr *Credentials) (*Client, *oauth.Error) {
 	if cr.ClientAssertionType != AssertionType {
@@ -318,13 +345,14 @@ func (a *Authenticator) assertion(ctx context.Context, cr *Credentials) (*Client
 	if cr.ClientAssertion == "" {
 		return nil, oauth.ErrInvalidRequest.WithDescription("client_assertion is empty")
 	}
+	raw := []byte(cr.ClientAssertion)
 	// Which client: client_id if sent (RFC 7521 §4.2: it may be), else the
 	// unverified sub, which the verified iss/sub must then equal.
 	id := cr.ClientID
 	if id == "" {
-		tok, err := jwt.ParseInsecure([]byte(cr.ClientAssertion))
+		tok, err := jwt.ParseInsecure(raw)
 		if err != nil {
-			return nil, failed("assertion: %v", err)
+			return nil, errAssertionMalformed.WithCause(err)
 		}
 		id = tok.Subject()
 	}
@@ -335,35 +363,51 @@ func (a *Authenticator) assertion(ctx context.Context, cr *Credentials) (*Client
 	if c.Method != config.AuthPrivateKeyJWT || c.keys == nil {
 		return nil, failed("client %s uses %s, not private_key_jwt", id, c.Method)
 	}
+	msg, err := jws.Parse(raw)
+	if err != nil || len(msg.Signatures()) != 1 {
+		return nil, errAssertionMalformed.WithCause(fmt.Errorf("client %s: assertion: %v", id, err))
+	}
+	if len(keysFor(c.keys, msg.Signatures()[0].ProtectedHeaders())) == 0 {
+		return nil, errAssertionHeader.WithCause(fmt.Errorf("client %s: assertion header refused", id))
+	}
+	tok, err := jwt.Parse(raw, jwt.WithKeyProvider(ownAlgorithm(c.keys)), jwt.WithValidate(false))
+	if err != nil {
+		return nil, errAssertionSignature.WithCause(fmt.Errorf("client %s: assertion: %v", id, err))
+	}
 	now := a.now()
-	tok, err := jwt.Parse([]byte(cr.ClientAssertion),
-		jwt.WithKeyProvider(ownAlgorithm(c.keys)),
+	err = jwt.Validate(tok,
 		jwt.WithClock(jwt.ClockFunc(func() time.Time { return now })),
 		jwt.WithAcceptableSkew(Skew),
-		jwt.WithValidate(true),
 		jwt.WithIssuer(id),
 		jwt.WithSubject(id),
 		jwt.WithRequiredClaim(jwt.ExpirationKey),
 		jwt.WithRequiredClaim(jwt.JwtIDKey),
 	)
-	if err != nil {
-		return nil, failed("client %s: assertion: %v", id, err)
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired()):
+		return nil, errAssertionExpired.WithCause(fmt.Errorf("client %s: %v", id, err))
+	case errors.Is(err, jwt.ErrTokenNotYetValid()), errors.Is(err, jwt.ErrInvalidIssuedAt()):
+		return nil, errAssertionEarly.WithCause(fmt.Errorf("client %s: %v", id, err))
+	case errors.Is(err, jwt.ErrRequiredClaim()):
+		return nil, errAssertionClaims.WithCause(fmt.Errorf("client %s: %v", id, err))
+	case err != nil: // iss or sub
+		return nil, errAssertionIssuer.WithCause(fmt.Errorf("client %s: %v", id, err))
 	}
 	if !slices.ContainsFunc(tok.Audience(), func(aud string) bool { return slices.Contains(a.audiences, aud) }) {
-		return nil, failed("client %s: assertion audience %v", id, tok.Audience())
+		return nil, errAssertionAudience.WithCause(fmt.Errorf("client %s: assertion audience %v", id, tok.Audience()))
 	}
 	exp := tok.Expiration()
 	if exp.After(now.Add(MaxAssertionLifetime + Skew)) {
-		return nil, failed("client %s: assertion exp more than %s ahead", id, MaxAssertionLifetime)
+		return nil, errAssertionTooLong.WithCause(fmt.Errorf("client %s: assertion exp %s ahead", id, exp.Sub(now).Round(time.Second)))
 	}
 	if a.store == nil {
 		return nil, oauth.ErrServerError.WithCause(errors.New("private_key_jwt needs a data source for replay protection"))
 	}
 	// Remember the jti until the assertion expires (plus skew, during which
-	// it would still be accepted).
+	// it would still be accepted): a replay is refused for its whole life.
 	switch err := a.store.Assertions().Use(ctx, id, tok.JwtID(), exp.Add(Skew)); {
 	case errors.Is(err, storage.ErrReplay):
-		return nil, failed("client %s: assertion jti replayed", id)
+		return nil, errAssertionReplayed.WithCause(fmt.Errorf("client %s: assertion jti replayed", id))
 	case err != nil:
 		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("record assertion: %w", err))
 	}

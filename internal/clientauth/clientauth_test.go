@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,7 +110,7 @@ func TestAuthenticate(t *testing.T) {
 		{"jwt wrong aud", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("aud", "https://other") })}, "invalid_client"},
 		{"jwt no jti", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Remove("jti") })}, "invalid_client"},
 		{"jwt no exp", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Remove("exp") })}, "invalid_client"},
-		{"jwt exp too far", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("exp", time.Now().Add(time.Hour)) })}, "invalid_client"},
+		{"jwt exp too far", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("exp", time.Now().Add(2 * time.Hour)) })}, "invalid_client"},
 		{"jwt expired", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("exp", time.Now().Add(-time.Hour)) })}, "invalid_client"},
 		{"jwt iss not client", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("iss", "post") })}, "invalid_client"},
 		{"jwt other key", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: func() string {
@@ -196,5 +197,57 @@ func TestAssertionHeaderRefused(t *testing.T) {
 				t.Fatalf("got %v, want invalid_client", err)
 			}
 		})
+	}
+}
+
+// Assertions live as long as common clients make them (oauth2c: 10
+// minutes), up to an hour; a refusal says why in fixed text; a jti stays
+// refused for the assertion's whole life, across a GC run.
+func TestAssertionLifetimeAndReasons(t *testing.T) {
+	a, key := setup(t)
+	ctx := context.Background()
+	now := time.Now()
+	var clock atomic.Int64
+	a.now = func() time.Time { return now.Add(time.Duration(clock.Load())) }
+	present := func(tok string) *oauth.Error {
+		_, err := a.Authenticate(ctx, &Credentials{ClientAssertionType: AssertionType, ClientAssertion: tok, HasAssertion: true})
+		return err
+	}
+	set := func(k string, v any) func(jwt.Token) { return func(tok jwt.Token) { _ = tok.Set(k, v) } }
+	for _, lifetime := range []time.Duration{5 * time.Minute, 10 * time.Minute, time.Hour} {
+		if err := present(assertion(t, key, set("exp", now.Add(lifetime)))); err != nil {
+			t.Errorf("lifetime %s refused: %v", lifetime, err)
+		}
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for _, c := range []struct {
+		name, tok, want string
+	}{
+		{"too long", assertion(t, key, set("exp", now.Add(2*time.Hour))), "the client assertion expires more than 1 hour from now"},
+		{"expired", assertion(t, key, set("exp", now.Add(-time.Hour))), "the client assertion has expired"},
+		{"not yet valid", assertion(t, key, set("nbf", now.Add(time.Hour))), "the client assertion is not valid yet (nbf or iat in the future)"},
+		{"wrong aud", assertion(t, key, set("aud", "https://elsewhere.example")), "the client assertion's aud must be the token endpoint URL or the issuer"},
+		{"iss", assertion(t, key, set("iss", "post")), "the client assertion's iss and sub must both be the client_id"},
+		{"no jti", assertion(t, key, func(tok jwt.Token) { _ = tok.Remove("jti") }), "the client assertion must have exp and jti claims"},
+		{"other key", assertion(t, other, nil), "the client assertion's signature does not verify with the client's registered keys"},
+		{"not a JWT", "a.b.c", "the client assertion is not a signed JWT"},
+	} {
+		err := present(c.tok)
+		if err == nil || err.Code != "invalid_client" || err.Description != c.want {
+			t.Errorf("%s: got %v, want invalid_client %q", c.name, err, c.want)
+		}
+	}
+
+	// A 50-minute assertion replayed 45 minutes later, after a GC run.
+	long := assertion(t, key, set("exp", now.Add(50*time.Minute)))
+	if err := present(long); err != nil {
+		t.Fatal(err)
+	}
+	clock.Store(int64(45 * time.Minute))
+	if _, err := a.store.GC(ctx, now.Add(45*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := present(long); err == nil || err.Description != "the client assertion's jti was already used" {
+		t.Fatalf("replay after 45 minutes: %v", err)
 	}
 }

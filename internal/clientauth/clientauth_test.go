@@ -110,7 +110,7 @@ func TestAuthenticate(t *testing.T) {
 		{"jwt wrong aud", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("aud", "https://other") })}, "invalid_client"},
 		{"jwt no jti", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Remove("jti") })}, "invalid_client"},
 		{"jwt no exp", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Remove("exp") })}, "invalid_client"},
-		{"jwt exp too far", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("exp", time.Now().Add(2 * time.Hour)) })}, "invalid_client"},
+		{"jwt exp too far", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("exp", time.Now().Add(2*time.Hour)) })}, "invalid_client"},
 		{"jwt expired", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("exp", time.Now().Add(-time.Hour)) })}, "invalid_client"},
 		{"jwt iss not client", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: assertion(t, key, func(tok jwt.Token) { _ = tok.Set("iss", "post") })}, "invalid_client"},
 		{"jwt other key", Credentials{ClientAssertionType: AssertionType, HasAssertion: true, ClientAssertion: func() string {

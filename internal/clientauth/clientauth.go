@@ -262,10 +262,19 @@ func (a *Authenticator) Authenticate(ctx context.Context, cr *Credentials) (*Cli
 		}
 		return a.secret(id, secret, config.AuthSecretBasic)
 	case cr.HasClientSecret:
-		return a.secret(cr.ClientID, cr.ClientSecret, config.AuthSecretPost)
+		return inBody(a.secret(cr.ClientID, cr.ClientSecret, config.AuthSecretPost))
 	default:
-		return a.assertion(ctx, cr)
+		return inBody(a.assertion(ctx, cr))
 	}
+}
+
+// inBody marks a failure of credentials sent in the body, which is
+// answered without a Basic challenge (oauth.Error.WithoutChallenge).
+func inBody(c *Client, e *oauth.Error) (*Client, *oauth.Error) {
+	if e != nil {
+		e = e.WithoutChallenge()
+	}
+	return c, e
 }
 
 func failed(cause string, args ...any) *oauth.Error {

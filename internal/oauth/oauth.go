@@ -25,6 +25,9 @@ type Error struct {
 	Status      int    // HTTP status
 	// Cause is debug detail for logs only; never sent.
 	Cause error
+	// NoChallenge: a 401 answering credentials the client sent in the
+	// body, which Write sends without a WWW-Authenticate challenge.
+	NoChallenge bool
 }
 
 // Sentinel errors. Compare with errors.Is, which matches by code.
@@ -80,6 +83,17 @@ func (e *Error) WithDescription(desc string) *Error {
 	return &c
 }
 
+// WithoutChallenge returns a copy that Write sends with no Basic
+// challenge: RFC 6749 §5.2 asks for one only when the client used the
+// Authorization header, and a Basic challenge to a client that sent
+// client_secret_post or private_key_jwt makes libraries report a failed
+// challenge rather than invalid_client.
+func (e *Error) WithoutChallenge() *Error {
+	c := *e
+	c.NoChallenge = true
+	return &c
+}
+
 // WithCause returns a copy carrying cause for logs.
 func (e *Error) WithCause(cause error) *Error {
 	c := *e
@@ -128,8 +142,8 @@ type body struct {
 // Retry-After. A 401 carries
 // WWW-Authenticate: Basic with realm (RFC 6749 §5.2 requires the scheme
 // the client tried when it used the Authorization header; RFC 9110
-// §15.5.2 requires a challenge on every 401, and Basic is the only
-// header scheme the endpoints accept).
+// §15.5.2 asks for a challenge on a 401, and Basic is the only header
+// scheme the endpoints accept), unless e.NoChallenge.
 func Write(r *fasthttp.Response, e *Error, realm string) {
 	e = Retryable(e)
 	if e.Code == ErrTemporarilyUnavailable.Code {
@@ -139,7 +153,7 @@ func Write(r *fasthttp.Response, e *Error, realm string) {
 	r.SetStatusCode(e.Status)
 	r.Header.SetContentType("application/json")
 	NoStore(r)
-	if e.Status == http.StatusUnauthorized {
+	if e.Status == http.StatusUnauthorized && !e.NoChallenge {
 		r.Header.Set(fasthttp.HeaderWWWAuthenticate, `Basic realm="`+quote(realm)+`"`)
 	}
 	r.SetBodyRaw(b)

@@ -192,7 +192,8 @@ func (p *Profile) fail(c *fiber.Ctx, endpoint string, e *oauth.Error) error {
 		}
 		p.log.Log(c.Context(), level, "oauth error", attrs...)
 	}
-	// Every 401 carries a Basic challenge (see oauth.Write).
+	// A 401 carries a Basic challenge unless the client authenticated in
+	// the body (see oauth.Write).
 	oauth.Write(&c.Context().Response, e, p.issuer)
 	return nil
 }

@@ -213,6 +213,12 @@ type dAuthCodes struct {
 func (a dAuthCodes) Create(ctx context.Context, c model.AuthCode) error {
 	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Create(ctx, c) })
 }
+func (a dAuthCodes) Get(ctx context.Context, h model.Hash) (model.AuthCode, error) {
+	return get(a.d, ctx, func(ctx context.Context) (model.AuthCode, error) { return a.a.Get(ctx, h) })
+}
+func (a dAuthCodes) Fail(ctx context.Context, h model.Hash) error {
+	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Fail(ctx, h) })
+}
 func (a dAuthCodes) Consume(ctx context.Context, h model.Hash) (model.AuthCode, error) {
 	return get(a.d, ctx, func(ctx context.Context) (model.AuthCode, error) { return a.a.Consume(ctx, h) })
 }

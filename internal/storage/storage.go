@@ -49,6 +49,10 @@ type (
 // session (documented in storage/model).
 const ScopeOfflineAccess = model.ScopeOfflineAccess
 
+// MaxCodeFailures is how many refused exchanges a code survives
+// (documented in storage/model).
+const MaxCodeFailures = model.MaxCodeFailures
+
 // Sentinel errors (documented in storage/model).
 var (
 	ErrNotFound     = model.ErrNotFound

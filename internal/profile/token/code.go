@@ -57,35 +57,45 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 		return nil, oauth.ErrServerError.WithCause(errNoStore)
 	}
 	now := p.now()
-	code, err := p.store.AuthCodes().Consume(ctx, storage.HashSecret(f.code))
+	hash := storage.HashSecret(f.code)
+	code, err := p.store.AuthCodes().Get(ctx, hash)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, errBadCode.WithCause(errors.New("unknown code"))
+	case err != nil:
+		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("get code: %w", err))
+	}
+	// Check the request against the code before consuming it: a refused
+	// presentation (another client, a guessed verifier) must not use the
+	// code up for its client, nor pass for reuse. Refusals are counted so
+	// the code cannot serve as an oracle for long (MaxCodeFailures).
+	if e := checkExchange(code, p.name, cl.id, f); e != nil {
+		if code.UsedAt.IsZero() {
+			if err := p.store.AuthCodes().Fail(ctx, hash); err != nil {
+				return nil, oauth.ErrServerError.WithCause(err)
+			}
+		}
+		return nil, e
+	}
+	code, err = p.store.AuthCodes().Consume(ctx, hash)
 	switch {
 	case errors.Is(err, storage.ErrReplay):
-		// RFC 6749 §4.1.2: a code used twice is denied and what its first
-		// exchange issued is revoked; the access token was issued after
-		// the code, so it expires before now + its lifetime.
+		// RFC 6749 §4.1.2: a code presented twice, each time rightly, is
+		// denied and what its first exchange issued is revoked.
 		if e := p.revokeCodeGrant(ctx, code, now); e != nil {
 			return nil, oauth.ErrServerError.WithCause(e)
 		}
 		p.audit(ctx, auditCodeReuse, code.Subject, cl.id, map[string]any{"code_client": code.ClientID})
 		return nil, errBadCode.WithCause(errors.New("code replayed; its tokens were revoked"))
+	case errors.Is(err, storage.ErrRevoked):
+		return nil, errBadCode.WithCause(fmt.Errorf("code ended after %d refused exchanges", code.FailedAttempts))
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, errBadCode.WithCause(errors.New("unknown code"))
 	case err != nil:
 		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("consume code: %w", err))
 	}
-	switch {
-	case code.Profile != p.name:
-		return nil, errBadCode.WithCause(fmt.Errorf("code of profile %s", code.Profile))
-	case code.ClientID != cl.id:
-		return nil, errBadCode.WithCause(fmt.Errorf("code of client %s presented by %s", code.ClientID, cl.id))
-	case !now.Before(code.ExpiresAt):
+	if !now.Before(code.ExpiresAt) {
 		return nil, errBadCode.WithCause(errors.New("code expired"))
-	case code.RedirectURI != f.redirectURI:
-		// RFC 6749 §4.1.3: identical to the authorization request's.
-		return nil, errBadCode.WithCause(errors.New("redirect_uri differs"))
-	}
-	if e := checkPKCE(code.CodeChallenge, code.CodeChallengeMethod, f.codeVerifier); e != nil {
-		return nil, e
 	}
 	if f.hasScope && !subset(r.scopes, code.Scopes) {
 		return nil, oauth.ErrInvalidScope.WithDescription("scope must not exceed the authorized scope")
@@ -105,6 +115,21 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 		return nil, e
 	}
 	return body, nil
+}
+
+// checkExchange checks an exchange request against its code: the
+// profile, the client, the redirect URI and the PKCE verifier.
+func checkExchange(code storage.AuthCode, profile, clientID string, f *form) *oauth.Error {
+	switch {
+	case code.Profile != profile:
+		return errBadCode.WithCause(fmt.Errorf("code of profile %s", code.Profile))
+	case code.ClientID != clientID:
+		return errBadCode.WithCause(fmt.Errorf("code of client %s presented by %s", code.ClientID, clientID))
+	case code.RedirectURI != f.redirectURI:
+		// RFC 6749 §4.1.3: identical to the authorization request's.
+		return errBadCode.WithCause(errors.New("redirect_uri differs"))
+	}
+	return checkPKCE(code.CodeChallenge, code.CodeChallengeMethod, f.codeVerifier)
 }
 
 var errSessionEnded = oauth.ErrInvalidGrant.WithDescription("the sign-in session of this authorization code has ended")

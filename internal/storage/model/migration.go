@@ -43,13 +43,13 @@ type AppliedMigration struct {
 // SchemaMax was migrated by a newer release; expand/contract keeps it
 // usable by this one.
 //
-// SchemaMin stays 1 while every later migration only expands (2 adds an
-// index): this release's binary serves a database at version 1 (logout
-// is only slower without the index), and the previous release's binary
-// one at version 2.
+// SchemaMin is 3: this binary counts failed code exchanges in
+// auth_codes.failed_attempts, which migration 3 adds. Every migration so
+// far only expands, so the previous release's binary still serves a
+// database at version 3 (it ignores the column).
 const (
-	SchemaMin = 1
-	SchemaMax = 2
+	SchemaMin = 3
+	SchemaMax = 3
 )
 
 // CheckSchemaVersion reports whether this binary can serve a database at

@@ -186,15 +186,33 @@ type AuthCode struct {
 	IssuedAt        time.Time
 	ExpiresAt       time.Time
 	UsedAt          time.Time // set by Consume
+	// FailedAttempts counts exchanges refused before Consume (another
+	// client, redirect URI or code_verifier); read-only, set by Fail.
+	FailedAttempts int
 }
 
-// AuthCodes stores authorization codes.
+// MaxCodeFailures is how many refused exchanges a code survives: after
+// that many, Consume refuses it (ErrRevoked), so a code cannot be used as
+// an oracle for guessing its code_verifier.
+const MaxCodeFailures = 5
+
+// AuthCodes stores authorization codes. The token endpoint reads a code
+// with Get, checks the request against it, and only then consumes it, so
+// a refused exchange does not use the code up for its legitimate client.
 type AuthCodes interface {
 	// Create stores c; ErrConflict if the hash exists.
 	Create(ctx context.Context, c AuthCode) error
+	// Get returns the code whatever its state; ErrNotFound if absent.
+	Get(ctx context.Context, hash Hash) (AuthCode, error)
+	// Fail counts one refused exchange of an unused code. Idempotent for
+	// an absent or used code (nothing changes).
+	Fail(ctx context.Context, hash Hash) error
 	// Consume atomically marks the code used and returns it. A code already
 	// used returns the record together with ErrReplay, so the caller can
-	// revoke what the first exchange issued. Expiry is the caller's check.
+	// revoke what the first exchange issued; exactly one of concurrent
+	// Consumes succeeds, on every node. A code with MaxCodeFailures failed
+	// attempts returns ErrRevoked and stays unused. Expiry is the caller's
+	// check.
 	Consume(ctx context.Context, hash Hash) (AuthCode, error)
 }
 

@@ -377,23 +377,49 @@ func (a authCodes) Create(ctx context.Context, c model.AuthCode) error {
 	return nil
 }
 
-// Consume: the UPDATE's row lock makes concurrent consumers queue; each
-// later one re-checks used_at after the first commits and matches nothing.
+// readCodeCols are codeCols plus what only the store writes.
+const readCodeCols = codeCols + `, failed_attempts`
+
+func (a authCodes) Get(ctx context.Context, hash model.Hash) (model.AuthCode, error) {
+	c, err := scanCode(a.s.pool.QueryRow(ctx, `SELECT `+readCodeCols+` FROM auth_codes WHERE hash = $1`, hash[:]))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, fmt.Errorf("auth code: %w", model.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("get auth code: %w", err)
+	}
+	return c, nil
+}
+
+func (a authCodes) Fail(ctx context.Context, hash model.Hash) error {
+	if _, err := a.s.pool.Exec(ctx, `UPDATE auth_codes SET failed_attempts = failed_attempts + 1
+		WHERE hash = $1 AND used_at IS NULL`, hash[:]); err != nil {
+		return fmt.Errorf("count failed code exchange: %w", err)
+	}
+	return nil
+}
+
+// Consume: the UPDATE's row lock makes concurrent consumers (and Fail)
+// queue; each later one re-checks used_at and failed_attempts after the
+// first commits, so exactly one consumer matches.
 func (a authCodes) Consume(ctx context.Context, hash model.Hash) (model.AuthCode, error) {
 	c, err := scanCode(a.s.pool.QueryRow(ctx, `UPDATE auth_codes SET used_at = $2
-		WHERE hash = $1 AND used_at IS NULL RETURNING `+codeCols, hash[:], time.Now()))
+		WHERE hash = $1 AND used_at IS NULL AND failed_attempts < $3 RETURNING `+readCodeCols,
+		hash[:], time.Now(), model.MaxCodeFailures))
 	if err == nil {
 		return c, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return c, fmt.Errorf("consume auth code: %w", err)
 	}
-	c, err = scanCode(a.s.pool.QueryRow(ctx, `SELECT `+codeCols+` FROM auth_codes WHERE hash = $1`, hash[:]))
-	if errors.Is(err, pgx.ErrNoRows) {
+	c, err = scanCode(a.s.pool.QueryRow(ctx, `SELECT `+readCodeCols+` FROM auth_codes WHERE hash = $1`, hash[:]))
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
 		return c, fmt.Errorf("auth code: %w", model.ErrNotFound)
-	}
-	if err != nil {
+	case err != nil:
 		return c, fmt.Errorf("consume auth code: %w", err)
+	case c.UsedAt.IsZero():
+		return c, fmt.Errorf("auth code failed %d times: %w", c.FailedAttempts, model.ErrRevoked)
 	}
 	return c, fmt.Errorf("auth code: %w", model.ErrReplay)
 }
@@ -404,7 +430,7 @@ func scanCode(row pgx.Row) (model.AuthCode, error) {
 	var authTime, iat, exp, used *time.Time
 	if err := row.Scan(&h, &c.ClientID, &c.RedirectURI, &c.Scopes, &c.Audience, &c.Subject, &c.SessionID, &c.Nonce,
 		&c.CodeChallenge, &c.CodeChallengeMethod, &authTime, &c.ACR, &c.AMR, &c.Profile, &c.AccessTokenJTI,
-		&c.RefreshFamilyID, &iat, &exp, &used); err != nil {
+		&c.RefreshFamilyID, &iat, &exp, &used, &c.FailedAttempts); err != nil {
 		return c, err
 	}
 	var err error

@@ -145,4 +145,11 @@ CREATE INDEX nodes_expires_at ON nodes (expires_at);
 	{Version: 2, Name: "refresh_tokens_session_id", SQL: `
 CREATE INDEX refresh_tokens_session_id ON refresh_tokens (session_id);
 `},
+	// The token endpoint counts refused exchanges of a code
+	// (AuthCodes.Fail) and stops accepting it after model.MaxCodeFailures.
+	// A constant default: PostgreSQL adds the column without rewriting
+	// the table.
+	{Version: 3, Name: "auth_codes_failed_attempts", SQL: `
+ALTER TABLE auth_codes ADD COLUMN failed_attempts integer NOT NULL DEFAULT 0;
+`},
 }

@@ -340,23 +340,48 @@ func (a authCodes) Create(ctx context.Context, c model.AuthCode) error {
 	return nil
 }
 
+// readCodeCols are codeCols plus what only the store writes.
+const readCodeCols = codeCols + `, failed_attempts`
+
+func (a authCodes) Get(ctx context.Context, hash model.Hash) (model.AuthCode, error) {
+	c, err := scanCode(a.s.r.QueryRowContext(ctx, `SELECT `+readCodeCols+` FROM auth_codes WHERE hash = $1`, hashArg(hash)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("auth code: %w", model.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("get auth code: %w", err)
+	}
+	return c, nil
+}
+
+func (a authCodes) Fail(ctx context.Context, hash model.Hash) error {
+	if _, err := a.s.w.ExecContext(ctx, `UPDATE auth_codes SET failed_attempts = failed_attempts + 1
+		WHERE hash = $1 AND used_at IS NULL`, hashArg(hash)); err != nil {
+		return fmt.Errorf("count failed code exchange: %w", err)
+	}
+	return nil
+}
+
 // Consume marks the code used in one statement on the single writer, so
 // of concurrent consumers exactly one sees the row change.
 func (a authCodes) Consume(ctx context.Context, hash model.Hash) (model.AuthCode, error) {
 	c, err := scanCode(a.s.w.QueryRowContext(ctx, `UPDATE auth_codes SET used_at = $2
-		WHERE hash = $1 AND used_at IS NULL RETURNING `+codeCols, hashArg(hash), time.Now().UnixMicro()))
+		WHERE hash = $1 AND used_at IS NULL AND failed_attempts < $3 RETURNING `+readCodeCols,
+		hashArg(hash), time.Now().UnixMicro(), model.MaxCodeFailures))
 	if err == nil {
 		return c, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return c, fmt.Errorf("consume auth code: %w", err)
 	}
-	c, err = scanCode(a.s.w.QueryRowContext(ctx, `SELECT `+codeCols+` FROM auth_codes WHERE hash = $1`, hashArg(hash)))
-	if errors.Is(err, sql.ErrNoRows) {
+	c, err = scanCode(a.s.w.QueryRowContext(ctx, `SELECT `+readCodeCols+` FROM auth_codes WHERE hash = $1`, hashArg(hash)))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
 		return c, fmt.Errorf("auth code: %w", model.ErrNotFound)
-	}
-	if err != nil {
+	case err != nil:
 		return c, fmt.Errorf("consume auth code: %w", err)
+	case c.UsedAt.IsZero():
+		return c, fmt.Errorf("auth code failed %d times: %w", c.FailedAttempts, model.ErrRevoked)
 	}
 	return c, fmt.Errorf("auth code: %w", model.ErrReplay)
 }
@@ -368,7 +393,7 @@ func scanCode(sc scanner) (model.AuthCode, error) {
 	var authTime, iat, exp, used sql.NullInt64
 	if err := sc.Scan(&hash, &c.ClientID, &c.RedirectURI, &scopes, &aud, &c.Subject, &c.SessionID, &c.Nonce,
 		&c.CodeChallenge, &c.CodeChallengeMethod, &authTime, &c.ACR, &amr, &c.Profile, &c.AccessTokenJTI,
-		&c.RefreshFamilyID, &iat, &exp, &used); err != nil {
+		&c.RefreshFamilyID, &iat, &exp, &used, &c.FailedAttempts); err != nil {
 		return c, err
 	}
 	var d decoder

@@ -144,4 +144,9 @@ CREATE INDEX nodes_expires_at ON nodes (expires_at);
 	{Version: 2, Name: "refresh_tokens_session_id", SQL: `
 CREATE INDEX refresh_tokens_session_id ON refresh_tokens (session_id);
 `},
+	// The token endpoint counts refused exchanges of a code
+	// (AuthCodes.Fail) and stops accepting it after model.MaxCodeFailures.
+	{Version: 3, Name: "auth_codes_failed_attempts", SQL: `
+ALTER TABLE auth_codes ADD COLUMN failed_attempts INTEGER NOT NULL DEFAULT 0;
+`},
 }

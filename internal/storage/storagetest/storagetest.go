@@ -38,6 +38,7 @@ func Run(t *testing.T, open Opener) {
 		{"RefreshRevokeSessionDuringRotation", testRefreshRevokeSessionDuringRotation},
 		{"AuthCodes", testAuthCodes},
 		{"AuthCodeConsumeConcurrent", testAuthCodesConcurrent},
+		{"AuthCodeFailures", testAuthCodeFailures},
 		{"Sessions", testSessions},
 		{"Users", testUsers},
 		{"UsersUpdateConcurrent", testUsersUpdateConcurrent},
@@ -577,6 +578,47 @@ func testAuthCodesConcurrent(t *testing.T, open Opener) {
 		if got[i].RefreshFamilyID != want.RefreshFamilyID {
 			t.Errorf("Consume %d returned %+v without the record", i, got[i])
 		}
+	}
+}
+
+// A refused exchange leaves the code usable; MaxCodeFailures of them end
+// it without marking it used, so no later exchange looks like a replay.
+func testAuthCodeFailures(t *testing.T, open Opener) {
+	ctx := t.Context()
+	c := migrated(t, open).AuthCodes()
+	want := code("failing")
+	must(t, "Create", c.Create(ctx, want))
+	got, err := c.Get(ctx, want.Hash)
+	must(t, "Get", err)
+	equal(t, "Get", got, want)
+	_, err = c.Get(ctx, hashOf("nope"))
+	wantErr(t, "Get missing", err, model.ErrNotFound)
+	must(t, "Fail missing", c.Fail(ctx, hashOf("nope")))
+
+	for i := 1; i < model.MaxCodeFailures; i++ {
+		must(t, "Fail", c.Fail(ctx, want.Hash))
+	}
+	if got, _ := c.Get(ctx, want.Hash); got.FailedAttempts != model.MaxCodeFailures-1 || !got.UsedAt.IsZero() {
+		t.Fatalf("after %d failures: %+v", model.MaxCodeFailures-1, got)
+	}
+	// One failure short of the limit the code still works, once.
+	spare := code("spare")
+	must(t, "Create", c.Create(ctx, spare))
+	for i := 1; i < model.MaxCodeFailures; i++ {
+		must(t, "Fail", c.Fail(ctx, spare.Hash))
+	}
+	_, err = c.Consume(ctx, spare.Hash)
+	must(t, "Consume below the limit", err)
+	must(t, "Fail used", c.Fail(ctx, spare.Hash))
+	if got, _ := c.Get(ctx, spare.Hash); got.FailedAttempts != model.MaxCodeFailures-1 {
+		t.Errorf("Fail counted on a used code: %d", got.FailedAttempts)
+	}
+
+	must(t, "Fail", c.Fail(ctx, want.Hash))
+	_, err = c.Consume(ctx, want.Hash)
+	wantErr(t, "Consume after the limit", err, model.ErrRevoked)
+	if got, _ := c.Get(ctx, want.Hash); !got.UsedAt.IsZero() || got.FailedAttempts != model.MaxCodeFailures {
+		t.Errorf("code ended by failures: %+v, want unused with %d failures", got, model.MaxCodeFailures)
 	}
 }
 

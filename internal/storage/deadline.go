@@ -171,8 +171,8 @@ type dRevocations struct {
 func (a dRevocations) Revoke(ctx context.Context, jti string, exp time.Time) error {
 	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Revoke(ctx, jti, exp) })
 }
-func (a dRevocations) IsRevoked(ctx context.Context, jti string) (bool, error) {
-	return get(a.d, ctx, func(ctx context.Context) (bool, error) { return a.a.IsRevoked(ctx, jti) })
+func (a dRevocations) IsRevoked(ctx context.Context, ids ...string) (bool, error) {
+	return get(a.d, ctx, func(ctx context.Context) (bool, error) { return a.a.IsRevoked(ctx, ids...) })
 }
 
 type dAssertions struct {

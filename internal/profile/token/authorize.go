@@ -300,7 +300,7 @@ func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
 		Subject: sess.UserID, SessionID: sess.ID, Nonce: nonce,
 		CodeChallenge: challenge, CodeChallengeMethod: "S256",
 		AuthTime: sess.AuthTime, ACR: sess.ACR, AMR: sess.AMR, Profile: p.name,
-		AccessTokenJTI: storage.NewID(), IssuedAt: now, ExpiresAt: now.Add(p.codeLifetime),
+		IssuedAt: now, ExpiresAt: now.Add(p.codeLifetime),
 	}
 	if ac.Audience, e = cl.audiencePolicy(&form{}, p.issuer); e != nil {
 		return fail(e)
@@ -308,6 +308,7 @@ func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
 	if cl.grants[config.GrantRefreshToken] {
 		ac.RefreshFamilyID = storage.NewID()
 	}
+	ac.AccessTokenJTI = grantJTI(ac.RefreshFamilyID)
 	if err := p.store.AuthCodes().Create(ctx, ac); err != nil {
 		return fail(oauth.ErrServerError.WithCause(fmt.Errorf("store code: %w", err)))
 	}

@@ -160,21 +160,17 @@ func (p *Profile) sessionStillOpen(ctx context.Context, code storage.AuthCode) *
 }
 
 // revokeCodeGrant revokes what the first exchange of a replayed code
-// issued: its access token (by its pre-assigned jti) and its refresh
-// token family.
+// issued: its access token (by its pre-assigned jti) and its grant, the
+// refresh token family with every access token issued from it.
 func (p *Profile) revokeCodeGrant(ctx context.Context, code storage.AuthCode, now time.Time) error {
-	lifetime := time.Hour // an upper bound when the client is gone from config
-	if cl := p.clients[code.ClientID]; cl != nil {
-		lifetime = cl.lifetime
-	}
 	if code.AccessTokenJTI != "" {
-		if err := p.store.Revocations().Revoke(ctx, code.AccessTokenJTI, now.Add(lifetime)); err != nil {
+		if err := p.store.Revocations().Revoke(ctx, code.AccessTokenJTI, now.Add(p.accessLifetime(code.ClientID))); err != nil {
 			return fmt.Errorf("revoke access token of replayed code: %w", err)
 		}
 	}
 	if code.RefreshFamilyID != "" {
-		if err := p.store.RefreshTokens().RevokeFamily(ctx, code.RefreshFamilyID); err != nil {
-			return fmt.Errorf("revoke refresh tokens of replayed code: %w", err)
+		if err := p.revokeGrant(ctx, code.RefreshFamilyID, code.ClientID, now); err != nil {
+			return fmt.Errorf("replayed code: %w", err)
 		}
 	}
 	return nil
@@ -417,7 +413,7 @@ func (g *refreshToken) Handle(ctx context.Context, r *grantRequest) ([]byte, *oa
 		return nil, e
 	}
 	ug := userGrant{client: cl, subject: old.Subject, scopes: scopes, audience: old.Audience,
-		sid: old.SessionID, authTime: old.AuthTime, acr: old.ACR, amr: old.AMR}
+		sid: old.SessionID, authTime: old.AuthTime, acr: old.ACR, amr: old.AMR, jti: grantJTI(old.FamilyID)}
 	if p.rotateRefresh {
 		// The new token keeps the grant's original scope (RFC 6749 §6).
 		next := old
@@ -439,10 +435,11 @@ func (g *refreshToken) Handle(ctx context.Context, r *grantRequest) ([]byte, *oa
 }
 
 // refreshReuse handles a refresh token presented after it was rotated:
-// the whole family is revoked (RFC 9700 §4.14.2), the newest token too.
+// the whole family is revoked (RFC 9700 §4.14.2), the newest token too,
+// with every access token issued from it.
 func (p *Profile) refreshReuse(ctx context.Context, old storage.RefreshToken) *oauth.Error {
-	if err := p.store.RefreshTokens().RevokeFamily(ctx, old.FamilyID); err != nil {
-		return oauth.ErrServerError.WithCause(fmt.Errorf("revoke family: %w", err))
+	if err := p.revokeGrant(ctx, old.FamilyID, old.ClientID, p.now()); err != nil {
+		return oauth.ErrServerError.WithCause(err)
 	}
 	p.audit(ctx, auditRefreshReuse, old.Subject, old.ClientID, map[string]any{"family": old.FamilyID})
 	return errBadRefresh.WithCause(errors.New("refresh token reused; family revoked"))

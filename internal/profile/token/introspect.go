@@ -153,16 +153,13 @@ func (p *Profile) serveIntrospect(c *fiber.Ctx) error {
 	if !ok || !p.now().Before(info.expires) {
 		return sendJSON(c, inactive)
 	}
-	// A stored (opaque) token's revocation was read with it; a JWT's is
-	// checked here on every call, cached or not.
-	if !info.stored {
-		revoked, err := p.store.Revocations().IsRevoked(ctx, info.jti)
-		if err != nil {
-			return p.fail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("check revocation: %w", err)))
-		}
-		if revoked {
-			return sendJSON(c, inactive)
-		}
+	// Revocation (the token's and its grant's) is read on every call,
+	// cached claims or not.
+	switch revoked, err := p.revoked(ctx, info); {
+	case err != nil:
+		return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
+	case revoked:
+		return sendJSON(c, inactive)
 	}
 	body, err := json.Marshal(introspection{
 		Active: true, Scope: info.scope, ClientID: info.clientID, TokenType: "Bearer",
@@ -206,8 +203,9 @@ func (p *Profile) serveRevoke(c *fiber.Ctx) error {
 		// §2.1: the server MUST support revoking refresh tokens).
 		switch rt, err := p.store.RefreshTokens().Get(ctx, storage.HashSecret(f.token)); {
 		case err == nil && rt.ClientID == cl.id && rt.Profile == p.name:
-			if err := p.store.RefreshTokens().RevokeFamily(ctx, rt.FamilyID); err != nil {
-				return p.fail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("revoke refresh token: %w", err)))
+			// RFC 7009 §2.1: with the access tokens of the same grant.
+			if err := p.revokeGrant(ctx, rt.FamilyID, rt.ClientID, p.now()); err != nil {
+				return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
 			}
 		case err != nil && !errors.Is(err, storage.ErrNotFound):
 			return p.fail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("get refresh token: %w", err)))

@@ -67,11 +67,10 @@ func (p *Profile) serveUserinfo(c *fiber.Ctx) error {
 	if !ok || !p.now().Before(info.expires) {
 		return p.bearerFail(c, ep, errInvalidToken)
 	}
-	revoked, err := p.store.Revocations().IsRevoked(ctx, info.jti)
-	if err != nil {
-		return p.bearerFail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("check revocation: %w", err)))
-	}
-	if revoked {
+	switch revoked, err := p.revoked(ctx, info); {
+	case err != nil:
+		return p.bearerFail(c, ep, oauth.ErrServerError.WithCause(err))
+	case revoked:
 		return p.bearerFail(c, ep, errInvalidToken)
 	}
 	scopes := strings.Fields(info.scope)

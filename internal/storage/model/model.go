@@ -93,13 +93,17 @@ type AccessTokens interface {
 }
 
 // Revocations records revoked token ids. A JWT cannot be recalled, so
-// revoking one stores its jti until the JWT would have expired anyway.
+// revoking one stores its jti until the JWT would have expired anyway. An
+// id may also name a grant (a refresh token family) that every access
+// token issued from it refers to, so one record revokes them all, however
+// many there are and whichever node issues the next one.
 type Revocations interface {
 	// Revoke records jti as revoked until expiresAt (pass the token's own
 	// expiry); a stored opaque token with that jti then reads back with
 	// RevokedAt set. Idempotent; a later call never shortens the record.
 	Revoke(ctx context.Context, jti string, expiresAt time.Time) error
-	IsRevoked(ctx context.Context, jti string) (bool, error)
+	// IsRevoked reports whether any of ids is revoked (false for none).
+	IsRevoked(ctx context.Context, ids ...string) (bool, error)
 }
 
 // Assertions remembers used client assertion ids: RFC 7523 §3 lets the

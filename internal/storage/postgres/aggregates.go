@@ -165,9 +165,12 @@ func (r revocations) Revoke(ctx context.Context, jti string, expiresAt time.Time
 	return nil
 }
 
-func (r revocations) IsRevoked(ctx context.Context, jti string) (bool, error) {
+func (r revocations) IsRevoked(ctx context.Context, ids ...string) (bool, error) {
+	if len(ids) == 0 {
+		return false, nil
+	}
 	var revoked bool
-	if err := r.s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $1)`, jti).
+	if err := r.s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ANY ($1))`, ids).
 		Scan(&revoked); err != nil {
 		return false, fmt.Errorf("is revoked: %w", err)
 	}

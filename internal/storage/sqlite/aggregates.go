@@ -128,12 +128,23 @@ func (r revocations) Revoke(ctx context.Context, jti string, expiresAt time.Time
 	return nil
 }
 
-func (r revocations) IsRevoked(ctx context.Context, jti string) (bool, error) {
+func (r revocations) IsRevoked(ctx context.Context, ids ...string) (bool, error) {
 	var row *sql.Row
-	if h := r.s.stmts(ctx); h != nil {
-		row = h.isRevoked.QueryRowContext(ctx, jti)
-	} else {
-		row = r.s.r.QueryRowContext(ctx, isRevokedSQL, jti)
+	switch h := r.s.stmts(ctx); {
+	case len(ids) == 0:
+		return false, nil
+	case len(ids) == 1 && h != nil:
+		row = h.isRevoked.QueryRowContext(ctx, ids[0])
+	case len(ids) == 1:
+		row = r.s.r.QueryRowContext(ctx, isRevokedSQL, ids[0])
+	default:
+		params := make([]string, len(ids))
+		args := make([]any, len(ids))
+		for i, id := range ids {
+			params[i], args[i] = fmt.Sprintf("$%d", i+1), id
+		}
+		row = r.s.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti IN (`+
+			strings.Join(params, ", ")+`))`, args...)
 	}
 	var revoked bool
 	if err := row.Scan(&revoked); err != nil {

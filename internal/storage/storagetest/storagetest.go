@@ -200,6 +200,15 @@ func testRevocations(t *testing.T, open Opener) {
 	if rev, err := r.IsRevoked(ctx, "jwt-2"); err != nil || rev {
 		t.Fatalf("IsRevoked other = %v, %v", rev, err)
 	}
+	// Several ids: revoked when any is (a token's jti and its grant's id).
+	for _, c := range []struct {
+		ids  []string
+		want bool
+	}{{nil, false}, {[]string{"jwt-2", "jwt-3"}, false}, {[]string{"jwt-2", "jwt-1"}, true}, {[]string{"jwt-1", "jwt-2", "jwt-3"}, true}} {
+		if rev, err := r.IsRevoked(ctx, c.ids...); err != nil || rev != c.want {
+			t.Errorf("IsRevoked(%v) = %v, %v; want %v", c.ids, rev, err, c.want)
+		}
+	}
 	// A second, earlier expiry must not shorten the record: GC at +2m keeps it.
 	if _, err := st.GC(ctx, at(2*time.Minute)); err != nil {
 		t.Fatal(err)

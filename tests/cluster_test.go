@@ -75,6 +75,7 @@ data-sources:
     profile: token
     secret: $RS_SECRET
     grant-types: [client_credentials]
+    introspect-all-tokens: true
 `,
 	})
 }

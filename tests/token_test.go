@@ -78,6 +78,7 @@ func oauthConfig(t *testing.T, dataSource string) (dir string, setIssuer func(st
     profile: token
     secret: $RS_SECRET
     grant-types: [client_credentials]
+    introspect-all-tokens: true
 `, strings.Join(billingScopes, ", "), billingAud)
 	}
 	dir = configDir(t, map[string]string{

@@ -97,8 +97,9 @@ func generateKeys(dir string) (*benchKeys, error) {
 // writeConfig writes the scenario's config directory: one token profile
 // at /oauth/v2 signing with the scenario's algorithm (the other two keys
 // published too), and two client_secret_basic clients with
-// client_credentials: bench (the profile's access-token format) and
-// bench-opaque (opaque tokens, for the introspect scenario).
+// client_credentials: bench (the profile's access-token format; it also
+// introspects every token) and bench-opaque (opaque tokens, for the
+// introspect scenario).
 func writeConfig(dir string, s scenario, k *benchKeys, dbPath string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -128,6 +129,7 @@ keys:
     grant-types: [client_credentials]
     scopes: [%[3]q]
     audiences: [%[4]s]
+    introspect-all-tokens: true
   %[2]s:
     profile: token
     secret: "${BENCH_CLIENT_SECRET}"

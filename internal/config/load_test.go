@@ -284,6 +284,24 @@ clients:
 			},
 		},
 		{
+			name: "introspect-all-tokens needs a confidential client",
+			files: map[string]string{"00-base.yaml": base, "c.yaml": `clients:
+  rs:
+    profile: token
+    grant-types: [refresh_token]
+    introspect-all-tokens: true
+  typo:
+    profile: token
+    secret: typo-secret-0123456789
+    grant-types: [client_credentials]
+    introspect-all-tokens: yes-please
+`},
+			want: []string{
+				`c.yaml:5:28: clients.rs.introspect-all-tokens: needs a confidential client (a secret or public-keys): introspection does not accept public clients`,
+				`c.yaml:10:28: clients.typo.introspect-all-tokens: must be true or false, got "yes-please"`,
+			},
+		},
+		{
 			name: "key of another profile type",
 			files: map[string]string{"00-base.yaml": base, "p.yaml": `profiles:
   authn:

@@ -310,6 +310,11 @@ type Client struct {
 	// AccessTokens overrides the profile's policy for this client.
 	AccessTokens AccessTokenPolicy `yaml:"access-tokens"`
 	Consent      bool              `yaml:"consent"`
+	// IntrospectAllTokens lets a resource server learn the claims of every
+	// access token of its profile at introspection; without it a client
+	// learns only those of tokens issued to it or naming it in aud
+	// (RFC 7662 §4).
+	IntrospectAllTokens bool `yaml:"introspect-all-tokens"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("5m", "720h").

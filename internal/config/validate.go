@@ -556,6 +556,10 @@ func (l *loader) checkClientValues(c *Client) {
 		if slices.Contains(c.GrantTypes, GrantClientCredentials) {
 			l.at(path+".grant-types", "client_credentials needs a confidential client (a secret or public-keys)")
 		}
+		if c.IntrospectAllTokens {
+			// Introspection takes no public clients, so the key would only mislead.
+			l.at(path+".introspect-all-tokens", "needs a confidential client (a secret or public-keys): introspection does not accept public clients")
+		}
 	}
 	if slices.Contains(c.GrantTypes, GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		l.at(path+".redirect-uris", "is required for the authorization_code grant")

@@ -43,6 +43,7 @@ const (
 	opaqueSecret = "opaque-secret-0123456789abcdef"
 	codeSecret   = "code-secret-0123456789abcdef"
 	apiAudience  = "https://api.example.com"
+	rsSecret     = "rs-secret-0123456789abcdef" // the resource server that may introspect every token
 )
 
 // recorder is a fake Metrics.
@@ -113,6 +114,7 @@ func newEnv(t testing.TB, issuer string) *env {
 		"jwtc": {Profile: "token", PublicKeys: []string{pub}, TokenEndpointAuthMethod: config.AuthPrivateKeyJWT,
 			GrantTypes: cc, Scopes: []string{"c:read"}},
 		"elsewhere": {Profile: "other", Secret: secret.New("elsewhere-0123456789abcdef"), GrantTypes: cc},
+		"rs":        {Profile: "token", Secret: secret.New(rsSecret), IntrospectAllTokens: true},
 	}
 	for n, c := range snap.Clients {
 		c.Name = n
@@ -314,9 +316,15 @@ func (e *env) issue(client, sec string) string {
 	return m["access_token"].(string)
 }
 
+// introspect asks as the resource server that may introspect every token.
 func (e *env) introspect(token string) map[string]any {
 	e.t.Helper()
-	resp, m := e.post("/introspect", "token="+url.QueryEscape(token), basicAuth("svc", svcSecret))
+	return e.introspectAs(token, "rs", rsSecret)
+}
+
+func (e *env) introspectAs(token, client, sec string) map[string]any {
+	e.t.Helper()
+	resp, m := e.post("/introspect", "token="+url.QueryEscape(token), basicAuth(client, sec))
 	if resp.StatusCode != 200 {
 		e.t.Fatalf("introspect: %d %v", resp.StatusCode, m)
 	}

@@ -79,6 +79,7 @@ func newFlowEnvWith(t *testing.T, ks *keys.Set, withAuthn bool) *flowEnv {
 			GrantTypes: code, Scopes: []string{"openid", "email"}, RedirectURIs: []string{"https://consent.example.com/cb"}},
 		"svc": {Profile: "token", Secret: secret.New(svcSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
 			GrantTypes: []string{config.GrantClientCredentials}, Scopes: []string{"a:read"}},
+		"rs": {Profile: "token", Secret: secret.New(rsSecret), IntrospectAllTokens: true},
 	}
 	for n, c := range snap.Clients {
 		c.Name = n

@@ -29,6 +29,7 @@ type client struct {
 	postLogoutRedirectURIs []string
 	public                 bool // token-endpoint-auth-method none
 	consent                bool // ask the user at every authorization
+	introspectAll          bool // may learn the claims of every token at introspection
 
 	cfg    *config.Client           // the entry it was built from, for reuse
 	policy config.AccessTokenPolicy // the profile policy it was built with
@@ -61,6 +62,7 @@ func newClient(c *config.Client, p *config.Profile) *client {
 		redirectURIs:           c.RedirectURIs,
 		postLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 		consent:                c.Consent,
+		introspectAll:          c.IntrospectAllTokens,
 		public:                 c.TokenEndpointAuthMethod == config.AuthNone || (c.TokenEndpointAuthMethod == "" && c.Secret.IsZero() && len(c.PublicKeys) == 0),
 	}
 	for _, g := range c.GrantTypes {

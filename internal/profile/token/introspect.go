@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -127,16 +128,27 @@ type introspection struct {
 
 var inactive = []byte(`{"active":false}`)
 
+// mayIntrospect applies RFC 7662 §4: a client learns the claims of the
+// tokens issued to it and of those naming it in aud (a resource server
+// registered as a client); a resource server configured with
+// introspect-all-tokens learns every token's. To any other client a token
+// is inactive, so introspection reveals nothing of other clients' tokens.
+func (cl *client) mayIntrospect(info tokenInfo) bool {
+	return cl.introspectAll || info.clientID == cl.id || slices.Contains(info.audience, cl.id)
+}
+
 // serveIntrospect is token introspection (RFC 7662 §2): the caller is an
 // authenticated client of this profile; any token that is not an active
-// access token of this profile is {"active":false}, with no reason.
+// access token of this profile, or that the caller may not introspect
+// (mayIntrospect), is {"active":false}, with no reason.
 func (p *Profile) serveIntrospect(c *fiber.Ctx) error {
 	const ep = config.EndpointIntrospect
 	f, e := parseForm(c)
 	if e != nil {
 		return p.fail(c, ep, e)
 	}
-	if _, e := p.authenticate(c.Context(), f, false); e != nil {
+	caller, e := p.authenticate(c.Context(), f, false)
+	if e != nil {
 		return p.fail(c, ep, e)
 	}
 	if !f.hasToken {
@@ -150,7 +162,7 @@ func (p *Profile) serveIntrospect(c *fiber.Ctx) error {
 	if err != nil {
 		return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
 	}
-	if !ok || !p.now().Before(info.expires) {
+	if !ok || !p.now().Before(info.expires) || !caller.mayIntrospect(info) {
 		return sendJSON(c, inactive)
 	}
 	// Revocation (the token's and its grant's) is read on every call,

@@ -162,7 +162,10 @@ func (p *Profile) serveIntrospect(c *fiber.Ctx) error {
 	if err != nil {
 		return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
 	}
-	if !ok || !p.now().Before(info.expires) || !caller.mayIntrospect(info) {
+	if !ok {
+		return p.introspectRefresh(c, caller, f.token)
+	}
+	if !p.now().Before(info.expires) || !caller.mayIntrospect(info) {
 		return sendJSON(c, inactive)
 	}
 	// Revocation (the token's and its grant's) is read on every call,
@@ -177,6 +180,32 @@ func (p *Profile) serveIntrospect(c *fiber.Ctx) error {
 		Active: true, Scope: info.scope, ClientID: info.clientID, TokenType: "Bearer",
 		Exp: info.expires.Unix(), Iat: info.issuedAt.Unix(), Sub: info.subject, Aud: info.audience,
 		Iss: p.issuer, Jti: info.jti,
+	})
+	if err != nil {
+		return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
+	}
+	return sendJSON(c, body)
+}
+
+// introspectRefresh answers for a token that is no access token: a
+// refresh token (RFC 7662 §2.1) is active, with its metadata, only to the
+// client that owns it while it is unspent, unrevoked and unexpired. Its
+// holder is that client alone, so no resource server learns of it.
+func (p *Profile) introspectRefresh(c *fiber.Ctx, caller *client, token string) error {
+	const ep = config.EndpointIntrospect
+	rt, err := p.store.RefreshTokens().Get(c.Context(), storage.HashSecret(token))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return sendJSON(c, inactive)
+	case err != nil:
+		return p.fail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("get refresh token: %w", err)))
+	case rt.Profile != p.name || rt.ClientID != caller.id || !rt.UsedAt.IsZero() || !rt.RevokedAt.IsZero() ||
+		!p.now().Before(rt.ExpiresAt):
+		return sendJSON(c, inactive)
+	}
+	body, err := json.Marshal(introspection{
+		Active: true, Scope: strings.Join(rt.Scopes, " "), ClientID: rt.ClientID, TokenType: "refresh_token",
+		Exp: rt.ExpiresAt.Unix(), Iat: rt.IssuedAt.Unix(), Sub: rt.Subject, Iss: p.issuer,
 	})
 	if err != nil {
 		return p.fail(c, ep, oauth.ErrServerError.WithCause(err))

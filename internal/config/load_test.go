@@ -302,6 +302,15 @@ clients:
 			},
 		},
 		{
+			name: "userinfo-audiences",
+			files: map[string]string{"00-base.yaml": base + `    userinfo-audiences: [https://api.example.com, "", https://api.example.com]
+`},
+			want: []string{
+				`00-base.yaml:17:51: profiles.token.userinfo-audiences[1]: must not be empty`,
+				`00-base.yaml:17:55: profiles.token.userinfo-audiences[2]: "https://api.example.com" is listed twice`,
+			},
+		},
+		{
 			name: "key of another profile type",
 			files: map[string]string{"00-base.yaml": base, "p.yaml": `profiles:
   authn:

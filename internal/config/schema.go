@@ -157,6 +157,10 @@ type Profile struct {
 	RefreshTokens      RefreshTokenPolicy `yaml:"refresh-tokens"`
 	IDTokens           IDTokenPolicy      `yaml:"id-tokens"`
 	AuthorizationCodes CodePolicy         `yaml:"authorization-codes"`
+	// UserinfoAudiences are audiences besides the issuer whose access
+	// tokens the userinfo endpoint accepts (RFC 9068 §4: a resource server
+	// checks that a token is meant for it).
+	UserinfoAudiences []string `yaml:"userinfo-audiences"`
 
 	// Authentication profiles.
 	Authenticators map[string]*Authenticator `yaml:"authenticators"`

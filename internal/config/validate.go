@@ -28,7 +28,7 @@ const (
 
 // profileKeys are the keys each profile type may set, beyond type, path, tags, enabled.
 var profileKeys = map[string][]string{
-	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes"},
+	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "userinfo-audiences"},
 	ProfileAuthentication: {"authenticators", "sessions", "templates"},
 	ProfileUserManagement: {"token-profile"},
 }
@@ -410,6 +410,12 @@ func (l *loader) checkTokenProfile(path string, p *Profile) {
 		l.ref(path+".authentication-profile", "profiles", p.AuthenticationProfile, ProfileAuthentication)
 	} else if slices.Contains(p.Endpoints, EndpointAuthorize) {
 		l.at(path+".authentication-profile", "is required when the authorize endpoint is served")
+	}
+	l.unique(path+".userinfo-audiences", p.UserinfoAudiences)
+	for i, a := range p.UserinfoAudiences {
+		if a == "" {
+			l.at(fmt.Sprintf("%s.userinfo-audiences[%d]", path, i), "must not be empty")
+		}
 	}
 	l.checkAccessTokens(path+".access-tokens", &p.AccessTokens)
 	if p.AccessTokens.Format == "" {

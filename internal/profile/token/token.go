@@ -122,6 +122,10 @@ type Profile struct {
 	idTokenLifetime time.Duration
 	refreshLifetime time.Duration
 	rotateRefresh   bool
+
+	// userinfoAudiences are the audiences besides the issuer whose access
+	// tokens userinfo accepts (RFC 9068 §4).
+	userinfoAudiences []string
 }
 
 // implemented are the endpoints this build serves (all of
@@ -196,6 +200,7 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 		return nil, fmt.Errorf("profile %q: %w", p.Name, err)
 	}
 	prof.marker = m
+	prof.userinfoAudiences = p.UserinfoAudiences
 	if ap := snap.Profiles[p.AuthenticationProfile]; ap != nil {
 		prof.loginURL = strings.TrimSuffix(ap.Path, "/") + "/login"
 	} else if served[config.EndpointAuthorize] {

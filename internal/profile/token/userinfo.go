@@ -67,6 +67,9 @@ func (p *Profile) serveUserinfo(c *fiber.Ctx) error {
 	if !ok || !p.now().Before(info.expires) {
 		return p.bearerFail(c, ep, errInvalidToken)
 	}
+	if !p.forUserinfo(info.audience) {
+		return p.bearerFail(c, ep, errInvalidToken.WithCause(errors.New("token audience is not userinfo's")))
+	}
 	switch revoked, err := p.revoked(ctx, info); {
 	case err != nil:
 		return p.bearerFail(c, ep, oauth.ErrServerError.WithCause(err))
@@ -91,6 +94,15 @@ func (p *Profile) serveUserinfo(c *fiber.Ctx) error {
 		return p.bearerFail(c, ep, oauth.ErrServerError.WithCause(err))
 	}
 	return sendJSON(c, body)
+}
+
+// forUserinfo reports whether a token of audience aud is meant for
+// userinfo (RFC 9068 §4): aud names the issuer, whose endpoint it is, or
+// one of the profile's userinfo-audiences.
+func (p *Profile) forUserinfo(aud []string) bool {
+	return slices.ContainsFunc(aud, func(a string) bool {
+		return a == p.issuer || slices.Contains(p.userinfoAudiences, a)
+	})
 }
 
 // userClaims returns sub plus the claims the scopes release.

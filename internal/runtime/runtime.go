@@ -146,6 +146,9 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
 		signers  = map[string]*keys.Signer{} // parsed once per snapshot, shared by profiles
 		bad      = map[string]bool{}         // keys whose error is already reported
 		paths    = map[string]string{}       // mount path → profile, to catch shadowing
+		// RFC 8414 metadata path → token profile: the host-root route of
+		// each must be its own.
+		metadataPaths = map[string]string{}
 	)
 	for i, name := range role.Profiles {
 		p := snap.Profiles[name]
@@ -193,6 +196,13 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
 		if err != nil {
 			errs = append(errs, at(p.Pos, "profiles."+name, err))
 			continue
+		}
+		if mp := tp.MetadataPath(); mp != "" {
+			if other, dup := metadataPaths[mp]; dup {
+				errs = append(errs, at(p.Pos, "profiles."+name+".issuer", fmt.Errorf("its metadata URL %s is already profile %q's in role %q; give the issuers different paths", mp, other, snap.Role)))
+				continue
+			}
+			metadataPaths[mp] = name
 		}
 		profiles = append(profiles, tp)
 		r.tokens[name] = tp

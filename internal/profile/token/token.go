@@ -40,6 +40,10 @@ const (
 	PathLogout     = "/logout"
 )
 
+// PathASMetadata is where RFC 8414 §3 puts authorization server metadata:
+// at the host root, followed by the issuer's path. Served with discovery.
+const PathASMetadata = "/.well-known/oauth-authorization-server"
+
 // endpointPaths maps config endpoint names to their paths.
 var endpointPaths = map[string]string{
 	config.EndpointDiscovery:  PathDiscovery,
@@ -297,6 +301,16 @@ func (p *Profile) Name() string { return p.name }
 // trailing slash ("" for the root).
 func (p *Profile) Path() string { return p.path }
 
+// MetadataPath is the host-root path of the profile's RFC 8414 metadata
+// (PathASMetadata + the issuer's path), or "" when discovery is not served.
+func (p *Profile) MetadataPath() string {
+	if !p.served[config.EndpointDiscovery] {
+		return ""
+	}
+	u, _ := url.Parse(p.issuer) // checked in New
+	return PathASMetadata + strings.TrimSuffix(u.EscapedPath(), "/")
+}
+
 // Discovery returns the pre-serialized metadata document. Callers must
 // not modify it.
 func (p *Profile) Discovery() []byte { return p.discovery }
@@ -475,6 +489,12 @@ func (p *Profile) MountWith(r fiber.Router, wrap Wrap) {
 		r.All(path, chain(wrap, endpoint, methodNotAllowed("GET, HEAD, POST"))...)
 	}
 	get(config.EndpointDiscovery, p.serveDiscovery)
+	if path := p.MetadataPath(); path != "" {
+		// The same document at the RFC 8414 location, which the runtime
+		// keeps unique among a role's profiles.
+		r.Get(path, chain(wrap, config.EndpointDiscovery, p.serveDiscovery)...)
+		r.All(path, chain(wrap, config.EndpointDiscovery, methodNotAllowed("GET, HEAD"))...)
+	}
 	get(config.EndpointJWKS, p.serveJWKS)
 	post(config.EndpointToken, p.serveToken)
 	post(config.EndpointIntrospect, p.serveIntrospect)

@@ -311,6 +311,24 @@ clients:
 			},
 		},
 		{
+			name: "loopback-redirect-any-port needs a loopback IP redirect URI",
+			files: map[string]string{"00-base.yaml": base, "c.yaml": `clients:
+  cli:
+    profile: token
+    grant-types: [authorization_code]
+    redirect-uris: [http://localhost/cb, https://app.example.com/cb]
+    loopback-redirect-any-port: true
+  ok:
+    profile: token
+    grant-types: [authorization_code]
+    redirect-uris: ["http://[::1]/cb"]
+    loopback-redirect-any-port: true
+`},
+			want: []string{
+				`c.yaml:6:33: clients.cli.loopback-redirect-any-port: needs a redirect URI on a loopback IP literal (http://127.0.0.1/… or http://[::1]/…); localhost does not qualify (RFC 8252 §8.3)`,
+			},
+		},
+		{
 			name: "key of another profile type",
 			files: map[string]string{"00-base.yaml": base, "p.yaml": `profiles:
   authn:

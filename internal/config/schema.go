@@ -319,6 +319,11 @@ type Client struct {
 	// learns only those of tokens issued to it or naming it in aud
 	// (RFC 7662 §4).
 	IntrospectAllTokens bool `yaml:"introspect-all-tokens"`
+	// LoopbackRedirectAnyPort: a native app's redirect URI on a loopback
+	// IP literal (http://127.0.0.1/… or http://[::1]/…) matches whatever
+	// port the app listens on (RFC 8252 §7.3); path and query still match
+	// exactly.
+	LoopbackRedirectAnyPort bool `yaml:"loopback-redirect-any-port"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("5m", "720h").

@@ -574,6 +574,9 @@ func (l *loader) checkClientValues(c *Client) {
 	for i, u := range c.RedirectURIs {
 		l.checkRedirectURI(fmt.Sprintf("%s.redirect-uris[%d]", path, i), u)
 	}
+	if c.LoopbackRedirectAnyPort && !slices.ContainsFunc(c.RedirectURIs, isLoopbackIPURI) {
+		l.at(path+".loopback-redirect-any-port", "needs a redirect URI on a loopback IP literal (http://127.0.0.1/… or http://[::1]/…); localhost does not qualify (RFC 8252 §8.3)")
+	}
 	l.unique(path+".post-logout-redirect-uris", c.PostLogoutRedirectURIs)
 	for i, u := range c.PostLogoutRedirectURIs {
 		l.checkRedirectURI(fmt.Sprintf("%s.post-logout-redirect-uris[%d]", path, i), u)
@@ -595,6 +598,13 @@ func (l *loader) checkRedirectURI(path, raw string) {
 	case (u.Scheme == "http" || u.Scheme == "https") && u.Host == "":
 		l.at(path, "must name a host, got %s", l.q(path, raw))
 	}
+}
+
+// isLoopbackIPURI: an http URI whose host is 127.0.0.1 or [::1], the
+// redirect URIs whose port loopback-redirect-any-port lets vary.
+func isLoopbackIPURI(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "http" && u.User == nil && (u.Hostname() == "127.0.0.1" || u.Hostname() == "::1")
 }
 
 // validScope: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).

@@ -170,8 +170,8 @@ func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
 		return p.authzPage(c, "The request has no redirect_uri.")
 	}
 	// Exact string comparison (RFC 9700 §4.1.3): no normalisation, no
-	// prefix or pattern matching.
-	if !slices.Contains(cl.redirectURIs, redirectURI) {
+	// prefix or pattern matching; only a loopback port may vary, on opt-in.
+	if !cl.redirectAllowed(redirectURI) {
 		return p.authzPage(c, "The redirect_uri is not registered for this application.")
 	}
 	state := a.get("state")

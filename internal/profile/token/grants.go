@@ -30,6 +30,7 @@ type client struct {
 	public                 bool // token-endpoint-auth-method none
 	consent                bool // ask the user at every authorization
 	introspectAll          bool // may learn the claims of every token at introspection
+	loopbackAnyPort        bool // a loopback IP redirect URI matches on any port (RFC 8252 §7.3)
 
 	cfg    *config.Client           // the entry it was built from, for reuse
 	policy config.AccessTokenPolicy // the profile policy it was built with
@@ -63,6 +64,7 @@ func newClient(c *config.Client, p *config.Profile) *client {
 		postLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 		consent:                c.Consent,
 		introspectAll:          c.IntrospectAllTokens,
+		loopbackAnyPort:        c.LoopbackRedirectAnyPort,
 		public:                 c.TokenEndpointAuthMethod == config.AuthNone || (c.TokenEndpointAuthMethod == "" && c.Secret.IsZero() && len(c.PublicKeys) == 0),
 	}
 	for _, g := range c.GrantTypes {

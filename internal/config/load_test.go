@@ -329,6 +329,23 @@ clients:
 			},
 		},
 		{
+			name: "allowed-origins",
+			files: map[string]string{"00-base.yaml": base, "c.yaml": `clients:
+  spa:
+    profile: token
+    grant-types: [authorization_code]
+    redirect-uris: [https://app.example.com/cb]
+    allowed-origins: ["*", https://app.example.com/, http://app.example.com, app.example.com, https://app.example.com, https://app.example.com, "http://127.0.0.1:3000"]
+`},
+			want: []string{
+				`c.yaml:6:23: clients.spa.allowed-origins[0]: must be one origin such as https://app.example.com, not "*"`,
+				`c.yaml:6:28: clients.spa.allowed-origins[1]: must be an origin (scheme://host[:port]) without a path, query or fragment, got "https://app.example.com/"`,
+				`c.yaml:6:54: clients.spa.allowed-origins[2]: must use https (http is allowed for loopback hosts only), got "http://app.example.com"`,
+				`c.yaml:6:78: clients.spa.allowed-origins[3]: must be an origin such as https://app.example.com, got "app.example.com"`,
+				`c.yaml:6:120: clients.spa.allowed-origins[5]: "https://app.example.com" is listed twice`,
+			},
+		},
+		{
 			name: "key of another profile type",
 			files: map[string]string{"00-base.yaml": base, "p.yaml": `profiles:
   authn:

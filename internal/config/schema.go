@@ -324,6 +324,10 @@ type Client struct {
 	// port the app listens on (RFC 8252 §7.3); path and query still match
 	// exactly.
 	LoopbackRedirectAnyPort bool `yaml:"loopback-redirect-any-port"`
+	// AllowedOrigins are the browser origins (scheme://host[:port]) that
+	// may call the token, revocation and userinfo endpoints cross-origin
+	// (CORS), e.g. a single-page app exchanging its code.
+	AllowedOrigins []string `yaml:"allowed-origins"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("5m", "720h").

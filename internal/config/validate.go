@@ -577,6 +577,10 @@ func (l *loader) checkClientValues(c *Client) {
 	if c.LoopbackRedirectAnyPort && !slices.ContainsFunc(c.RedirectURIs, isLoopbackIPURI) {
 		l.at(path+".loopback-redirect-any-port", "needs a redirect URI on a loopback IP literal (http://127.0.0.1/… or http://[::1]/…); localhost does not qualify (RFC 8252 §8.3)")
 	}
+	l.unique(path+".allowed-origins", c.AllowedOrigins)
+	for i, o := range c.AllowedOrigins {
+		l.checkOrigin(fmt.Sprintf("%s.allowed-origins[%d]", path, i), o)
+	}
 	l.unique(path+".post-logout-redirect-uris", c.PostLogoutRedirectURIs)
 	for i, u := range c.PostLogoutRedirectURIs {
 		l.checkRedirectURI(fmt.Sprintf("%s.post-logout-redirect-uris[%d]", path, i), u)
@@ -597,6 +601,23 @@ func (l *loader) checkRedirectURI(path, raw string) {
 		l.at(path, "must use https (http is allowed for loopback hosts only), got %s", l.q(path, raw))
 	case (u.Scheme == "http" || u.Scheme == "https") && u.Host == "":
 		l.at(path, "must name a host, got %s", l.q(path, raw))
+	}
+}
+
+// checkOrigin: a browser origin as the Origin header sends it,
+// scheme://host[:port] and nothing more (RFC 6454 §6.1), https or http on
+// loopback; never "*", which would let every site read the responses.
+func (l *loader) checkOrigin(path, o string) {
+	u, err := url.Parse(o)
+	switch {
+	case o == "*":
+		l.at(path, `must be one origin such as https://app.example.com, not "*"`)
+	case err != nil || !u.IsAbs() || u.Host == "" || u.User != nil || u.Opaque != "":
+		l.at(path, "must be an origin such as https://app.example.com, got %q", o)
+	case u.Path != "" || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(o, "?#"):
+		l.at(path, "must be an origin (scheme://host[:port]) without a path, query or fragment, got %q", o)
+	case u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())):
+		l.at(path, "must use https (http is allowed for loopback hosts only), got %q", o)
 	}
 }
 

@@ -71,7 +71,7 @@ func newFlowEnvWith(t *testing.T, ks *keys.Set, withAuthn bool) *flowEnv {
 		"web": {Profile: "token", Secret: secret.New(webSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
 			GrantTypes: code, Scopes: []string{"openid", "profile", "email", storage.ScopeOfflineAccess},
 			RedirectURIs: []string{webRedirect, "https://rp.example.com/cb?tenant=1"}, PostLogoutRedirectURIs: []string{webLogout}},
-		"spa": {Profile: "token", TokenEndpointAuthMethod: config.AuthNone,
+		"spa": {Profile: "token", TokenEndpointAuthMethod: config.AuthNone, AllowedOrigins: []string{"http://127.0.0.1:9999"},
 			GrantTypes: code, Scopes: []string{"openid", "profile"}, RedirectURIs: []string{spaRedirect}},
 		"other": {Profile: "token", Secret: secret.New(otherSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
 			GrantTypes: code, Scopes: []string{"openid"}, RedirectURIs: []string{"https://other.example.com/cb"}},

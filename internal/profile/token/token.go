@@ -130,6 +130,9 @@ type Profile struct {
 	// userinfoAudiences are the audiences besides the issuer whose access
 	// tokens userinfo accepts (RFC 9068 §4).
 	userinfoAudiences []string
+	// corsOrigins may call the token, revocation and userinfo endpoints
+	// from a browser (see cors.go).
+	corsOrigins map[string]bool
 }
 
 // implemented are the endpoints this build serves (all of
@@ -227,6 +230,7 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 			prof.clients[name] = reuseOrNewClient(deps.Previous, c, p)
 		}
 	}
+	prof.corsOrigins = corsOrigins(cfgClients)
 	if !prof.rotateRefresh {
 		// RFC 9700 §4.14.2: a public client's refresh tokens must be
 		// sender-constrained or rotated; this server does not bind them.
@@ -471,11 +475,21 @@ func (p *Profile) MountWith(r fiber.Router, wrap Wrap) {
 		r.Get(path, chain(wrap, endpoint, h)...)
 		r.All(path, chain(wrap, endpoint, methodNotAllowed("GET, HEAD"))...)
 	}
+	// cors wraps the endpoints browser apps fetch and answers their
+	// preflights.
+	cors := func(endpoint, methods string, h fiber.Handler) fiber.Handler {
+		if !corsEndpoints[endpoint] {
+			return h
+		}
+		r.Options(p.path+endpointPaths[endpoint], chain(wrap, endpoint, p.preflight(methods))...)
+		return p.withCORS(h)
+	}
 	post := func(endpoint string, h fiber.Handler) {
 		if !p.served[endpoint] {
 			return
 		}
 		path := p.path + endpointPaths[endpoint]
+		h = cors(endpoint, "POST", h)
 		r.Post(path, chain(wrap, endpoint, h)...)
 		r.All(path, chain(wrap, endpoint, methodNotAllowed("POST"))...)
 	}
@@ -484,6 +498,7 @@ func (p *Profile) MountWith(r fiber.Router, wrap Wrap) {
 			return
 		}
 		path := p.path + endpointPaths[endpoint]
+		h = cors(endpoint, "GET, HEAD, POST", h)
 		r.Get(path, chain(wrap, endpoint, h)...)
 		r.Post(path, chain(wrap, endpoint, h)...)
 		r.All(path, chain(wrap, endpoint, methodNotAllowed("GET, HEAD, POST"))...)

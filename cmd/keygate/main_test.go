@@ -388,3 +388,38 @@ func TestRepositoryExample(t *testing.T) {
 		}
 	})
 }
+
+// Without the stage's variables, validate reports the missing variables
+// and every error that does not depend on them, all at once: a dangling
+// reference beside a placeholder secret is not hidden.
+func TestValidateWithoutStageVariablesReportsEverything(t *testing.T) {
+	dir := t.TempDir()
+	entries, err := os.ReadDir("../../config.d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join("../../config.d", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "40-clients.yaml" {
+			data = append(data, "  orphan:\n    profile: no-such-profile\n    secret: $ORPHAN_SECRET\n    grant-types: [client_credentials]\n"...)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runCLI(t, nil, "config", "validate", "--dir", dir)
+	if r.code != 1 {
+		t.Fatalf("validate: %+v", r)
+	}
+	for _, want := range []string{
+		"clients.web-app.secret: variable WEB_APP_SECRET is not set",
+		`clients.orphan.profile: refers to profile "no-such-profile", which is not defined`,
+	} {
+		if !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("validate output lacks %q:\n%s%s", want, r.stdout, r.stderr)
+		}
+	}
+}

@@ -399,6 +399,9 @@ func (s *Server) nodes(ctx context.Context) ([]NodeInfo, []string) {
 			state, _ := n.Details["state"].(string)
 			stale := now.Sub(n.HeartbeatAt) > s.c.StaleAfter || state == stateStopping ||
 				(!n.ExpiresAt.IsZero() && now.After(n.ExpiresAt))
+			if conflict, _ := n.Details["id_conflict"].(bool); conflict && !stale {
+				errs = append(errs, fmt.Sprintf("node %s: more than one running node reports this id; give each its own KEYGATE_NODE_ID", n.ID))
+			}
 			out = append(out, NodeInfo{ID: n.ID, Role: n.Role, Zone: n.Zone, DataSource: name, ConfigVersion: n.ConfigVersion,
 				ConfigHash: n.ConfigHash, BinaryVersion: n.BinaryVersion, SchemaMax: schemaMax(n.Details),
 				HeartbeatAt: n.HeartbeatAt, State: state, Stale: stale})

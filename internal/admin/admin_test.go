@@ -240,3 +240,47 @@ keys:
 		t.Errorf("a refused bundle changed the publish dir: %v → %v", before, after)
 	}
 }
+
+// The GitOps case: secrets are placeholders the admin cannot resolve. A
+// dangling reference beside them is still found, and nothing is written.
+func TestPlaceholderSecretsDoNotHideBrokenReferences(t *testing.T) {
+	f := newFixture(t)
+	files := map[string]string{"a.yaml": cfg("k.db", "authn") + `  token:
+    type: token
+    path: /oauth/v2
+    issuer: https://id.example.com/oauth/v2
+    signing-keys: [k]
+    endpoints: [discovery, token]
+keys:
+  k: {algorithm: ES256, private-key: $SIGNING_KEY}
+clients:
+  orphan:
+    profile: no-such-profile
+    secret: $ORPHAN_SECRET
+    grant-types: [client_credentials]
+  typo:
+    profile: token
+    secret: $TYPO_SECRET
+    grant-types: [client_credential]
+`}
+	before := listing(t, f.pubDir)
+	code, _, body := f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: files})
+	if code != http.StatusUnprocessableEntity {
+		t.Fatalf("bundle with a dangling reference: %d %s", code, body)
+	}
+	var p problem
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`clients.orphan.profile: refers to profile "no-such-profile", which is not defined`,
+		`clients.typo.grant-types[0]: "client_credential" is not one of`,
+	} {
+		if !strings.Contains(body2(p), want) {
+			t.Errorf("refusal lacks %q: %s", want, body)
+		}
+	}
+	if after := listing(t, f.pubDir); !slices.Equal(before, after) {
+		t.Errorf("a refused bundle changed the publish dir: %v → %v", before, after)
+	}
+}

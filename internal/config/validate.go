@@ -45,8 +45,8 @@ var (
 
 // validate applies defaults and checks every entry, with the references
 // between entries. A value with a missing variable is not checked (the
-// variable is its error); an entry only another role uses, with a missing
-// variable, is not checked at all, since this stage cannot resolve it.
+// variable is its error, where the role uses the entry); everything else
+// about the entry is, in every role and stage (see complete).
 func (l *loader) validate() {
 	r := &l.raw
 	for _, name := range sortedKeys(r.ServiceRoles) {
@@ -83,7 +83,7 @@ func (l *loader) validate() {
 	// so they are checked in map order (errors are sorted at the end).
 	recs := l.recs["clients"]
 	for name, c := range r.Clients {
-		if rec := recs[name]; !l.broken[rec.key] && (len(l.missing[rec.key]) == 0 || l.used(rec.key)) {
+		if rec := recs[name]; !l.broken[rec.key] {
 			l.cur = rec
 			l.checkClient(c)
 		}
@@ -132,9 +132,14 @@ func (l *loader) posAt(path string) (Position, bool) {
 	return l.cur.posOf(path)
 }
 
+// complete reports whether an entry can be checked: every entry that
+// decoded is, whether or not its variables are set here. A value with a
+// missing variable is marked failed, so only the checks that need that
+// value skip it; structure and references are checked everywhere, so a
+// dangling reference is found in every stage, not only the one whose
+// secrets happen to be set.
 func (l *loader) complete(section, name string) bool {
-	key := section + "/" + name
-	return !l.broken[key] && (len(l.missing[key]) == 0 || l.used(key))
+	return !l.broken[section+"/"+name]
 }
 
 // at reports an error at the position of a key path, or of its closest

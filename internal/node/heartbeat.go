@@ -50,6 +50,11 @@ type heartbeater struct {
 	stop     chan struct{}
 	done     chan struct{}
 	failing  bool // only the goroutine (then Stop, after it ended) touches it
+	// instance tells this run of the node from another process that
+	// writes heartbeats under the same id; conflict: one was seen at the
+	// last beat.
+	instance string
+	conflict bool
 }
 
 // heartbeatSlot holds a node's heartbeater: Serve sets it, Shutdown
@@ -65,7 +70,7 @@ func (n *Node) startHeartbeat() {
 		iv = DefaultHeartbeatInterval
 	}
 	h := &heartbeater{n: n, log: n.log.With("component", "heartbeat"), interval: iv,
-		started: time.Now().UTC(), stop: make(chan struct{}), done: make(chan struct{})}
+		started: time.Now().UTC(), stop: make(chan struct{}), done: make(chan struct{}), instance: storage.NewID()}
 	n.heartbeat.p.Store(h)
 	go h.run()
 }
@@ -137,7 +142,9 @@ func (h *heartbeater) row(st reload.Status, now, expires time.Time, state string
 		"config_schema_max": config.SchemaVersion,
 		"config_schemas":    config.SupportedSchemas,
 		"storage_schema":    []int{storage.SchemaMin, storage.SchemaMax},
+		"instance":          h.instance,
 	}
+
 	if !st.LastAttemptAt.IsZero() {
 		details["last_reload_at"] = st.LastAttemptAt.Format(time.RFC3339Nano)
 	}
@@ -195,13 +202,46 @@ func errorSummary(msg string) string {
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
+// DetailIDConflict, in a heartbeat's details, says that the node saw
+// another live process write heartbeats under its id.
+const DetailIDConflict = "id_conflict"
+
+// sharedID reports whether the row under this node's id was last written,
+// recently, by another process that is still serving.
+func (h *heartbeater) sharedID(ctx context.Context, st storage.Store, now time.Time) bool {
+	rows, err := st.Nodes().List(ctx)
+	if err != nil {
+		return false
+	}
+	for _, r := range rows {
+		if r.ID != h.n.settings.NodeID {
+			continue
+		}
+		other, _ := r.Details["instance"].(string)
+		state, _ := r.Details["state"].(string)
+		return other != "" && other != h.instance && state == StateServing && now.Sub(r.HeartbeatAt) < HeartbeatTTL*h.interval
+	}
+	return false
+}
+
 // write stores one heartbeat, logging a failure once until a write succeeds
 // again (a database outage must not flood the log every interval).
 func (h *heartbeater) write(ctx context.Context, row model.NodeStatus) {
 	ctx, cancel := context.WithTimeout(ctx, min(h.interval, 5*time.Second))
 	defer cancel()
 	// n.withStore holds a reference on the live pool, never a closed store.
-	_, err := h.n.withStore(ctx, func(st storage.Store) error { return st.Nodes().Heartbeat(ctx, row) })
+	_, err := h.n.withStore(ctx, func(st storage.Store) error {
+		shared := h.sharedID(ctx, st, row.HeartbeatAt)
+		if shared && !h.conflict {
+			h.log.Error("another running node writes heartbeats under this node id; give each node its own KEYGATE_NODE_ID",
+				"node_id", row.ID)
+		}
+		h.conflict = shared
+		if shared {
+			row.Details[DetailIDConflict] = true
+		}
+		return st.Nodes().Heartbeat(ctx, row)
+	})
 	switch {
 	case errors.Is(err, errNoDataSource):
 	case err != nil && !h.failing:

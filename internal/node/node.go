@@ -162,6 +162,13 @@ func (n *Node) Serve(public, opsLn net.Listener) error {
 		return errors.Join(public.Close(), opsLn.Close())
 	}
 	n.stop, n.publicLn = cancel, public
+	if n.settings.NodeIDFromHost {
+		// Two nodes on one host must not share a heartbeat row: the
+		// default id is the host name and the public listener's port.
+		if _, port, err := net.SplitHostPort(public.Addr().String()); err == nil {
+			n.settings.NodeID += ":" + port
+		}
+	}
 	n.mu.Unlock()
 	go func() {
 		defer close(n.done)

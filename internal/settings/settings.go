@@ -49,7 +49,10 @@ type Settings struct {
 	ReloadPoll      time.Duration `envconfig:"KEYGATE_RELOAD_POLL_INTERVAL" default:"10s"` // 0 disables the periodic hash check
 	ShutdownTimeout time.Duration `envconfig:"KEYGATE_SHUTDOWN_TIMEOUT" default:"30s"`
 	MigrateOnStart  bool          `envconfig:"KEYGATE_MIGRATE_ON_START" default:"true"`
-	NodeID          string        `envconfig:"KEYGATE_NODE_ID"` // default: the hostname
+	NodeID          string        `envconfig:"KEYGATE_NODE_ID"` // default: the hostname; a runtime node adds its listener's port
+	// NodeIDFromHost: KEYGATE_NODE_ID was not set, so NodeID is the
+	// hostname, which two nodes on one host share.
+	NodeIDFromHost bool `ignored:"true"`
 
 	// Bundles (issue 4; documented in the README).
 
@@ -111,6 +114,7 @@ func Load(environ []string) (Settings, []string, error) {
 	s.LogFormat = strings.ToLower(s.LogFormat)
 	if s.NodeID == "" {
 		s.NodeID, _ = os.Hostname() // empty on failure; Validate reports it
+		s.NodeIDFromHost = true
 	}
 
 	var warnings []string

@@ -1,0 +1,76 @@
+package tests
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/bundle"
+)
+
+// Two runtime nodes of one role on one host are two nodes in the cluster
+// view, not one; two live nodes that share an explicit KEYGATE_NODE_ID are
+// reported as a conflict.
+func TestFleetViewOfNodesOnOneHost(t *testing.T) {
+	zoneA, zoneB := zoneDatabase(t, "a"), zoneDatabase(t, "b")
+	secrets := t.TempDir()
+	tokenFile := filepath.Join(secrets, "token")
+	check(t, os.WriteFile(tokenFile, []byte(clusterToken+"\n"), 0o600))
+	signFile := filepath.Join(secrets, "sign.pem")
+	writeSigningKey(t, signFile)
+	dir := twoZoneConfig(t, "http://localhost/fleet", keysConfig(map[string]string{"k1": newKeyFile(t, secrets, "k1")}))
+	adm := startAdmin(t, "KEYGATE_PUBLISH_DIR="+t.TempDir(), "KEYGATE_BUNDLE_SIGNING_KEY_FILE="+signFile, "KEYGATE_ADMIN_TOKEN_FILE="+tokenFile,
+		"KEYGATE_CONFIG_DIR="+dir, "ZONE_A_DB_URL="+zoneA, "ZONE_B_DB_URL="+zoneB)
+	env := []string{"KEYGATE_SERVICE_ROLE=edge-a", "ZONE_A_DB_URL=" + zoneA, "KEYGATE_HEARTBEAT_INTERVAL=300ms"}
+
+	startNode(t, dir, env...)
+	startNode(t, dir, env...)
+	host, _ := os.Hostname()
+	var ids []string
+	waitFor(t, 20*time.Second, "two nodes of edge-a in the cluster view", func() bool {
+		ids = nil
+		for _, n := range adm.cluster(t).Nodes {
+			if n.Role == "edge-a" && !n.Stale {
+				ids = append(ids, n.ID)
+			}
+		}
+		return len(ids) == 2
+	})
+	slices.Sort(ids)
+	if ids[0] == ids[1] || !strings.HasPrefix(ids[0], host+":") || !strings.HasPrefix(ids[1], host+":") {
+		t.Errorf("default node ids %v, want two distinct %s:<port>", ids, host)
+	}
+	// (zone b has no node, so its database was never migrated: that error is expected.)
+	for _, e := range adm.cluster(t).Errors {
+		if strings.Contains(e, "reports this id") {
+			t.Errorf("a conflict reported for distinct ids: %v", e)
+		}
+	}
+
+	dup := append(slices.Clone(env), "KEYGATE_NODE_ID=edge-a-1")
+	startNode(t, dir, dup...)
+	startNode(t, dir, dup...)
+	waitFor(t, 20*time.Second, "the duplicate id reported", func() bool {
+		for _, e := range adm.cluster(t).Errors {
+			if strings.Contains(e, "node edge-a-1: more than one running node reports this id") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// writeSigningKey writes a fresh Ed25519 bundle-signing key (PEM) to path.
+func writeSigningKey(t *testing.T, path string) {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	check(t, err)
+	priv, _, err := bundle.MarshalKeys(key)
+	check(t, err)
+	check(t, os.WriteFile(path, priv, 0o600))
+}

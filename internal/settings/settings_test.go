@@ -46,6 +46,7 @@ func TestDefaults(t *testing.T) {
 		ShutdownTimeout:   30 * time.Second,
 		MigrateOnStart:    true,
 		NodeID:            host,
+		NodeIDFromHost:    true,
 		HeartbeatInterval: 5 * time.Second,
 		GCInterval:        10 * time.Minute,
 		PublishRetention:  10,

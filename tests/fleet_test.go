@@ -3,6 +3,7 @@ package tests
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,6 +46,9 @@ func TestFleetViewOfNodesOnOneHost(t *testing.T) {
 	if ids[0] == ids[1] || !strings.HasPrefix(ids[0], host+":") || !strings.HasPrefix(ids[1], host+":") {
 		t.Errorf("default node ids %v, want two distinct %s:<port>", ids, host)
 	}
+	if v := adm.roleView(t, "edge-a"); !v.Converged || v.Nodes != 2 {
+		t.Errorf("edge-a in the cluster view: %+v", v)
+	}
 	// (zone b has no node, so its database was never migrated: that error is expected.)
 	for _, e := range adm.cluster(t).Errors {
 		if strings.Contains(e, "reports this id") {
@@ -73,4 +77,24 @@ func writeSigningKey(t *testing.T, path string) {
 	priv, _, err := bundle.MarshalKeys(key)
 	check(t, err)
 	check(t, os.WriteFile(path, priv, 0o600))
+}
+
+type roleView struct {
+	Nodes     int      `json:"nodes"`
+	Converged bool     `json:"converged"`
+	Behind    []string `json:"behind"`
+	Failing   []string `json:"failing"`
+}
+
+// roleView is one role of GET /admin/v1/cluster.
+func (a *adminNode) roleView(t *testing.T, role string) roleView {
+	t.Helper()
+	code, body := a.call(t, "GET", "/admin/v1/cluster", clusterToken, nil)
+	var v struct {
+		Roles map[string]roleView `json:"roles"`
+	}
+	if code != 200 || json.Unmarshal(body, &v) != nil {
+		t.Fatalf("GET /admin/v1/cluster: %d %s", code, body)
+	}
+	return v.Roles[role]
 }

@@ -307,6 +307,9 @@ type NodeInfo struct {
 	// State is the node's own word: "serving", or "stopping" after a
 	// clean shutdown ("" if not reported).
 	State string `json:"state"`
+	// LastReload is the result of its last reload that did something:
+	// "success" or "failure" ("" if not reported).
+	LastReload string `json:"last_reload"`
 	// Stale: the node stopped (state "stopping"), its heartbeat expired
 	// (three of its intervals without one), or none came for StaleAfter.
 	Stale bool `json:"stale"`
@@ -317,7 +320,54 @@ func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
 	if nodes == nil {
 		nodes = []NodeInfo{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes, "errors": errs})
+	active, _, _ := s.c.Publisher.Active()
+	writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes, "roles": roleViews(nodes, active.Manifest), "errors": errs})
+}
+
+// RoleView is one service role in the cluster view: whether every live
+// node of it serves the active bundle, and which nodes keep it from that.
+type RoleView struct {
+	ActiveVersion string `json:"active_version"` // "" when nothing is published
+	Nodes         int    `json:"nodes"`          // live nodes
+	// Converged: at least one live node, and every live node serves the
+	// active version (when one is published) with its last reload good.
+	Converged bool `json:"converged"`
+	// Behind: live nodes on another version; Failing: live nodes whose
+	// last reload failed; Unsupported: live nodes whose binary cannot
+	// load the active bundle's schema; Stale: nodes that stopped beating.
+	Behind      []string `json:"behind"`
+	Failing     []string `json:"failing"`
+	Unsupported []string `json:"unsupported"`
+	Stale       []string `json:"stale"`
+}
+
+func roleViews(nodes []NodeInfo, active bundle.Manifest) map[string]*RoleView {
+	out := map[string]*RoleView{}
+	for _, n := range nodes {
+		v := out[n.Role]
+		if v == nil {
+			v = &RoleView{ActiveVersion: active.Version, Behind: []string{}, Failing: []string{}, Unsupported: []string{}, Stale: []string{}}
+			out[n.Role] = v
+		}
+		if n.Stale {
+			v.Stale = append(v.Stale, n.ID)
+			continue
+		}
+		v.Nodes++
+		if active.Version != "" && n.ConfigVersion != active.Version {
+			v.Behind = append(v.Behind, n.ID)
+		}
+		if n.LastReload == "failure" {
+			v.Failing = append(v.Failing, n.ID)
+		}
+		if active.Schema > 0 && n.SchemaMax >= 0 && n.SchemaMax < active.Schema {
+			v.Unsupported = append(v.Unsupported, n.ID)
+		}
+	}
+	for _, v := range out {
+		v.Converged = v.Nodes > 0 && len(v.Behind) == 0 && len(v.Failing) == 0 && len(v.Unsupported) == 0
+	}
+	return out
 }
 
 // oldestSchema is the lowest schema_max of live nodes (-1: none known).
@@ -402,7 +452,8 @@ func (s *Server) nodes(ctx context.Context) ([]NodeInfo, []string) {
 			if conflict, _ := n.Details["id_conflict"].(bool); conflict && !stale {
 				errs = append(errs, fmt.Sprintf("node %s: more than one running node reports this id; give each its own KEYGATE_NODE_ID", n.ID))
 			}
-			out = append(out, NodeInfo{ID: n.ID, Role: n.Role, Zone: n.Zone, DataSource: name, ConfigVersion: n.ConfigVersion,
+			lastReload, _ := n.Details["last_reload"].(string)
+			out = append(out, NodeInfo{ID: n.ID, LastReload: lastReload, Role: n.Role, Zone: n.Zone, DataSource: name, ConfigVersion: n.ConfigVersion,
 				ConfigHash: n.ConfigHash, BinaryVersion: n.BinaryVersion, SchemaMax: schemaMax(n.Details),
 				HeartbeatAt: n.HeartbeatAt, State: state, Stale: stale})
 		}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/bundle"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/publish"
@@ -282,5 +283,30 @@ clients:
 	}
 	if after := listing(t, f.pubDir); !slices.Equal(before, after) {
 		t.Errorf("a refused bundle changed the publish dir: %v → %v", before, after)
+	}
+}
+
+// The per-role view: converged only when every live node serves the
+// active version with a good last reload on a schema it supports.
+func TestRoleViews(t *testing.T) {
+	active := bundle.Manifest{Version: "v7", Schema: 2}
+	nodes := []NodeInfo{
+		{ID: "a1", Role: "edge-a", ConfigVersion: "v7", LastReload: "success", SchemaMax: 2},
+		{ID: "a2", Role: "edge-a", ConfigVersion: "v7", LastReload: "success", SchemaMax: 3},
+		{ID: "a3", Role: "edge-a", ConfigVersion: "v6", Stale: true, SchemaMax: 2},
+		{ID: "b1", Role: "edge-b", ConfigVersion: "v6", LastReload: "failure", SchemaMax: 2},
+		{ID: "b2", Role: "edge-b", ConfigVersion: "v6", LastReload: "success", SchemaMax: 1},
+	}
+	v := roleViews(nodes, active)
+	a, b := v["edge-a"], v["edge-b"]
+	if !a.Converged || a.Nodes != 2 || !slices.Equal(a.Stale, []string{"a3"}) || len(a.Behind) != 0 {
+		t.Errorf("edge-a: %+v", a)
+	}
+	if b.Converged || !slices.Equal(b.Behind, []string{"b1", "b2"}) || !slices.Equal(b.Failing, []string{"b1"}) ||
+		!slices.Equal(b.Unsupported, []string{"b2"}) {
+		t.Errorf("edge-b: %+v", b)
+	}
+	if v := roleViews([]NodeInfo{{ID: "c", Role: "r", Stale: true}}, active)["r"]; v.Converged {
+		t.Errorf("a role with no live node converged: %+v", v)
 	}
 }

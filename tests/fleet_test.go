@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -97,4 +98,39 @@ func (a *adminNode) roleView(t *testing.T, role string) roleView {
 		t.Fatalf("GET /admin/v1/cluster: %d %s", code, body)
 	}
 	return v.Roles[role]
+}
+
+// `keygate bundle plan` shows, per role, what publishing would change
+// against the active bundle, and publishes nothing.
+func TestBundlePlanCLI(t *testing.T) {
+	secrets := t.TempDir()
+	tokenFile, signFile := filepath.Join(secrets, "token"), filepath.Join(secrets, "sign.pem")
+	check(t, os.WriteFile(tokenFile, []byte(clusterToken+"\n"), 0o600))
+	writeSigningKey(t, signFile)
+	keys := keysConfig(map[string]string{"k1": newKeyFile(t, secrets, "k1")})
+	src := func(issuer string) string {
+		return configDir(t, map[string]string{"00-token.yaml": tokenConfig(issuer, "k1"), "10-keys.yaml": keys})
+	}
+	pubDir := t.TempDir()
+	adm := startAdmin(t, "KEYGATE_PUBLISH_DIR="+pubDir, "KEYGATE_BUNDLE_SIGNING_KEY_FILE="+signFile, "KEYGATE_ADMIN_TOKEN_FILE="+tokenFile,
+		"KEYGATE_CONFIG_DIR="+t.TempDir())
+	if code, v, stderr := publishCLI(t, adm.url, src("http://localhost/one"), tokenFile); code != 0 || v != "v1" {
+		t.Fatalf("publish: %d %s %s", code, v, stderr)
+	}
+	before := dirListing(t, pubDir)
+	cmd := exec.Command(binary, "bundle", "plan", "--admin", adm.url, "--dir", src("http://localhost/two"), "--token-file", tokenFile)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bundle plan: %v\n%s", err, out)
+	}
+	for _, want := range []string{"plan against v1", "service role default: 1 change(s)",
+		`~ profiles.token.issuer: "http://localhost/one" → "http://localhost/two"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("plan output lacks %q:\n%s", want, out)
+		}
+	}
+	if after := dirListing(t, pubDir); !slices.Equal(before, after) {
+		t.Errorf("bundle plan changed the publish dir: %v → %v", before, after)
+	}
 }

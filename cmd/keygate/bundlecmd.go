@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,15 +21,17 @@ import (
 	"github.com/keygate/keygate/internal/settings"
 )
 
-// runBundle: `keygate bundle publish --admin URL [--dir D] [--token-file F]
-// [--message M] [--author A] [--env-file key=F]… [--force]
-// [--cacert F] [--cert F --key F]`. Exit 0 with the
-// new version on stdout; 1 with every error on stderr when the admin node
-// refuses the bundle; 2 on usage errors.
+// runBundle: `keygate bundle publish|plan --admin URL [--dir D]
+// [--token-file F] [--message M] [--author A] [--env-file key=F]…
+// [--force] [--cacert F] [--cert F --key F]`. publish: exit 0 with the new
+// version on stdout; 1 with every error on stderr when the admin node
+// refuses the bundle. plan: the admin node's plan on stdout, per role;
+// exit 0 when the bundle is valid, 1 when not. 2 on usage errors.
 func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
-	if len(args) == 0 || args[0] != "publish" {
-		return exitUsage, usageError{"usage: keygate bundle publish --admin URL [--dir config.d] [--token-file F] [--message M] [--author A] [--env-file stage=F]… [--force] [--cacert F] [--cert F --key F]"}
+	if len(args) == 0 || (args[0] != "publish" && args[0] != "plan") {
+		return exitUsage, usageError{"usage: keygate bundle publish|plan --admin URL [--dir config.d] [--token-file F] [--message M] [--author A] [--env-file stage=F]… [--force] [--cacert F] [--cert F --key F]"}
 	}
+	verb := args[0]
 	s, _, err := settings.Load(environ)
 	if err != nil {
 		return exitFailure, err
@@ -37,7 +42,7 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 		force                                     bool
 		envFiles                                  listFlag
 	)
-	fs := flag.NewFlagSet("keygate bundle publish", flag.ContinueOnError)
+	fs := flag.NewFlagSet("keygate bundle "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&adminURL, "admin", "", "admin node URL (http://admin:8081)")
 	fs.StringVar(&dir, "dir", s.ConfigDir, "config directory to publish")
@@ -53,10 +58,10 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 		return exitUsage, usageError{err.Error()}
 	}
 	if adminURL == "" || fs.NArg() > 0 {
-		return exitUsage, usageError{"bundle publish: --admin URL is required and takes no arguments"}
+		return exitUsage, usageError{"bundle " + verb + ": --admin URL is required and takes no arguments"}
 	}
 	if tokenFile == "" {
-		return exitUsage, usageError{"bundle publish: --token-file (or KEYGATE_ADMIN_TOKEN_FILE) is required"}
+		return exitUsage, usageError{"bundle " + verb + ": --token-file (or KEYGATE_ADMIN_TOKEN_FILE) is required"}
 	}
 	if (certFile == "") != (keyFile == "") {
 		return exitUsage, usageError{"bundle publish: --cert and --key must be given together"}
@@ -93,7 +98,9 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	}
 	body, _ := json.Marshal(up)
 	url := strings.TrimRight(adminURL, "/") + "/admin/v1/bundles"
-	if force {
+	if verb == "plan" {
+		url += "/plan"
+	} else if force {
 		url += "?force=true"
 	}
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
@@ -120,6 +127,9 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 		Errors      []string `json:"errors"`
 	}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if verb == "plan" && resp.StatusCode == http.StatusOK {
+		return printPlan(data, stdout, stderr)
+	}
 	_ = json.Unmarshal(data, &out)
 	if resp.StatusCode == http.StatusCreated {
 		fmt.Fprintln(stdout, out.Version)
@@ -132,4 +142,41 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 		return exitFailure, fmt.Errorf("admin node answered %s", resp.Status)
 	}
 	return exitFailure, fmt.Errorf("bundle refused (%s): %s", out.Error, out.Description)
+}
+
+// printPlan prints the admin node's plan: per role, its changes, the
+// variables it newly needs, the nodes that will load it and warnings.
+func printPlan(data []byte, stdout, stderr io.Writer) (int, error) {
+	var p admin.Plan
+	if err := json.Unmarshal(data, &p); err != nil {
+		return exitFailure, fmt.Errorf("admin node: unreadable plan: %w", err)
+	}
+	if !p.Valid {
+		for _, e := range p.Errors {
+			fmt.Fprintln(stderr, e)
+		}
+		return exitFailure, errors.New("the bundle is invalid; publishing it would be refused")
+	}
+	against := p.ActiveVersion
+	if against == "" {
+		against = "nothing published yet"
+	}
+	fmt.Fprintf(stdout, "plan against %s (bundle schema %d)\n", against, p.Schema)
+	for _, role := range slices.Sorted(maps.Keys(p.Roles)) {
+		rp := p.Roles[role]
+		fmt.Fprintf(stdout, "\nservice role %s: %d change(s)\n", role, len(rp.Changes))
+		for _, c := range rp.Changes {
+			fmt.Fprintln(stdout, "  "+c.String())
+		}
+		if len(rp.NewVariables) > 0 {
+			fmt.Fprintf(stdout, "  newly needs: %s\n", strings.Join(rp.NewVariables, ", "))
+		}
+		for _, n := range rp.Nodes {
+			fmt.Fprintf(stdout, "  node %s (%s, now on %s) will load it\n", n.ID, n.BinaryVersion, n.ConfigVersion)
+		}
+		for _, w := range rp.Warnings {
+			fmt.Fprintln(stdout, "  warning: "+w)
+		}
+	}
+	return exitOK, nil
 }

@@ -32,6 +32,8 @@ Usage:
                                         show what differs between two stages
   keygate bundle publish --admin URL [--dir D] [--token-file F] [--message M] [--author A] [--env-file stage=F]… [--force]
                                         send config.d to the admin node to validate, sign and publish
+  keygate bundle plan --admin URL [same flags]
+                                        show, per service role, what publishing config.d would change
   keygate migrate [flags]               create or upgrade the schema of every configured data source
   keygate user add --zone Z --username U [--name N] [--given-name G] [--family-name F] [--email E] [--email-verified]
                                         create a local user; the password is read from stdin

@@ -13,6 +13,8 @@
 //	                                      422 {"error":"invalid_bundle","errors":[…]} with nothing written;
 //	                                      409 {"error":"schema_too_new",…} when a live runtime node
 //	                                      supports an older schema (unless force=true)
+//	POST /admin/v1/bundles/plan           the same upload → 200 Plan: what publishing it would change, per
+//	                                      role, against the active bundle; nothing is written
 //	GET  /admin/v1/bundles                history, newest first, with the active flag
 //	POST /admin/v1/bundles/{version}/activate   rollback (or roll forward) → 200; 404 unknown version
 //	GET  /admin/v1/cluster                {"nodes":[…],"errors":[…]} from every data source's heartbeats
@@ -95,6 +97,7 @@ func New(c Config) *Server {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /admin/v1/bundles", s.postBundle)
+	mux.HandleFunc("POST /admin/v1/bundles/plan", s.planBundle)
 	mux.HandleFunc("GET /admin/v1/bundles", s.listBundles)
 	mux.HandleFunc("POST /admin/v1/bundles/{version}/activate", s.activate)
 	mux.HandleFunc("GET /admin/v1/cluster", s.cluster)
@@ -142,7 +145,7 @@ func (s *Server) postBundle(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, problem{Error: "invalid_request", Description: "body must be a JSON bundle upload: " + err.Error()})
 		return
 	}
-	b, errs := s.validate(up)
+	b, errs := s.validate(up, nil)
 	if len(errs) > 0 {
 		s.c.Logger.Warn("bundle refused", "errors", len(errs), "author", up.Author)
 		writeJSON(w, http.StatusUnprocessableEntity, problem{Error: "invalid_bundle", Description: "the bundle is invalid; nothing was published", Errors: errs})
@@ -176,8 +179,10 @@ func (s *Server) postBundle(w http.ResponseWriter, r *http.Request) {
 }
 
 // validate builds the bundle in a scratch directory; it returns every
-// problem at once. Nothing is written to the publish directory.
-func (s *Server) validate(up Upload) (*bundle.Bundle, []string) {
+// problem at once. Nothing is written to the publish directory. inspect,
+// if set, is called with the scratch directory of a valid bundle before
+// it is removed (the plan reads it).
+func (s *Server) validate(up Upload, inspect func(dir string, b *bundle.Bundle)) (*bundle.Bundle, []string) {
 	var errs []string
 	if len(up.Files) == 0 {
 		return nil, []string{"files: a bundle needs at least one *.yaml file"}
@@ -236,6 +241,9 @@ func (s *Server) validate(up Upload) (*bundle.Bundle, []string) {
 	for i := range errs {
 		errs[i] = strings.ReplaceAll(errs[i], tmp+string(filepath.Separator), "")
 		errs[i] = strings.ReplaceAll(errs[i], tmp, "config.d")
+	}
+	if len(errs) == 0 && inspect != nil {
+		inspect(tmp, b)
 	}
 	return b, errs
 }

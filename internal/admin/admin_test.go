@@ -310,3 +310,70 @@ func TestRoleViews(t *testing.T) {
 		t.Errorf("a role with no live node converged: %+v", v)
 	}
 }
+
+// A plan shows, per role, exactly the entries a change touches, with
+// secrets only as "differs", and writes nothing.
+func TestPlanShowsExactlyTheChangedEntries(t *testing.T) {
+	f := newFixture(t)
+	files := func(scope, endpoints, secret string) map[string]string {
+		return map[string]string{"a.yaml": `schema: 1
+service-roles:
+  default: {zone: z, profiles: [token]}
+  other: {zone: z, profiles: [authn]}
+zones:
+  z: {data-source: d}
+data-sources:
+  d: {type: sqlite, path: "${DB_DIR}/k.db"}
+keys:
+  k: {algorithm: ES256, private-key: $SIGNING_KEY}
+profiles:
+  token: {type: token, path: /oauth/v2, issuer: "https://id.example.com/oauth/v2", signing-keys: [k], endpoints: [` + endpoints + `]}
+  authn: {type: authentication, path: /authn, authenticators: {password: {type: password}}}
+clients:
+  svc: {profile: token, secret: "` + secret + `", grant-types: [client_credentials], scopes: [` + scope + `]}
+  other: {profile: token, secret: "$OTHER_SECRET", grant-types: [client_credentials], scopes: [read]}
+`}
+	}
+	if code, _, body := f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: files("read", "discovery, token", "$SVC_SECRET")}); code != http.StatusCreated {
+		t.Fatalf("publish v1: %d %s", code, body)
+	}
+	before := listing(t, f.pubDir)
+	code, _, body := f.do(t, "POST", "/admin/v1/bundles/plan", token, Upload{Files: files("write", "discovery, token, jwks", "$SVC_SECRET_2")})
+	if code != http.StatusOK {
+		t.Fatalf("plan: %d %s", code, body)
+	}
+	var p Plan
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Valid || p.ActiveVersion != "v1" {
+		t.Fatalf("plan %s", body)
+	}
+	var lines []string
+	for _, c := range p.Roles["default"].Changes {
+		lines = append(lines, c.String())
+	}
+	want := []string{
+		`+ profiles.token.endpoints[2]: "jwks"`,
+		`~ clients.svc.scopes[0]: "read" → "write"`,
+	}
+	slices.Sort(lines)
+	slices.Sort(want)
+	if !slices.Equal(lines, want) {
+		t.Errorf("default role changes:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	if got := p.Roles["default"].NewVariables; !slices.Equal(got, []string{"SVC_SECRET_2"}) {
+		t.Errorf("new variables %v", got)
+	}
+	if len(p.Roles["other"].Changes) != 0 {
+		t.Errorf("the other role, which serves neither entry, changes: %+v", p.Roles["other"].Changes)
+	}
+	if after := listing(t, f.pubDir); !slices.Equal(before, after) {
+		t.Errorf("a plan changed the publish dir: %v → %v", before, after)
+	}
+	// An invalid upload: the plan says why, with nothing written.
+	code, _, body = f.do(t, "POST", "/admin/v1/bundles/plan", token, Upload{Files: map[string]string{"a.yaml": "clients: {x: {profile: nope}}\n"}})
+	if err := json.Unmarshal(body, &p); code != http.StatusOK || err != nil || p.Valid || len(p.Errors) == 0 {
+		t.Errorf("plan of an invalid bundle: %d %s", code, body)
+	}
+}

@@ -44,7 +44,7 @@ type fixture struct {
 	db     string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	pubDir := t.TempDir()
 	p, err := publish.New(pubDir, 10)
@@ -61,7 +61,7 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{api: api, srv: srv, pubDir: pubDir, db: filepath.Join(dbDir, "k.db")}
 }
 
-func (f *fixture) do(t *testing.T, method, path, tok string, body any) (int, http.Header, []byte) {
+func (f *fixture) do(t testing.TB, method, path, tok string, body any) (int, http.Header, []byte) {
 	t.Helper()
 	data, _ := json.Marshal(body)
 	req, _ := http.NewRequest(method, f.srv.URL+path, bytes.NewReader(data))

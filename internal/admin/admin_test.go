@@ -377,3 +377,65 @@ clients:
 		t.Errorf("plan of an invalid bundle: %d %s", code, body)
 	}
 }
+
+// Every reference and structural error the loader knows is caught with the
+// secrets around it left as placeholders the admin cannot resolve, and a
+// refused bundle writes nothing.
+func TestGateWithPlaceholderSecrets(t *testing.T) {
+	good := map[string]string{
+		"00.yaml": `schema: 1
+service-roles:
+  default: {zone: z, profiles: [token, authn]}
+zones:
+  z: {data-source: d}
+data-sources:
+  d: {type: postgres, url: $DB_URL}
+keys:
+  k: {algorithm: ES256, private-key: $SIGNING_KEY}
+profiles:
+  token: {type: token, path: /oauth/v2, issuer: "https://id.example.com/oauth/v2", signing-keys: [k], endpoints: [discovery, token, authorize], authentication-profile: authn}
+  authn: {type: authentication, path: /authn, authenticators: {password: {type: password}}}
+`,
+		"10.yaml": `clients:
+  svc: {profile: token, secret: $SVC_SECRET, grant-types: [client_credentials], scopes: [read]}
+`,
+	}
+	cases := []struct{ name, file, old, new, want string }{
+		{"client of an unknown profile", "10.yaml", "profile: token", "profile: tokn", `clients.svc.profile: refers to profile "tokn", which is not defined (did you mean "token"?)`},
+		{"role in an unknown zone", "00.yaml", "{zone: z,", "{zone: zz,", `service-roles.default.zone: refers to zone "zz", which is not defined`},
+		{"role serving an unknown profile", "00.yaml", "profiles: [token, authn]", "profiles: [token, authn, scim]", `service-roles.default.profiles[2]: refers to profile "scim", which is not defined`},
+		{"zone on an unknown data source", "00.yaml", "{data-source: d}", "{data-source: db}", `zones.z.data-source: refers to data source "db", which is not defined`},
+		{"profile signing with an unknown key", "00.yaml", "signing-keys: [k]", "signing-keys: [k2]", `profiles.token.signing-keys[0]: refers to key "k2", which is not defined`},
+		{"unknown authentication profile", "00.yaml", "authentication-profile: authn", "authentication-profile: login", `profiles.token.authentication-profile: refers to profile "login", which is not defined`},
+		{"unknown key", "10.yaml", "scopes: [read]", "scope: [read]", `clients.svc.scope: unknown key "scope" (did you mean "scopes"?)`},
+		{"bad enum", "10.yaml", "[client_credentials]", "[client-credentials]", `clients.svc.grant-types[0]: "client-credentials" is not one of`},
+		{"bad data source type", "00.yaml", "type: postgres", "type: mysql", `data-sources.d.type: "mysql" is not one of sqlite, postgres`},
+		{"duplicate name across files", "10.yaml", "clients:\n", "keys:\n  k: {algorithm: ES256, private-key: $K2}\nclients:\n", `keys.k: already defined at 00.yaml`},
+	}
+	f := newFixture(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{}
+			for k, v := range good {
+				files[k] = v
+			}
+			if !strings.Contains(files[tc.file], tc.old) {
+				t.Fatalf("case does not apply: %q", tc.old)
+			}
+			files[tc.file] = strings.Replace(files[tc.file], tc.old, tc.new, 1)
+			before := listing(t, f.pubDir)
+			code, _, body := f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: files})
+			var p problem
+			_ = json.Unmarshal(body, &p)
+			if code != http.StatusUnprocessableEntity || !strings.Contains(body2(p), tc.want) {
+				t.Errorf("%d, want 422 naming %q:\n%s", code, tc.want, body2(p))
+			}
+			if after := listing(t, f.pubDir); !slices.Equal(before, after) {
+				t.Errorf("a refused bundle changed the publish dir")
+			}
+		})
+	}
+	if code, _, body := f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: good}); code != http.StatusCreated {
+		t.Errorf("the good bundle: %d %s", code, body)
+	}
+}

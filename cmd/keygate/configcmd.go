@@ -99,7 +99,7 @@ func fileDirs(environ []string) []string {
 
 func runConfig(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	if len(args) == 0 {
-		return exitUsage, usageError{"config: want validate, render or diff"}
+		return exitUsage, usageError{"config: want validate, render, diff or lint"}
 	}
 	switch args[0] {
 	case "validate":
@@ -108,8 +108,10 @@ func runConfig(args, environ []string, stdout, stderr io.Writer) (int, error) {
 		return configRender(args[1:], environ, stdout, stderr)
 	case "diff":
 		return configDiff(args[1:], environ, stdout, stderr)
+	case "lint":
+		return configLint(args[1:], environ, stdout, stderr)
 	}
-	return exitUsage, usageError{fmt.Sprintf("config: unknown subcommand %q (want validate, render or diff)", args[0])}
+	return exitUsage, usageError{fmt.Sprintf("config: unknown subcommand %q (want validate, render, diff or lint)", args[0])}
 }
 
 // loadAndBuild is what "valid" means: Load plus Build without serving

@@ -30,6 +30,8 @@ Usage:
   keygate config render   [flags]       print the resolved configuration, secrets redacted
   keygate config diff --env-file A --env-file B [flags]
                                         show what differs between two stages
+  keygate config lint [flags] [--stage NAME] [--forbid-tags a,b]
+                                        judge a configuration for go-live; exit 1 on an error-level finding
   keygate bundle publish --admin URL [--dir D] [--token-file F] [--message M] [--author A] [--env-file stage=F]… [--force]
                                         send config.d to the admin node to validate, sign and publish
   keygate bundle plan --admin URL [same flags]
@@ -41,7 +43,7 @@ Usage:
 
 Config flags: --dir DIR (default $KEYGATE_CONFIG_DIR or ./config.d), --env-file FILE
 (repeatable; default $KEYGATE_ENV_FILE), --role ROLE (default $KEYGATE_SERVICE_ROLE or
-default), --all-roles (validate), --exclude-tags a,b (default $KEYGATE_EXCLUDE_TAGS).
+default), --all-roles (validate, lint), --exclude-tags a,b (default $KEYGATE_EXCLUDE_TAGS).
 migrate takes --dir, --env-file, --exclude-tags and --role (default: every role's data source).
 user add takes --dir, --env-file, --exclude-tags and --role (default: the first role in --zone).
 `

@@ -159,13 +159,13 @@ func TestValidate(t *testing.T) {
 			name:   "unknown config subcommand",
 			args:   []string{"config", "frobnicate"},
 			code:   2,
-			stderr: []string{`config: unknown subcommand "frobnicate" (want validate, render or diff)`},
+			stderr: []string{`config: unknown subcommand "frobnicate" (want validate, render, diff or lint)`},
 		},
 		{
 			name:   "config without subcommand",
 			args:   []string{"config"},
 			code:   2,
-			stderr: []string{"config: want validate, render or diff"},
+			stderr: []string{"config: want validate, render, diff or lint"},
 		},
 		{
 			name:   "unknown command",

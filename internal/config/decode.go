@@ -115,6 +115,7 @@ type missingVar struct {
 var (
 	secretType   = reflect.TypeFor[secret.String]()
 	durationType = reflect.TypeFor[Duration]()
+	ignoreType   = reflect.TypeFor[LintIgnore]()
 	namePattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 )
 
@@ -155,6 +156,9 @@ func (d *decoder) value(n *yaml.Node, path string, v reflect.Value) {
 				v.SetInt(int64(dur))
 			}
 		}
+		return
+	case t == ignoreType:
+		d.lintIgnore(n, path, v)
 		return
 	}
 	switch t.Kind() {
@@ -261,6 +265,30 @@ func (d *decoder) namedMap(n *yaml.Node, path string, v reflect.Value) {
 		setNamePos(e.Elem(), name, d.position(k))
 		v.SetMapIndex(reflect.ValueOf(name), e)
 	})
+}
+
+// lintIgnore decodes lint-ignore: a mapping of rule id to a reason. A
+// silenced finding must say why, so an empty reason is an error.
+func (d *decoder) lintIgnore(n *yaml.Node, path string, v reflect.Value) {
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "must be a mapping of lint rule ids to reasons, got %s", kindName(n))
+		return
+	}
+	m := LintIgnore{}
+	d.pairs(n, path, func(rule string, k, val *yaml.Node) {
+		p := join(path, rule)
+		d.s.pos = append(d.s.pos, posRec{p, int32(val.Line), int32(val.Column)})
+		s, ok := d.scalar(val, p, "a string (the reason)")
+		if !ok {
+			return
+		}
+		if strings.TrimSpace(s) == "" {
+			d.errorf(val, p, "a silenced lint rule needs a reason")
+			return
+		}
+		m[rule] = s
+	})
+	v.Set(reflect.ValueOf(m))
 }
 
 func (d *decoder) sequence(n *yaml.Node, path string, v reflect.Value) {

@@ -66,7 +66,14 @@ type Meta struct {
 	Tags []string `yaml:"tags"`
 	// Enabled: false drops the entry. Default true.
 	Enabled *bool `yaml:"enabled"`
+	// LintIgnore silences `keygate config lint` findings on this entry:
+	// rule id → why (required; an empty reason is an error). Load itself
+	// ignores it.
+	LintIgnore LintIgnore `yaml:"lint-ignore"`
 }
+
+// LintIgnore maps a lint rule id to the reason it is silenced.
+type LintIgnore map[string]string
 
 // ServiceRole maps a node to its zone and the profiles it serves.
 type ServiceRole struct {

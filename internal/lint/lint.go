@@ -316,11 +316,8 @@ func (c *checker) weak() {
 		// where it is mounted.
 		bits := rsaBits(k.PrivateKey.Reveal())
 		path := "keys." + name + ".private-key"
-		switch {
-		case bits == 0:
-		case bits < 2048:
-			c.add("keys", &k.Meta, path, RuleWeakRSA, Error, "an RSA key of %d bits is breakable; use 3072 bits or more", bits)
-		case bits < 3072:
+		// The loader already refuses RSA keys under 2048 bits.
+		if bits > 0 && bits < 3072 {
 			c.add("keys", &k.Meta, path, RuleWeakRSA, Warning, "an RSA key of %d bits is below the 3072 bits recommended beyond 2030", bits)
 		}
 	}

@@ -44,12 +44,13 @@ const (
 	RuleLongAccessToken    = "long-access-token"
 	RuleRefreshRotationOff = "refresh-rotation-off"
 	RuleConsentOff         = "consent-off"
+	RuleUnknownRule        = "unknown-rule"
 )
 
 // Rules lists every rule id.
 var Rules = []string{RuleLiteralSecret, RuleSecretDefault, RuleHTTPURL, RuleLoopbackRedirect, RuleExcludedTag,
 	RuleUnusedEndpoint, RuleUnservedProfile, RuleUnusedKey, RuleWeakRSA, RuleLongAccessToken,
-	RuleRefreshRotationOff, RuleConsentOff}
+	RuleRefreshRotationOff, RuleConsentOff, RuleUnknownRule}
 
 // Finding is one problem, at the value (or entry) it concerns.
 type Finding struct {
@@ -112,6 +113,7 @@ func Check(w *config.Written, opts Options) []Finding {
 	}
 	c.unused()
 	c.weak()
+	c.ignores()
 	slices.SortFunc(c.out, func(a, b Finding) int {
 		return cmp.Or(cmp.Compare(a.Pos.File, b.Pos.File), cmp.Compare(a.Pos.Line, b.Pos.Line),
 			cmp.Compare(a.Pos.Column, b.Pos.Column), cmp.Compare(a.Path, b.Path), cmp.Compare(a.Rule, b.Rule))
@@ -367,6 +369,36 @@ func (c *checker) consent(name string, cl *config.Client) {
 		c.add("clients", &cl.Meta, fmt.Sprintf("clients.%s.redirect-uris[%d]", name, i), RuleConsentOff, Warning,
 			"the client redirects to another host than the issuer and has consent: false; a third-party client should ask users for consent")
 		return
+	}
+}
+
+// ignores: a misspelt rule id in lint-ignore silences nothing, silently.
+func (c *checker) ignores() {
+	each := func(section string, m *config.Meta) {
+		for _, rule := range sorted(m.LintIgnore) {
+			if !slices.Contains(Rules, rule) {
+				c.add(section, m, section+"."+m.Name+".lint-ignore."+rule, RuleUnknownRule, Warning,
+					"lint-ignore names rule %q, which does not exist (rules: %s)", rule, strings.Join(Rules, ", "))
+			}
+		}
+	}
+	for _, n := range sorted(c.def.ServiceRoles) {
+		each("service-roles", &c.def.ServiceRoles[n].Meta)
+	}
+	for _, n := range sorted(c.def.Zones) {
+		each("zones", &c.def.Zones[n].Meta)
+	}
+	for _, n := range sorted(c.def.DataSources) {
+		each("data-sources", &c.def.DataSources[n].Meta)
+	}
+	for _, n := range sorted(c.def.Keys) {
+		each("keys", &c.def.Keys[n].Meta)
+	}
+	for _, n := range sorted(c.def.Profiles) {
+		each("profiles", &c.def.Profiles[n].Meta)
+	}
+	for _, n := range sorted(c.def.Clients) {
+		each("clients", &c.def.Clients[n].Meta)
 	}
 }
 

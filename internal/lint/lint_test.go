@@ -207,6 +207,11 @@ func TestRules(t *testing.T) {
 		{name: "third-party silenced", files: map[string]string{"40-clients.yaml": strings.Replace(web("https://partner.example.net/cb", "    lint-ignore: {consent-off: \"our own app\"}\n")["40-clients.yaml"], "consent: true", "consent: false", 1)},
 			want: []string{"clients.web.redirect-uris[0] consent-off warning silenced"}},
 		{name: "third-party with consent", files: web("https://partner.example.net/cb", "")},
+		// unknown-rule
+		{name: "misspelt rule", files: client("    secret: $S\n    lint-ignore: {unused-kye: \"typo\"}\n"),
+			want: []string{"clients.machine.lint-ignore.unused-kye unknown-rule warning"}},
+		{name: "misspelt rule silenced", files: client("    secret: $S\n    lint-ignore: {unused-kye: \"typo\", unknown-rule: \"kept for an older keygate\"}\n"),
+			want: []string{"clients.machine.lint-ignore.unused-kye unknown-rule warning silenced"}},
 		{name: "same host without consent", files: map[string]string{"40-clients.yaml": strings.Replace(web("https://id.example.com/app/cb", "")["40-clients.yaml"], "consent: true", "", 1)}},
 	}
 	for _, tc := range cases {

@@ -137,12 +137,22 @@ type problem struct {
 	Errors      []string `json:"errors,omitempty"`
 }
 
-func (s *Server) postBundle(w http.ResponseWriter, r *http.Request) {
+// readUpload decodes a bundle upload (at most MaxUpload bytes, no
+// unknown fields), answering 400 itself when it cannot.
+func readUpload(w http.ResponseWriter, r *http.Request) (Upload, bool) {
 	var up Upload
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxUpload))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&up); err != nil {
 		writeJSON(w, http.StatusBadRequest, problem{Error: "invalid_request", Description: "body must be a JSON bundle upload: " + err.Error()})
+		return Upload{}, false
+	}
+	return up, true
+}
+
+func (s *Server) postBundle(w http.ResponseWriter, r *http.Request) {
+	up, ok := readUpload(w, r)
+	if !ok {
 		return
 	}
 	b, errs := s.validate(up, nil)

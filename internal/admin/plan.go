@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"encoding/json"
 	"net/http"
 	"slices"
 
@@ -67,11 +66,8 @@ type PlanNode struct {
 }
 
 func (s *Server) planBundle(w http.ResponseWriter, r *http.Request) {
-	var up Upload
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxUpload))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&up); err != nil {
-		writeJSON(w, http.StatusBadRequest, problem{Error: "invalid_request", Description: "body must be a JSON bundle upload: " + err.Error()})
+	up, ok := readUpload(w, r)
+	if !ok {
 		return
 	}
 	active, published, _ := s.c.Publisher.Active()

@@ -71,6 +71,7 @@ func runAdmin(args, environ []string, stderr io.Writer) (int, error) {
 	api := admin.New(admin.Config{
 		Publisher: pub, SigningKey: key, Token: []byte(strings.TrimSpace(string(token))), Logger: log,
 		ConfigDir: s.ConfigDir, EnvFiles: s.EnvFiles, Environ: environ, Pools: pools, FileDirs: adminFileDirs(s.FileDirs),
+		Stage: s.Stage, ExcludeTags: s.ExcludeTags,
 	})
 	tlsConfig, err := admin.ServerTLS(s.AdminTLSCertFile, s.AdminTLSKeyFile, s.AdminTLSClientCAFile)
 	if err != nil {

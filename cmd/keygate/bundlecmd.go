@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -49,7 +50,8 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	fs.StringVar(&tokenFile, "token-file", s.AdminTokenFile, "file holding the admin bearer token")
 	fs.StringVar(&message, "message", "", "what this bundle changes")
 	fs.StringVar(&author, "author", os.Getenv("USER"), "who publishes")
-	fs.BoolVar(&force, "force", false, "publish even if live runtime nodes support only an older schema")
+	fs.BoolVar(&force, "force", false, "publish even if live runtime nodes support only an older schema, or production lint errors")
+	stage := fs.String("stage", "", "the stage the bundle is for, for the go-live lint (default: the admin node's KEYGATE_STAGE)")
 	fs.StringVar(&caFile, "cacert", "", "PEM CA certificate(s) that verify the admin node's HTTPS certificate (default: system roots)")
 	fs.StringVar(&certFile, "cert", "", "PEM client certificate, for an admin node that requires one (mTLS); with --key")
 	fs.StringVar(&keyFile, "key", "", "PEM private key of --cert")
@@ -78,7 +80,7 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	if err != nil {
 		return exitFailure, err
 	}
-	up := admin.Upload{Files: map[string]string{}, Author: author, Message: message, EnvFiles: map[string]map[string]string{}}
+	up := admin.Upload{Files: map[string]string{}, Author: author, Message: message, EnvFiles: map[string]map[string]string{}, Stage: *stage}
 	for _, f := range files {
 		up.Files[f.Name] = string(f.Data)
 	}
@@ -122,6 +124,7 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	defer resp.Body.Close()
 	var out struct {
 		Version     string   `json:"version"`
+		Lint        []string `json:"lint"`
 		Error       string   `json:"error"`
 		Description string   `json:"error_description"`
 		Errors      []string `json:"errors"`
@@ -132,6 +135,9 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	}
 	_ = json.Unmarshal(data, &out)
 	if resp.StatusCode == http.StatusCreated {
+		for _, f := range out.Lint {
+			fmt.Fprintln(stderr, "lint: "+f)
+		}
 		fmt.Fprintln(stdout, out.Version)
 		return exitOK, nil
 	}
@@ -162,6 +168,12 @@ func printPlan(data []byte, stdout, stderr io.Writer) (int, error) {
 		against = "nothing published yet"
 	}
 	fmt.Fprintf(stdout, "plan against %s (bundle schema %d)\n", against, p.Schema)
+	if len(p.Lint) > 0 {
+		fmt.Fprintf(stdout, "\ngo-live lint (stage %s):\n", cmp.Or(p.Stage, "local"))
+		for _, f := range p.Lint {
+			fmt.Fprintln(stdout, "  "+f)
+		}
+	}
 	for _, role := range slices.Sorted(maps.Keys(p.Roles)) {
 		rp := p.Roles[role]
 		fmt.Fprintf(stdout, "\nservice role %s: %d change(s)\n", role, len(rp.Changes))

@@ -41,6 +41,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/dotenv"
+	"github.com/keygate/keygate/internal/lint"
 	"github.com/keygate/keygate/internal/publish"
 )
 
@@ -64,6 +65,11 @@ type Config struct {
 	EnvFiles  []string
 	Environ   []string
 	Pools     *datasource.Pools
+	// Stage is the stage this admin node publishes to (KEYGATE_STAGE), and
+	// ExcludeTags what that stage's nodes drop (KEYGATE_EXCLUDE_TAGS), for
+	// the go-live lint.
+	Stage       string
+	ExcludeTags []string
 	// FileDirs are the directories runtime nodes read ${file:} targets
 	// from (KEYGATE_FILE_DIRS): a bundle naming a path outside them is
 	// refused. The admin never reads the targets.
@@ -129,6 +135,10 @@ type Upload struct {
 	// variable the role needs without a default must be declared (set,
 	// even to an empty value) in those files, applied in name order.
 	EnvFiles map[string]map[string]string `json:"env_files"`
+	// Stage, optional, is the stage the bundle is for (default the admin
+	// node's KEYGATE_STAGE): the go-live lint judges it for that stage, and
+	// refuses error-level findings for production unless forced.
+	Stage string `json:"stage"`
 }
 
 type problem struct {
@@ -155,13 +165,23 @@ func (s *Server) postBundle(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	b, errs := s.validate(up, nil)
+	stage := s.stage(up)
+	var findings []lint.Finding
+	b, errs := s.validate(up, func(dir string, _ *bundle.Bundle) { findings = s.lint(dir, stage) })
 	if len(errs) > 0 {
 		s.c.Logger.Warn("bundle refused", "errors", len(errs), "author", up.Author)
 		writeJSON(w, http.StatusUnprocessableEntity, problem{Error: "invalid_bundle", Description: "the bundle is invalid; nothing was published", Errors: errs})
 		return
 	}
-	if r.URL.Query().Get("force") != "true" {
+	force := r.URL.Query().Get("force") == "true"
+	if stage == "production" && lint.Failing(findings) && !force {
+		s.c.Logger.Warn("bundle refused by the go-live lint", "stage", stage, "author", up.Author)
+		writeJSON(w, http.StatusUnprocessableEntity, problem{Error: "lint_failed",
+			Description: "the go-live lint has error-level findings for production; fix or silence them (lint-ignore), or publish with ?force=true",
+			Errors:      findingLines(findings)})
+		return
+	}
+	if !force {
 		if oldest, nodes := s.oldestSchema(r.Context()); oldest >= 0 && b.Manifest.Schema > oldest {
 			writeJSON(w, http.StatusConflict, problem{Error: "schema_too_new",
 				Description: fmt.Sprintf("the bundle needs config schema %d but live runtime nodes support only up to %d (%s); upgrade them first, or publish with ?force=true",
@@ -185,7 +205,48 @@ func (s *Server) postBundle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.c.Logger.Info("bundle published", "version", version, "content_hash", b.Manifest.ContentHash[:12], "author", up.Author)
-	writeJSON(w, http.StatusCreated, b.Manifest)
+	writeJSON(w, http.StatusCreated, published{Manifest: b.Manifest, Stage: stage, Lint: findingLines(findings)})
+}
+
+// published is the answer to a publish: the manifest, with the go-live
+// lint's findings for the stage.
+type published struct {
+	bundle.Manifest
+	Stage string   `json:"stage,omitempty"`
+	Lint  []string `json:"lint"`
+}
+
+// stage is the upload's stage, else the admin node's.
+func (s *Server) stage(up Upload) string {
+	if up.Stage != "" {
+		return up.Stage
+	}
+	return s.c.Stage
+}
+
+// lint runs the go-live lint over a valid bundle in dir for stage. The
+// roles differ only in which variables they need, so one role's load
+// gives every entry.
+func (s *Server) lint(dir, stage string) []lint.Finding {
+	roles, err := config.Roles(config.Options{Dir: dir, Lenient: true, NoFileReads: true})
+	if err != nil || len(roles) == 0 {
+		return nil
+	}
+	_, w, err := config.LoadWritten(config.Options{Dir: dir, Role: roles[0], Lenient: true, NoFileReads: true,
+		ExcludeTags: s.c.ExcludeTags, Environ: s.c.Environ, EnvFiles: s.c.EnvFiles})
+	if err != nil {
+		return nil
+	}
+	return lint.Check(w, lint.Options{Stage: stage})
+}
+
+// findingLines prints findings as `keygate config lint` does, never nil.
+func findingLines(fs []lint.Finding) []string {
+	out := make([]string, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, f.String())
+	}
+	return out
 }
 
 // validate builds the bundle in a scratch directory; it returns every

@@ -439,3 +439,43 @@ profiles:
 		t.Errorf("the good bundle: %d %s", code, body)
 	}
 }
+
+// The go-live lint runs on every bundle: its findings come back with the
+// manifest, and a production bundle with an error-level finding is
+// refused unless forced.
+func TestPublishRunsTheGoLiveLint(t *testing.T) {
+	f := newFixture(t)
+	files := map[string]string{"a.yaml": cfg("k.db", "authn") + `  token: {type: token, path: /oauth/v2, issuer: "https://id.example.com/oauth/v2", signing-keys: [k], endpoints: [discovery, token]}
+keys:
+  k: {algorithm: ES256, private-key: $SIGNING_KEY}
+clients:
+  svc: {profile: token, secret: "a-literal-secret-in-git-0123", grant-types: [client_credentials]}
+`}
+	before := listing(t, f.pubDir)
+	code, _, body := f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: files, Stage: "production"})
+	var p problem
+	_ = json.Unmarshal(body, &p)
+	if code != http.StatusUnprocessableEntity || p.Error != "lint_failed" || !strings.Contains(body2(p), "clients.svc.secret: error [literal-secret]") {
+		t.Fatalf("production bundle with a literal secret: %d %s", code, body)
+	}
+	if strings.Contains(string(body), "a-literal-secret-in-git") {
+		t.Errorf("the refusal quotes the secret: %s", body)
+	}
+	if after := listing(t, f.pubDir); !slices.Equal(before, after) {
+		t.Errorf("a refused bundle changed the publish dir")
+	}
+	// Staging: published, with the finding beside the manifest.
+	code, _, body = f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: files, Stage: "staging"})
+	var out struct {
+		Version string   `json:"version"`
+		Lint    []string `json:"lint"`
+	}
+	if err := json.Unmarshal(body, &out); code != http.StatusCreated || err != nil || out.Version == "" ||
+		!strings.Contains(strings.Join(out.Lint, "\n"), "[literal-secret]") {
+		t.Fatalf("staging publish: %d %s", code, body)
+	}
+	// Production, forced.
+	if code, _, body := f.do(t, "POST", "/admin/v1/bundles?force=true", token, Upload{Files: files, Stage: "production"}); code != http.StatusCreated {
+		t.Errorf("forced production publish: %d %s", code, body)
+	}
+}

@@ -16,6 +16,10 @@ type Plan struct {
 	Schema        int                  `json:"schema"`
 	ActiveVersion string               `json:"active_version"` // "" when nothing is published
 	Roles         map[string]*RolePlan `json:"roles"`
+	// Stage and Lint are the go-live lint's findings for the stage; a
+	// publish to production refuses error-level ones unless forced.
+	Stage string   `json:"stage,omitempty"`
+	Lint  []string `json:"lint"`
 }
 
 // RolePlan is one service role's part of a Plan.
@@ -75,8 +79,10 @@ func (s *Server) planBundle(w http.ResponseWriter, r *http.Request) {
 	if published {
 		plan.ActiveVersion = active.Manifest.Version
 	}
+	plan.Stage, plan.Lint = s.stage(up), []string{}
 	_, errs := s.validate(up, func(dir string, b *bundle.Bundle) {
 		plan.Schema = b.Manifest.Schema
+		plan.Lint = findingLines(s.lint(dir, plan.Stage))
 		var activeDir string
 		if published {
 			activeDir = s.c.Publisher.Dir()

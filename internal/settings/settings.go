@@ -85,6 +85,10 @@ type Settings struct {
 	// one. Empty: any path on runtime nodes and the CLI, and
 	// DefaultAdminFileDirs on the admin node.
 	FileDirs []string `envconfig:"KEYGATE_FILE_DIRS"`
+	// Stage: admin node only, the stage it publishes to (production,
+	// staging, …): the go-live lint judges bundles for it, and refuses
+	// error-level findings for production unless forced. Empty: local.
+	Stage string `envconfig:"KEYGATE_STAGE"`
 }
 
 // DefaultAdminFileDirs are the secret mounts of Kubernetes, Docker and

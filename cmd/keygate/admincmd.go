@@ -71,8 +71,14 @@ func runAdmin(args, environ []string, stderr io.Writer) (int, error) {
 	api := admin.New(admin.Config{
 		Publisher: pub, SigningKey: key, Token: []byte(strings.TrimSpace(string(token))), Logger: log,
 		ConfigDir: s.ConfigDir, EnvFiles: s.EnvFiles, Environ: environ, Pools: pools, FileDirs: adminFileDirs(s.FileDirs),
-		Stage: s.Stage, ExcludeTags: s.ExcludeTags,
+		Stage: s.Stage, ExcludeTags: s.ExcludeTags, RolloutSoak: s.RolloutSoak, RolloutTimeout: s.RolloutTimeout,
 	})
+	if err := api.Resume(); err != nil {
+		return exitFailure, fmt.Errorf("KEYGATE_PUBLISH_DIR: %w", err)
+	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go func() { _ = api.Run(watchCtx) }()
 	tlsConfig, err := admin.ServerTLS(s.AdminTLSCertFile, s.AdminTLSKeyFile, s.AdminTLSClientCAFile)
 	if err != nil {
 		return exitFailure, fmt.Errorf("KEYGATE_ADMIN_TLS_*: %w", err)

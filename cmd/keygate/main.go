@@ -33,7 +33,11 @@ Usage:
   keygate config lint [flags] [--stage NAME] [--forbid-tags a,b]
                                         judge a configuration for go-live; exit 1 on an error-level finding
   keygate bundle publish --admin URL [--dir D] [--token-file F] [--message M] [--author A] [--env-file stage=F]… [--force]
+                [--first ROLES [--soak D] [--rollout-timeout D]]
                                         send config.d to the admin node to validate, sign and publish
+                                        (with --first: to those roles first, the others once they serve it)
+  keygate bundle rollout status|wait|promote|stop|rollback --admin URL [--token-file F] [--timeout D]
+                                        follow or act on the last rollout
   keygate bundle plan --admin URL [same flags]
                                         show, per service role, what publishing config.d would change
   keygate migrate [flags]               create or upgrade the schema of every configured data source

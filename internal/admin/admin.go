@@ -26,7 +26,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -79,13 +78,28 @@ type Config struct {
 	// also stale once its row's own expiry (three of its intervals) has
 	// passed, or when it reported a clean stop.
 	StaleAfter time.Duration
+	// RolloutSoak is how long the first roles of a staged rollout must
+	// serve a version before the rest get it, RolloutTimeout how long they
+	// may take before the rollout stops (KEYGATE_ROLLOUT_SOAK, _TIMEOUT;
+	// default 1m and 10m); an upload may set its own. RolloutCheckInterval
+	// is how often Run judges a canary (default 1s).
+	RolloutSoak          time.Duration
+	RolloutTimeout       time.Duration
+	RolloutCheckInterval time.Duration
 }
 
 // Server is the admin API handler.
 type Server struct {
 	c     Config
 	token [32]byte
-	mu    sync.Mutex // serializes publish and activate: one writer of the publish dir
+	// mu serializes publish, activate and rollout moves (one writer of the
+	// publish dir) and guards rollout, the last publish's record.
+	mu      sync.Mutex
+	rollout *Rollout
+	// sources caches the data sources each published version's roles
+	// resolve to with the admin's environment, by version directory.
+	sourcesMu sync.Mutex
+	sources   map[string]versionSources
 }
 
 // New returns the admin API.
@@ -96,7 +110,16 @@ func New(c Config) *Server {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{c: c, token: sha256.Sum256(c.Token)}
+	if c.RolloutSoak == 0 {
+		c.RolloutSoak = time.Minute
+	}
+	if c.RolloutTimeout == 0 {
+		c.RolloutTimeout = 10 * time.Minute
+	}
+	if c.RolloutCheckInterval == 0 {
+		c.RolloutCheckInterval = time.Second
+	}
+	return &Server{c: c, token: sha256.Sum256(c.Token), sources: map[string]versionSources{}}
 }
 
 // Handler routes the admin API behind bearer authentication.
@@ -107,6 +130,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /admin/v1/bundles", s.listBundles)
 	mux.HandleFunc("POST /admin/v1/bundles/{version}/activate", s.activate)
 	mux.HandleFunc("GET /admin/v1/cluster", s.cluster)
+	mux.HandleFunc("GET /admin/v1/rollout", s.getRollout)
+	mux.HandleFunc("POST /admin/v1/rollout/{action}", s.rolloutAction)
 	return s.authenticate(mux)
 }
 
@@ -139,6 +164,9 @@ type Upload struct {
 	// node's KEYGATE_STAGE): the go-live lint judges it for that stage, and
 	// refuses error-level findings for production unless forced.
 	Stage string `json:"stage"`
+	// Rollout, optional, publishes to Rollout.First first and to the other
+	// roles once those have served it for the soak time (see Rollout).
+	Rollout *RolloutSpec `json:"rollout"`
 }
 
 type problem struct {
@@ -189,31 +217,45 @@ func (s *Server) postBundle(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if errs := s.checkSpec(up.Rollout, sortedKeys(b.Manifest.Variables)); len(errs) > 0 {
+		writeJSON(w, http.StatusUnprocessableEntity, problem{Error: "invalid_rollout", Description: "the staged rollout cannot be done; nothing was published", Errors: errs})
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.rollout != nil && s.rollout.State == RolloutCanary {
+		s.inProgress(w)
+		return
+	}
 	version, err := s.c.Publisher.NextVersion()
 	if err == nil {
 		b.Manifest.Version = version
 		err = b.Sign(s.c.SigningKey)
 	}
 	if err == nil {
-		err = s.c.Publisher.Publish(b)
+		err = s.c.Publisher.Write(b)
+	}
+	var ro *Rollout
+	if err == nil {
+		ro, err = s.start(version, b.Manifest.Schema, sortedKeys(b.Manifest.Variables), up.Rollout, up.Author, "published")
 	}
 	if err != nil {
 		s.c.Logger.Error("publish failed", "error", err.Error())
 		writeJSON(w, http.StatusInternalServerError, problem{Error: "server_error", Description: "publishing failed; see the admin node's log"})
 		return
 	}
-	s.c.Logger.Info("bundle published", "version", version, "content_hash", b.Manifest.ContentHash[:12], "author", up.Author)
-	writeJSON(w, http.StatusCreated, published{Manifest: b.Manifest, Stage: stage, Lint: findingLines(findings)})
+	s.c.Logger.Info("bundle published", "version", version, "content_hash", b.Manifest.ContentHash[:12], "author", up.Author,
+		"rollout", ro.State, "first", strings.Join(ro.First, ","))
+	writeJSON(w, http.StatusCreated, published{Manifest: b.Manifest, Stage: stage, Lint: findingLines(findings), Rollout: ro})
 }
 
 // published is the answer to a publish: the manifest, with the go-live
 // lint's findings for the stage.
 type published struct {
 	bundle.Manifest
-	Stage string   `json:"stage,omitempty"`
-	Lint  []string `json:"lint"`
+	Stage   string   `json:"stage,omitempty"`
+	Lint    []string `json:"lint"`
+	Rollout *Rollout `json:"rollout"`
 }
 
 // stage is the upload's stage, else the admin node's.
@@ -336,7 +378,9 @@ type BundleInfo struct {
 	CreatedAt   string `json:"created_at"`
 	Author      string `json:"author,omitempty"`
 	Message     string `json:"message,omitempty"`
-	Active      bool   `json:"active"`
+	// Active: the top level serves it; Roles: the role channels that do.
+	Active bool     `json:"active"`
+	Roles  []string `json:"roles"`
 }
 
 func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) {
@@ -350,26 +394,38 @@ func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) {
 	for i := len(vs) - 1; i >= 0; i-- {
 		m := vs[i].Manifest
 		out = append(out, BundleInfo{Version: m.Version, ContentHash: m.ContentHash, Schema: m.Schema, CreatedAt: m.CreatedAt,
-			Author: m.Author, Message: m.Message, Active: vs[i].Active})
+			Author: m.Author, Message: m.Message, Active: vs[i].Active, Roles: vs[i].Roles})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"bundles": out})
 }
 
+// activate puts every role on a kept version at once (a rollback, or a
+// roll forward); it replaces a rollout in progress, which the one-call
+// rollback of the new record then undoes.
 func (s *Server) activate(w http.ResponseWriter, r *http.Request) {
 	version := r.PathValue("version")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := s.c.Publisher.Activate(version)
-	switch {
-	case errors.Is(err, publish.ErrNotFound):
+	vs, err := s.c.Publisher.Versions()
+	i := slices.IndexFunc(vs, func(v publish.Version) bool { return v.Manifest.Version == version })
+	if err == nil && i < 0 {
 		writeJSON(w, http.StatusNotFound, problem{Error: "not_found", Description: fmt.Sprintf("version %q is not kept in the publish directory", version)})
-	case err != nil:
+		return
+	}
+	if err == nil {
+		if cur := s.rollout; cur != nil && cur.State == RolloutCanary {
+			s.c.Logger.Warn("rollout replaced by an activation", "version", cur.Version, "activated", version)
+		}
+		m := vs[i].Manifest
+		_, err = s.start(version, m.Schema, sortedKeys(m.Variables), nil, "", "activated")
+	}
+	if err != nil {
 		s.c.Logger.Error("activate failed", "version", version, "error", err.Error())
 		writeJSON(w, http.StatusInternalServerError, problem{Error: "server_error"})
-	default:
-		s.c.Logger.Info("bundle activated", "version", version)
-		writeJSON(w, http.StatusOK, map[string]string{"active": version})
+		return
 	}
+	s.c.Logger.Info("bundle activated", "version", version)
+	writeJSON(w, http.StatusOK, map[string]string{"active": version})
 }
 
 // NodeInfo is one runtime node in the cluster view.
@@ -389,6 +445,10 @@ type NodeInfo struct {
 	// LastReload is the result of its last reload that did something:
 	// "success" or "failure" ("" if not reported).
 	LastReload string `json:"last_reload"`
+	// LastReloadAt is when the node last tried a reload, LastError the
+	// first line of its last failure (config errors carry no values).
+	LastReloadAt time.Time `json:"last_reload_at,omitzero"`
+	LastError    string    `json:"last_error,omitempty"`
 	// Stale: the node stopped (state "stopping"), its heartbeat expired
 	// (three of its intervals without one), or none came for StaleAfter.
 	Stale bool `json:"stale"`
@@ -399,14 +459,15 @@ func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
 	if nodes == nil {
 		nodes = []NodeInfo{}
 	}
-	active, _, _ := s.c.Publisher.Active()
-	writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes, "roles": roleViews(nodes, active.Manifest), "errors": errs})
+	writeJSON(w, http.StatusOK, map[string]any{"nodes": nodes, "roles": s.roleViews(nodes), "errors": errs})
 }
 
 // RoleView is one service role in the cluster view: whether every live
 // node of it serves the active bundle, and which nodes keep it from that.
 type RoleView struct {
-	ActiveVersion string `json:"active_version"` // "" when nothing is published
+	// ActiveVersion is the version the role's channel serves ("" when
+	// nothing is published).
+	ActiveVersion string `json:"active_version"`
 	Nodes         int    `json:"nodes"`          // live nodes
 	// Converged: at least one live node, and every live node serves the
 	// active version (when one is published) with its last reload good.
@@ -418,14 +479,39 @@ type RoleView struct {
 	Failing     []string `json:"failing"`
 	Unsupported []string `json:"unsupported"`
 	Stale       []string `json:"stale"`
+	schema      int
 }
 
-func roleViews(nodes []NodeInfo, active bundle.Manifest) map[string]*RoleView {
+// roleViews judges each role with a live or stale node against the
+// version its channel serves (the top level's for a role without one).
+func (s *Server) roleViews(nodes []NodeInfo) map[string]*RoleView {
+	vs, _ := s.c.Publisher.Versions()
+	byVersion := map[string]bundle.Manifest{}
+	var top bundle.Manifest
+	for _, v := range vs {
+		byVersion[v.Manifest.Version] = v.Manifest
+		if v.Active {
+			top = v.Manifest
+		}
+	}
+	channels, _ := s.c.Publisher.Channels()
+	return roleViews(nodes, func(role string) bundle.Manifest {
+		if ch, ok := channels[role]; ok {
+			return byVersion[ch]
+		}
+		return top
+	})
+}
+
+// roleViews judges each role's nodes against the manifest activeFor
+// gives for the role.
+func roleViews(nodes []NodeInfo, activeFor func(role string) bundle.Manifest) map[string]*RoleView {
 	out := map[string]*RoleView{}
 	for _, n := range nodes {
 		v := out[n.Role]
 		if v == nil {
-			v = &RoleView{ActiveVersion: active.Version, Behind: []string{}, Failing: []string{}, Unsupported: []string{}, Stale: []string{}}
+			active := activeFor(n.Role)
+			v = &RoleView{ActiveVersion: active.Version, schema: active.Schema, Behind: []string{}, Failing: []string{}, Unsupported: []string{}, Stale: []string{}}
 			out[n.Role] = v
 		}
 		if n.Stale {
@@ -433,13 +519,13 @@ func roleViews(nodes []NodeInfo, active bundle.Manifest) map[string]*RoleView {
 			continue
 		}
 		v.Nodes++
-		if active.Version != "" && n.ConfigVersion != active.Version {
+		if v.ActiveVersion != "" && n.ConfigVersion != v.ActiveVersion {
 			v.Behind = append(v.Behind, n.ID)
 		}
 		if n.LastReload == "failure" {
 			v.Failing = append(v.Failing, n.ID)
 		}
-		if active.Schema > 0 && n.SchemaMax >= 0 && n.SchemaMax < active.Schema {
+		if v.schema > 0 && n.SchemaMax >= 0 && n.SchemaMax < v.schema {
 			v.Unsupported = append(v.Unsupported, n.ID)
 		}
 	}
@@ -483,26 +569,17 @@ func (s *Server) nodes(ctx context.Context) ([]NodeInfo, []string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	dir := s.c.ConfigDir
-	if _, ok, _ := s.c.Publisher.Active(); ok {
-		dir = s.c.Publisher.Dir()
-	}
-	opts := config.Options{Dir: dir, EnvFiles: s.c.EnvFiles, Environ: s.c.Environ, Lenient: true, NoFileReads: true}
-	roles, err := config.Roles(opts)
-	if err != nil {
-		return nil, []string{"config: " + err.Error()}
-	}
 	sources := map[string]*config.DataSource{}
 	var errs []string
-	for _, role := range roles {
-		opts.Role = role
-		snap, err := config.Load(opts)
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("service role %s: configuration does not load with the admin's environment", role))
-			continue
-		}
-		for name, ds := range snap.DataSources {
+	for _, dir := range s.servedDirs() {
+		vs := s.versionSources(dir)
+		for name, ds := range vs.sources {
 			sources[name] = ds
+		}
+		for _, e := range vs.errs {
+			if !slices.Contains(errs, e) {
+				errs = append(errs, e)
+			}
 		}
 	}
 	var out []NodeInfo
@@ -532,12 +609,80 @@ func (s *Server) nodes(ctx context.Context) ([]NodeInfo, []string) {
 				errs = append(errs, fmt.Sprintf("node %s: more than one running node reports this id; give each its own KEYGATE_NODE_ID", n.ID))
 			}
 			lastReload, _ := n.Details["last_reload"].(string)
-			out = append(out, NodeInfo{ID: n.ID, LastReload: lastReload, Role: n.Role, Zone: n.Zone, DataSource: name, ConfigVersion: n.ConfigVersion,
+			lastError, _ := n.Details["last_error"].(string)
+			var lastReloadAt time.Time
+			if at, ok := n.Details["last_reload_at"].(string); ok {
+				lastReloadAt, _ = time.Parse(time.RFC3339Nano, at)
+			}
+			out = append(out, NodeInfo{ID: n.ID, LastReload: lastReload, LastReloadAt: lastReloadAt, LastError: lastError, Role: n.Role, Zone: n.Zone, DataSource: name, ConfigVersion: n.ConfigVersion,
 				ConfigHash: n.ConfigHash, BinaryVersion: n.BinaryVersion, SchemaMax: schemaMax(n.Details),
 				HeartbeatAt: n.HeartbeatAt, State: state, Stale: stale})
 		}
 	}
 	return out, errs
+}
+
+// servedDirs are the directories whose configuration some node may be
+// serving: the top level and every role channel (the admin's own config
+// directory while nothing is published).
+func (s *Server) servedDirs() []string {
+	if _, ok, _ := s.c.Publisher.Active(); !ok {
+		return []string{s.c.ConfigDir}
+	}
+	dirs := []string{s.c.Publisher.Dir()}
+	channels, _ := s.c.Publisher.Channels()
+	for _, role := range sortedKeys(channels) {
+		dirs = append(dirs, filepath.Join(s.c.Publisher.Dir(), publish.RolesDir, role))
+	}
+	return dirs
+}
+
+// versionSources are the data sources the roles of one configuration
+// resolve to with the admin's environment, and what did not resolve.
+type versionSources struct {
+	sources map[string]*config.DataSource
+	errs    []string
+}
+
+// versionSources loads dir for every role, once per published version
+// (a version directory never changes; the admin's own config dir may, so
+// it is not cached).
+func (s *Server) versionSources(dir string) versionSources {
+	key, err := filepath.EvalSymlinks(filepath.Join(dir, "..data"))
+	if err == nil {
+		s.sourcesMu.Lock()
+		vs, ok := s.sources[key]
+		s.sourcesMu.Unlock()
+		if ok {
+			return vs
+		}
+	}
+	vs := versionSources{sources: map[string]*config.DataSource{}}
+	opts := config.Options{Dir: dir, EnvFiles: s.c.EnvFiles, Environ: s.c.Environ, Lenient: true, NoFileReads: true}
+	roles, rerr := config.Roles(opts)
+	if rerr != nil {
+		return versionSources{errs: []string{"config: " + rerr.Error()}}
+	}
+	for _, role := range roles {
+		opts.Role = role
+		snap, err := config.Load(opts)
+		if err != nil {
+			vs.errs = append(vs.errs, fmt.Sprintf("service role %s: configuration does not load with the admin's environment", role))
+			continue
+		}
+		for name, ds := range snap.DataSources {
+			vs.sources[name] = ds
+		}
+	}
+	if err == nil {
+		s.sourcesMu.Lock()
+		if len(s.sources) > 64 { // versions come and go; keep the cache small
+			clear(s.sources)
+		}
+		s.sources[key] = vs
+		s.sourcesMu.Unlock()
+	}
+	return vs
 }
 
 // schemaMax reads the newest config schema a node supports from its

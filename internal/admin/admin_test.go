@@ -297,7 +297,7 @@ func TestRoleViews(t *testing.T) {
 		{ID: "b1", Role: "edge-b", ConfigVersion: "v6", LastReload: "failure", SchemaMax: 2},
 		{ID: "b2", Role: "edge-b", ConfigVersion: "v6", LastReload: "success", SchemaMax: 1},
 	}
-	v := roleViews(nodes, active)
+	v := roleViews(nodes, func(string) bundle.Manifest { return active })
 	a, b := v["edge-a"], v["edge-b"]
 	if !a.Converged || a.Nodes != 2 || !slices.Equal(a.Stale, []string{"a3"}) || len(a.Behind) != 0 {
 		t.Errorf("edge-a: %+v", a)
@@ -306,7 +306,7 @@ func TestRoleViews(t *testing.T) {
 		!slices.Equal(b.Unsupported, []string{"b2"}) {
 		t.Errorf("edge-b: %+v", b)
 	}
-	if v := roleViews([]NodeInfo{{ID: "c", Role: "r", Stale: true}}, active)["r"]; v.Converged {
+	if v := roleViews([]NodeInfo{{ID: "c", Role: "r", Stale: true}}, func(string) bundle.Manifest { return active })["r"]; v.Converged {
 		t.Errorf("a role with no live node converged: %+v", v)
 	}
 }

@@ -2,10 +2,12 @@ package admin
 
 import (
 	"net/http"
+	"path/filepath"
 	"slices"
 
 	"github.com/keygate/keygate/internal/bundle"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/publish"
 )
 
 // Plan is what publishing an upload would do (POST /admin/v1/bundles/plan).
@@ -24,6 +26,9 @@ type Plan struct {
 
 // RolePlan is one service role's part of a Plan.
 type RolePlan struct {
+	// ActiveVersion is the version the role serves now (its channel's;
+	// during a staged rollout it may differ from the top level's).
+	ActiveVersion string `json:"active_version"`
 	// Changes are the role's resolved configuration, key by key, against
 	// the active bundle: "+" added, "-" removed, "~" changed. Secret values
 	// are never shown: a changed secret says only that it differs. Values
@@ -83,13 +88,12 @@ func (s *Server) planBundle(w http.ResponseWriter, r *http.Request) {
 	_, errs := s.validate(up, func(dir string, b *bundle.Bundle) {
 		plan.Schema = b.Manifest.Schema
 		plan.Lint = findingLines(s.lint(dir, plan.Stage))
-		var activeDir string
-		if published {
-			activeDir = s.c.Publisher.Dir()
-		}
 		nodes, _ := s.nodes(r.Context())
 		for role, vars := range b.Manifest.Variables {
-			plan.Roles[role] = s.rolePlan(role, dir, activeDir, vars, active.Manifest.Variables[role], nodes, b.Manifest.Schema)
+			served, servedDir := s.servedBy(role)
+			rp := s.rolePlan(role, dir, servedDir, vars, served.Variables[role], nodes, b.Manifest.Schema)
+			rp.ActiveVersion = served.Version
+			plan.Roles[role] = rp
 		}
 	})
 	plan.Valid = len(errs) == 0
@@ -97,6 +101,25 @@ func (s *Server) planBundle(w http.ResponseWriter, r *http.Request) {
 		plan.Errors = errs
 	}
 	writeJSON(w, http.StatusOK, plan)
+}
+
+// servedBy is the manifest and directory of the version the role serves:
+// its channel's, else the top level's (zero and "" when nothing is
+// published).
+func (s *Server) servedBy(role string) (bundle.Manifest, string) {
+	p := s.c.Publisher
+	vs, _ := p.Versions()
+	for _, v := range vs {
+		if slices.Contains(v.Roles, role) {
+			return v.Manifest, filepath.Join(p.Dir(), publish.RolesDir, role)
+		}
+	}
+	for _, v := range vs {
+		if v.Active {
+			return v.Manifest, p.Dir()
+		}
+	}
+	return bundle.Manifest{}, ""
 }
 
 // rolePlan compares the role's resolution of the new bundle (in dir) with

@@ -27,6 +27,13 @@
 //
 // Activate (rollback) repeats steps 3–5 for an existing version.
 //
+// Role channels: every service role also has a directory of the same
+// layout, roles/<role>/, whose ..data points at ../../..v12_…, so a node
+// whose KEYGATE_CONFIG_DIR is roles/<role> loads that role's version. A
+// plain publish moves every channel and the top level together; a staged
+// rollout (the admin's) moves some roles first (Switch) and the rest, with
+// the top level, once they have proved the version (SwitchAll).
+//
 // Crash safety: ..data always points to a complete version (it changes by
 // one rename, to a directory that was complete before the rename), and
 // config.ReadDir reads through ..data, never the top-level links; so a crash
@@ -39,6 +46,7 @@ package publish
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,6 +63,11 @@ const (
 	dataLink    = "..data"
 	dataTmpLink = "..data_tmp"
 	stagingPfx  = ".staging-"
+	// RolesDir holds one channel directory per service role.
+	RolesDir = "roles"
+	// rolloutFile holds the admin's rollout record (hidden: config.ReadDir
+	// skips it).
+	rolloutFile = ".rollout.json"
 )
 
 // ErrNotFound is returned by Activate for a version that is not kept.
@@ -101,7 +114,8 @@ type Version struct {
 	Dir      string // ..v12_2026_…
 	Number   int
 	Manifest bundle.Manifest
-	Active   bool
+	Active   bool     // the top-level ..data points at it
+	Roles    []string // the role channels that point at it, sorted
 }
 
 // versionNumber parses "..v12_…" (or "v12") into 12.
@@ -123,6 +137,10 @@ func (p *Publisher) Versions() ([]Version, error) {
 		return nil, err
 	}
 	active, _ := os.Readlink(filepath.Join(p.dir, dataLink))
+	channels, err := p.channelTargets()
+	if err != nil {
+		return nil, err
+	}
 	var out []Version
 	for _, e := range entries {
 		n, ok := versionNumber(e.Name())
@@ -137,7 +155,13 @@ func (p *Publisher) Versions() ([]Version, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, Version{Dir: e.Name(), Number: n, Manifest: *m, Active: e.Name() == active})
+		v := Version{Dir: e.Name(), Number: n, Manifest: *m, Active: e.Name() == active, Roles: []string{}}
+		for _, role := range sortedKeys(channels) {
+			if channels[role] == e.Name() {
+				v.Roles = append(v.Roles, role)
+			}
+		}
+		out = append(out, v)
 	}
 	slices.SortFunc(out, func(a, b Version) int { return a.Number - b.Number })
 	return out, nil
@@ -157,7 +181,8 @@ func (p *Publisher) NextVersion() (string, error) {
 	return "v" + strconv.Itoa(next), nil
 }
 
-// Active returns the active version, or false if none is published.
+// Active returns the version the top level serves, or false if none is
+// published.
 func (p *Publisher) Active() (Version, bool, error) {
 	vs, err := p.Versions()
 	if err != nil {
@@ -171,9 +196,60 @@ func (p *Publisher) Active() (Version, bool, error) {
 	return Version{}, false, nil
 }
 
+// Channels maps each role channel to the version it serves ("v12").
+func (p *Publisher) Channels() (map[string]string, error) {
+	targets, err := p.channelTargets()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(targets))
+	for role, dir := range targets {
+		if n, ok := versionNumber(dir); ok {
+			out[role] = "v" + strconv.Itoa(n)
+		}
+	}
+	return out, nil
+}
+
+// channelTargets maps each role channel to the version directory its
+// ..data points at.
+func (p *Publisher) channelTargets() (map[string]string, error) {
+	entries, err := os.ReadDir(filepath.Join(p.dir, RolesDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, e := range entries {
+		if !e.IsDir() || !validRole(e.Name()) {
+			continue
+		}
+		if dest, err := os.Readlink(filepath.Join(p.dir, RolesDir, e.Name(), dataLink)); err == nil {
+			out[e.Name()] = filepath.Base(dest)
+		}
+	}
+	return out, nil
+}
+
+// validRole keeps a role name usable as one directory name.
+func validRole(role string) bool {
+	return role != "" && len(role) <= 128 && !strings.HasPrefix(role, ".") && !strings.ContainsAny(role, "/\\\x00")
+}
+
 // Publish writes b (signed, its Manifest.Version set) as a new version and
-// makes it active.
+// makes it active everywhere: every role channel and the top level.
 func (p *Publisher) Publish(b *bundle.Bundle) error {
+	if err := p.Write(b); err != nil {
+		return err
+	}
+	return p.SwitchAll(b.Manifest.Version)
+}
+
+// Write writes b (signed, its Manifest.Version set) as a new version
+// directory without making it active anywhere.
+func (p *Publisher) Write(b *bundle.Bundle) error {
 	version := b.Manifest.Version
 	if _, ok := versionNumber(version); !ok {
 		return fmt.Errorf("publish: version %q is not v<number>", version)
@@ -191,12 +267,10 @@ func (p *Publisher) Publish(b *bundle.Bundle) error {
 	if err := os.Chmod(staging, 0o755); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	names := make([]string, 0, len(b.Files)+1)
 	for _, f := range b.Files {
 		if err := writeFile(filepath.Join(staging, f.Name), f.Data); err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
-		names = append(names, f.Name)
 	}
 	if err := writeFile(filepath.Join(staging, config.ManifestName), b.Manifest.JSON()); err != nil {
 		return fmt.Errorf("publish: %w", err)
@@ -214,63 +288,123 @@ func (p *Publisher) Publish(b *bundle.Bundle) error {
 		return fmt.Errorf("publish: %w", err)
 	}
 	faultHook(FaultAfterRename)
-	return p.switchTo(final)
+	return nil
 }
 
-// Activate makes a kept version active again (rollback or roll forward).
-func (p *Publisher) Activate(version string) error {
-	vs, err := p.Versions()
+// Activate makes a kept version active everywhere again (rollback or roll
+// forward).
+func (p *Publisher) Activate(version string) error { return p.SwitchAll(version) }
+
+// SwitchAll points the top level, every existing role channel and a
+// channel for each role of the version's bundle at the kept version.
+func (p *Publisher) SwitchAll(version string) error {
+	v, err := p.find(version)
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(vs, func(v Version) bool { return v.Manifest.Version == version })
-	if i < 0 {
-		return fmt.Errorf("%w: %s", ErrNotFound, version)
+	channels, err := p.channelTargets()
+	if err != nil {
+		return err
 	}
-	if vs[i].Active {
-		return nil
+	roles := sortedKeys(v.Manifest.Variables)
+	for role := range channels {
+		if !slices.Contains(roles, role) {
+			roles = append(roles, role)
+		}
 	}
-	return p.switchTo(vs[i].Dir)
+	if err := p.link(p.dir, v.Dir); err != nil {
+		return err
+	}
+	faultHook(FaultAfterSymlinks)
+	if err := p.switchRoles(v, roles); err != nil {
+		return err
+	}
+	return p.prune()
 }
 
-// switchTo points ..data at the version directory target (kubelet's
-// ..data_tmp + rename), then updates the top-level links and prunes.
-func (p *Publisher) switchTo(target string) error {
-	tmp := filepath.Join(p.dir, dataTmpLink)
+// Switch points the channels of roles (and, if top, the top level) at the
+// kept version, leaving every other channel where it is.
+func (p *Publisher) Switch(version string, roles []string, top bool) error {
+	v, err := p.find(version)
+	if err != nil {
+		return err
+	}
+	if top {
+		if err := p.link(p.dir, v.Dir); err != nil {
+			return err
+		}
+	}
+	if err := p.switchRoles(v, roles); err != nil {
+		return err
+	}
+	return p.prune()
+}
+
+func (p *Publisher) find(version string) (Version, error) {
+	vs, err := p.Versions()
+	if err != nil {
+		return Version{}, err
+	}
+	i := slices.IndexFunc(vs, func(v Version) bool { return v.Manifest.Version == version })
+	if i < 0 {
+		return Version{}, fmt.Errorf("%w: %s", ErrNotFound, version)
+	}
+	return vs[i], nil
+}
+
+func (p *Publisher) switchRoles(v Version, roles []string) error {
+	for _, role := range roles {
+		if !validRole(role) {
+			return fmt.Errorf("publish: service role %q cannot name a channel directory", role)
+		}
+		dir := filepath.Join(p.dir, RolesDir, role)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		if err := p.link(dir, filepath.Join("..", "..", v.Dir)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// link points dir/..data at target (kubelet's ..data_tmp + rename), then
+// makes dir's top-level links match. It does nothing if ..data already
+// points there.
+func (p *Publisher) link(dir, target string) error {
+	if cur, err := os.Readlink(filepath.Join(dir, dataLink)); err == nil && cur == target {
+		return p.syncLinks(dir)
+	}
+	tmp := filepath.Join(dir, dataTmpLink)
 	_ = os.Remove(tmp)
 	if err := os.Symlink(target, tmp); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
 	faultHook(FaultAfterDataTmp)
-	if err := os.Rename(tmp, filepath.Join(p.dir, dataLink)); err != nil {
+	if err := os.Rename(tmp, filepath.Join(dir, dataLink)); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	if err := syncDir(p.dir); err != nil {
+	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
 	faultHook(FaultAfterSwap)
-	if err := p.syncLinks(); err != nil {
-		return err
-	}
-	faultHook(FaultAfterSymlinks)
-	return p.prune()
+	return p.syncLinks(dir)
 }
 
-// syncLinks makes the top-level links exactly name -> ..data/name for each
-// file of the active version.
-func (p *Publisher) syncLinks() error {
-	target, err := os.Readlink(filepath.Join(p.dir, dataLink))
-	if err != nil {
+// syncLinks makes dir's top-level links exactly name -> ..data/name for
+// each file of the version its ..data points at.
+func (p *Publisher) syncLinks(dir string) error {
+	if _, err := os.Readlink(filepath.Join(dir, dataLink)); err != nil {
 		return nil // nothing published yet
 	}
-	entries, err := os.ReadDir(filepath.Join(p.dir, target))
+	entries, err := os.ReadDir(filepath.Join(dir, dataLink))
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
 	want := map[string]bool{}
 	for _, e := range entries {
 		want[e.Name()] = true
-		link := filepath.Join(p.dir, e.Name())
+		link := filepath.Join(dir, e.Name())
 		if dest, err := os.Readlink(link); err == nil && dest == filepath.Join(dataLink, e.Name()) {
 			continue
 		}
@@ -279,7 +413,7 @@ func (p *Publisher) syncLinks() error {
 			return fmt.Errorf("publish: %w", err)
 		}
 	}
-	top, err := os.ReadDir(p.dir)
+	top, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
@@ -287,16 +421,17 @@ func (p *Publisher) syncLinks() error {
 		if strings.HasPrefix(e.Name(), ".") || want[e.Name()] || e.Type()&os.ModeSymlink == 0 {
 			continue
 		}
-		if dest, err := os.Readlink(filepath.Join(p.dir, e.Name())); err == nil && strings.HasPrefix(dest, dataLink+string(filepath.Separator)) {
-			if err := os.Remove(filepath.Join(p.dir, e.Name())); err != nil {
+		if dest, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(dest, dataLink+string(filepath.Separator)) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
 		}
 	}
-	return syncDir(p.dir)
+	return syncDir(dir)
 }
 
-// prune deletes the oldest versions beyond the retention, never the active one.
+// prune deletes the oldest versions beyond the retention, never one that
+// the top level or a role channel serves.
 func (p *Publisher) prune() error {
 	vs, err := p.Versions()
 	if err != nil {
@@ -307,7 +442,7 @@ func (p *Publisher) prune() error {
 		if excess <= 0 {
 			break
 		}
-		if v.Active {
+		if v.Active || len(v.Roles) > 0 {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(p.dir, v.Dir)); err != nil {
@@ -319,20 +454,29 @@ func (p *Publisher) prune() error {
 }
 
 // Recover removes what an interrupted publish left behind and brings the
-// top-level links in line with the active version.
+// top-level links of the publish directory and of every role channel in
+// line with the version each serves.
 func (p *Publisher) Recover() error {
 	entries, err := os.ReadDir(p.dir)
 	if err != nil {
 		return err
 	}
 	active, _ := os.Readlink(filepath.Join(p.dir, dataLink))
+	channels, err := p.channelTargets()
+	if err != nil {
+		return fmt.Errorf("publish: recover: %w", err)
+	}
+	served := map[string]bool{active: true}
+	for _, dir := range channels {
+		served[dir] = true
+	}
 	for _, e := range entries {
 		name := e.Name()
 		path := filepath.Join(p.dir, name)
 		switch {
-		case strings.HasPrefix(name, stagingPfx), name == dataTmpLink:
+		case strings.HasPrefix(name, stagingPfx), name == dataTmpLink, name == rolloutFile+".tmp":
 			err = os.RemoveAll(path)
-		case strings.HasPrefix(name, "..v") && name != active && e.IsDir():
+		case strings.HasPrefix(name, "..v") && !served[name] && e.IsDir():
 			data, rerr := readfile.Read(filepath.Join(path, config.ManifestName), readfile.MaxSecretFile)
 			if rerr == nil {
 				if _, perr := bundle.ParseManifest(data); perr == nil {
@@ -347,7 +491,47 @@ func (p *Publisher) Recover() error {
 			return fmt.Errorf("publish: recover: %w", err)
 		}
 	}
-	return p.syncLinks()
+	for _, role := range sortedKeys(channels) {
+		dir := filepath.Join(p.dir, RolesDir, role)
+		if err := os.RemoveAll(filepath.Join(dir, dataTmpLink)); err != nil {
+			return fmt.Errorf("publish: recover: %w", err)
+		}
+		if err := p.syncLinks(dir); err != nil {
+			return err
+		}
+	}
+	return p.syncLinks(p.dir)
+}
+
+// SaveRollout stores the admin's rollout record (replaced atomically).
+func (p *Publisher) SaveRollout(data []byte) error {
+	tmp := filepath.Join(p.dir, rolloutFile+".tmp")
+	_ = os.Remove(tmp)
+	if err := writeFile(tmp, data); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(p.dir, rolloutFile)); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	return syncDir(p.dir)
+}
+
+// LoadRollout returns the stored rollout record, or nil if there is none.
+func (p *Publisher) LoadRollout() ([]byte, error) {
+	data, err := readfile.Read(filepath.Join(p.dir, rolloutFile), readfile.MaxSecretFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func writeFile(path string, data []byte) error {

@@ -2,7 +2,9 @@ package publish
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,7 +108,7 @@ func TestLayoutIsKubelets(t *testing.T) {
 		t.Fatalf("versions %s %s", v1, v2)
 	}
 	got := listing(t, dir)
-	if len(got) != 6 {
+	if len(got) != 7 || !slices.Contains(got, "roles/") {
 		t.Fatalf("listing: %q", got)
 	}
 	// ..data is a relative link to the newest version dir; files link through ..data.
@@ -128,6 +130,102 @@ func TestLayoutIsKubelets(t *testing.T) {
 	}
 	if path, v := loaded(t, dir); path != "/two" || v != "v2" {
 		t.Fatalf("loaded %s %s", path, v)
+	}
+	// The role's channel has the same layout, its ..data reaching the
+	// same version directory.
+	channel := filepath.Join(dir, "roles", "default")
+	want = []string{"..data -> ../../" + data, "00-a.yaml -> ..data/00-a.yaml", "20-c.yaml -> ..data/20-c.yaml", "bundle.json -> ..data/bundle.json"}
+	if got := listing(t, channel); !slices.Equal(got, want) {
+		t.Errorf("roles/default: %q, want %q", got, want)
+	}
+	if path, v := loaded(t, channel); path != "/two" || v != "v2" {
+		t.Fatalf("roles/default loaded %s %s", path, v)
+	}
+}
+
+// A staged switch moves only the named channels; the others, and the
+// top level, keep serving their version, and no served version is pruned.
+func TestSwitchMovesOnlyTheNamedChannels(t *testing.T) {
+	dir := t.TempDir()
+	p, err := New(dir, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := func(issuer string) map[string]string {
+		return map[string]string{"00-a.yaml": strings.Replace(cfg(issuer), "  default: {zone: z, profiles: [authn]}",
+			"  default: {zone: z, profiles: [authn]}\n  canary: {zone: z, profiles: [authn]}", 1)}
+	}
+	publish(t, p, two("one"))
+	for _, issuer := range []string{"two", "three"} {
+		b := newBundle(t, p, two(issuer))
+		if err := p.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Switch(b.Manifest.Version, []string{"canary"}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, err := p.Channels()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(ch, map[string]string{"canary": "v3", "default": "v1"}) {
+		t.Fatalf("channels %v", ch)
+	}
+	for dir, want := range map[string]string{dir: "/one", filepath.Join(dir, "roles", "default"): "/one", filepath.Join(dir, "roles", "canary"): "/three"} {
+		if path, _ := loaded(t, dir); path != want {
+			t.Errorf("%s loads %s, want %s", dir, path, want)
+		}
+	}
+	// Retention 2 with three versions: v2 (served by nothing) goes, v1
+	// (the top level, default) and v3 (canary) stay.
+	vs, err := p.Versions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, v := range vs {
+		kept = append(kept, fmt.Sprintf("%s%v active=%v", v.Manifest.Version, v.Roles, v.Active))
+	}
+	if want := []string{"v1[default] active=true", "v3[canary] active=false"}; !slices.Equal(kept, want) {
+		t.Errorf("kept %q, want %q", kept, want)
+	}
+	if err := p.SwitchAll("v3"); err != nil {
+		t.Fatal(err)
+	}
+	if ch, _ := p.Channels(); !maps.Equal(ch, map[string]string{"canary": "v3", "default": "v3"}) {
+		t.Errorf("after SwitchAll: channels %v", ch)
+	}
+	if err := p.Switch("v9", []string{"canary"}, false); !errors.Is(err, ErrNotFound) {
+		t.Errorf("switch to an unknown version: %v", err)
+	}
+}
+
+// The rollout record survives as written, and a torn write of it is
+// cleaned up.
+func TestRolloutRecord(t *testing.T) {
+	dir := t.TempDir()
+	p, err := New(dir, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, err := p.LoadRollout(); data != nil || err != nil {
+		t.Fatalf("no record yet: %q %v", data, err)
+	}
+	if err := p.SaveRollout([]byte(`{"version":"v1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".rollout.json.tmp"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(dir, 2); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := p.LoadRollout(); string(data) != `{"version":"v1"}` || err != nil {
+		t.Errorf("record %q %v", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".rollout.json.tmp")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("torn record left behind: %v", err)
 	}
 }
 

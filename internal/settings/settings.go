@@ -89,6 +89,11 @@ type Settings struct {
 	// staging, …): the go-live lint judges bundles for it, and refuses
 	// error-level findings for production unless forced. Empty: local.
 	Stage string `envconfig:"KEYGATE_STAGE"`
+	// Staged rollouts (admin node): how long a rollout's first roles must
+	// serve a bundle before the others get it, and how long they may take
+	// to get there before the rollout stops. An upload may set its own.
+	RolloutSoak    time.Duration `envconfig:"KEYGATE_ROLLOUT_SOAK" default:"1m"`
+	RolloutTimeout time.Duration `envconfig:"KEYGATE_ROLLOUT_TIMEOUT" default:"10m"`
 }
 
 // DefaultAdminFileDirs are the secret mounts of Kubernetes, Docker and
@@ -185,10 +190,15 @@ func (s Settings) Validate() error {
 		{"SHUTDOWN_TIMEOUT", s.ShutdownTimeout},
 		{"HEARTBEAT_INTERVAL", s.HeartbeatInterval},
 		{"GC_INTERVAL", s.GCInterval},
+		{"ROLLOUT_SOAK", s.RolloutSoak},
+		{"ROLLOUT_TIMEOUT", s.RolloutTimeout},
 	} {
 		if d.v < 0 {
 			add(d.name, "%s must not be negative", d.v)
 		}
+	}
+	if s.RolloutTimeout > 0 && s.RolloutTimeout <= s.RolloutSoak {
+		add("ROLLOUT_TIMEOUT", "%s must be longer than KEYGATE_ROLLOUT_SOAK (%s)", s.RolloutTimeout, s.RolloutSoak)
 	}
 	return errors.Join(errs...)
 }

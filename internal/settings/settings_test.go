@@ -50,6 +50,8 @@ func TestDefaults(t *testing.T) {
 		HeartbeatInterval: 5 * time.Second,
 		GCInterval:        10 * time.Minute,
 		PublishRetention:  10,
+		RolloutSoak:       time.Minute,
+		RolloutTimeout:    10 * time.Minute,
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("Load() =\n%+v\nwant\n%+v", s, want)
@@ -79,6 +81,8 @@ func TestValues(t *testing.T) {
 		"KEYGATE_ADMIN_TLS_KEY_FILE":       "/tls/admin.key",
 		"KEYGATE_ADMIN_TLS_CLIENT_CA_FILE": "/tls/ca.crt",
 		"KEYGATE_TRUSTED_PROXIES":          "10.0.0.0/8, 192.0.2.7 ,fd00::/8,",
+		"KEYGATE_ROLLOUT_SOAK":             "30s",
+		"KEYGATE_ROLLOUT_TIMEOUT":          "15m",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +113,8 @@ func TestValues(t *testing.T) {
 		AdminTLSKeyFile:      "/tls/admin.key",
 		AdminTLSClientCAFile: "/tls/ca.crt",
 		TrustedProxies:       []string{"10.0.0.0/8", "192.0.2.7", "fd00::/8"},
+		RolloutSoak:          30 * time.Second,
+		RolloutTimeout:       15 * time.Minute,
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("Load() =\n%+v\nwant\n%+v", s, want)
@@ -260,7 +266,7 @@ func TestKnownVariables(t *testing.T) {
 		"KEYGATE_ADMIN_TOKEN_FILE", "KEYGATE_BUNDLE_SIGNING_KEY_FILE", "KEYGATE_BUNDLE_VERIFY_KEY_FILE", "KEYGATE_CONFIG_DIR", "KEYGATE_ENV_FILE", "KEYGATE_EXCLUDE_TAGS", "KEYGATE_FILE_DIRS",
 		"KEYGATE_GC_INTERVAL", "KEYGATE_HEARTBEAT_INTERVAL", "KEYGATE_LISTEN_ADDR", "KEYGATE_LOG_FORMAT", "KEYGATE_LOG_LEVEL", "KEYGATE_MIGRATE_ON_START",
 		"KEYGATE_NODE_ID", "KEYGATE_OPS_LISTEN_ADDR", "KEYGATE_PUBLISH_DIR", "KEYGATE_PUBLISH_RETENTION", "KEYGATE_RELOAD_DEBOUNCE",
-		"KEYGATE_RELOAD_POLL_INTERVAL", "KEYGATE_SERVICE_ROLE", "KEYGATE_SHUTDOWN_TIMEOUT", "KEYGATE_STAGE", "KEYGATE_TRUSTED_PROXIES",
+		"KEYGATE_RELOAD_POLL_INTERVAL", "KEYGATE_ROLLOUT_SOAK", "KEYGATE_ROLLOUT_TIMEOUT", "KEYGATE_SERVICE_ROLE", "KEYGATE_SHUTDOWN_TIMEOUT", "KEYGATE_STAGE", "KEYGATE_TRUSTED_PROXIES",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("KnownVariables() =\n%q\nwant\n%q", got, want)

@@ -468,7 +468,7 @@ type RoleView struct {
 	// ActiveVersion is the version the role's channel serves ("" when
 	// nothing is published).
 	ActiveVersion string `json:"active_version"`
-	Nodes         int    `json:"nodes"`          // live nodes
+	Nodes         int    `json:"nodes"` // live nodes
 	// Converged: at least one live node, and every live node serves the
 	// active version (when one is published) with its last reload good.
 	Converged bool `json:"converged"`

@@ -124,7 +124,7 @@ func TestBundlePlanCLI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bundle plan: %v\n%s", err, out)
 	}
-	for _, want := range []string{"plan against v1", "service role default: 1 change(s)",
+	for _, want := range []string{"plan against v1", "service role default (now on v1): 1 change(s)",
 		`~ profiles.token.issuer: "http://localhost/one" → "http://localhost/two"`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("plan output lacks %q:\n%s", want, out)

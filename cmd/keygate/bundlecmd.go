@@ -118,9 +118,10 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 		return printPlan(data, stdout, stderr)
 	}
 	var out struct {
-		Version string         `json:"version"`
-		Lint    []string       `json:"lint"`
-		Rollout *admin.Rollout `json:"rollout"`
+		Version    string         `json:"version"`
+		Lint       []string       `json:"lint"`
+		NotChecked []string       `json:"not_checked"`
+		Rollout    *admin.Rollout `json:"rollout"`
 	}
 	if code != http.StatusCreated {
 		return refused(code, data, stderr, "bundle refused")
@@ -129,6 +130,7 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	for _, f := range out.Lint {
 		fmt.Fprintln(stderr, "lint: "+f)
 	}
+	printNotChecked(stderr, out.NotChecked)
 	if r := out.Rollout; r != nil && r.State == admin.RolloutCanary {
 		fmt.Fprintf(stderr, "staged rollout: %s now serve %s; %s follow once they have served it for %s (keygate bundle rollout wait)\n",
 			strings.Join(r.First, ", "), r.Version, orNone(r.Rest), time.Duration(r.Soak))
@@ -304,6 +306,23 @@ func refused(code int, data []byte, stderr io.Writer, what string) (int, error) 
 	return exitFailure, fmt.Errorf("%s (%s): %s", what, out.Error, out.Description)
 }
 
+// printNotChecked says which values the admin node could not check (their
+// variables are the vault's), the first few by name.
+func printNotChecked(w io.Writer, notChecked []string) {
+	const shown = 10
+	if len(notChecked) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%d value(s) not checked by the admin node (their variables are set on the runtime nodes, which check them):\n", len(notChecked))
+	for i, n := range notChecked {
+		if i == shown {
+			fmt.Fprintf(w, "  … and %d more\n", len(notChecked)-shown)
+			break
+		}
+		fmt.Fprintln(w, "  "+n)
+	}
+}
+
 // exitCode is 2 for a usage error, 1 for any other.
 func exitCode(err error) int {
 	var u usageError
@@ -350,6 +369,7 @@ func printPlan(data []byte, stdout, stderr io.Writer) (int, error) {
 		against = "nothing published yet"
 	}
 	fmt.Fprintf(stdout, "plan against %s (bundle schema %d)\n", against, p.Schema)
+	printNotChecked(stdout, p.NotChecked)
 	if len(p.Lint) > 0 {
 		fmt.Fprintf(stdout, "\ngo-live lint (stage %s):\n", cmp.Or(p.Stage, "local"))
 		for _, f := range p.Lint {
@@ -358,7 +378,7 @@ func printPlan(data []byte, stdout, stderr io.Writer) (int, error) {
 	}
 	for _, role := range slices.Sorted(maps.Keys(p.Roles)) {
 		rp := p.Roles[role]
-		fmt.Fprintf(stdout, "\nservice role %s: %d change(s)\n", role, len(rp.Changes))
+		fmt.Fprintf(stdout, "\nservice role %s (now on %s): %d change(s)\n", role, cmp.Or(rp.ActiveVersion, "nothing"), len(rp.Changes))
 		for _, c := range rp.Changes {
 			fmt.Fprintln(stdout, "  "+c.String())
 		}

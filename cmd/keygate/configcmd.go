@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/runtime"
 	"github.com/keygate/keygate/internal/settings"
+	"github.com/keygate/keygate/internal/validate"
 	"github.com/keygate/keygate/internal/storage"
 )
 
@@ -114,20 +114,6 @@ func runConfig(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	return exitUsage, usageError{fmt.Sprintf("config: unknown subcommand %q (want validate, render, diff or lint)", args[0])}
 }
 
-// loadAndBuild is what "valid" means: Load plus Build without serving
-// (keys parsed, handlers built), as a runtime node would on start-up.
-func loadAndBuild(opts config.Options) (*config.Snapshot, error) {
-	snap, err := config.Load(opts)
-	if err != nil {
-		return nil, err
-	}
-	rt, err := runtime.Build(snap, runtime.Deps{})
-	if err != nil {
-		return nil, err
-	}
-	return snap, rt.Close()
-}
-
 func configValidate(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	f, err := parseConfigFlags("validate", args, environ, stderr, true)
 	if err != nil {
@@ -142,10 +128,12 @@ func configValidate(args, environ []string, stdout, stderr io.Writer) (int, erro
 	}
 	failed := false
 	for _, role := range roles {
-		_, err := loadAndBuild(f.options(environ, role, f.envFiles))
-		if err != nil {
+		// "Valid" is what validate.Role says: loaded and built, as a
+		// runtime node of the role would on start-up, without serving.
+		rep := validate.Role(f.options(environ, role, f.envFiles))
+		if !rep.Valid() {
 			failed = true
-			fmt.Fprintf(stderr, "role %s: invalid\n%s\n", role, err)
+			fmt.Fprintf(stderr, "role %s: invalid\n%s\n", role, rep.Errors)
 			continue
 		}
 		fmt.Fprintf(stdout, "role %s: valid\n", role)

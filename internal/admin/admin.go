@@ -42,6 +42,7 @@ import (
 	"github.com/keygate/keygate/internal/dotenv"
 	"github.com/keygate/keygate/internal/lint"
 	"github.com/keygate/keygate/internal/publish"
+	"github.com/keygate/keygate/internal/validate"
 )
 
 // stateStopping is the heartbeat state a runtime node writes on a clean
@@ -195,12 +196,13 @@ func (s *Server) postBundle(w http.ResponseWriter, r *http.Request) {
 	}
 	stage := s.stage(up)
 	var findings []lint.Finding
-	b, errs := s.validate(up, func(dir string, _ *bundle.Bundle) { findings = s.lint(dir, stage) })
-	if len(errs) > 0 {
-		s.c.Logger.Warn("bundle refused", "errors", len(errs), "author", up.Author)
-		writeJSON(w, http.StatusUnprocessableEntity, problem{Error: "invalid_bundle", Description: "the bundle is invalid; nothing was published", Errors: errs})
+	c := s.validate(up, func(dir string, _ *bundle.Bundle) { findings = s.lint(dir, stage) })
+	if len(c.errs) > 0 {
+		s.c.Logger.Warn("bundle refused", "errors", len(c.errs), "author", up.Author)
+		writeJSON(w, http.StatusUnprocessableEntity, problem{Error: "invalid_bundle", Description: "the bundle is invalid; nothing was published", Errors: c.errs})
 		return
 	}
+	b := c.bundle
 	force := r.URL.Query().Get("force") == "true"
 	if stage == "production" && lint.Failing(findings) && !force {
 		s.c.Logger.Warn("bundle refused by the go-live lint", "stage", stage, "author", up.Author)
@@ -246,16 +248,26 @@ func (s *Server) postBundle(w http.ResponseWriter, r *http.Request) {
 	}
 	s.c.Logger.Info("bundle published", "version", version, "content_hash", b.Manifest.ContentHash[:12], "author", up.Author,
 		"rollout", ro.State, "first", strings.Join(ro.First, ","))
-	writeJSON(w, http.StatusCreated, published{Manifest: b.Manifest, Stage: stage, Lint: findingLines(findings), Rollout: ro})
+	writeJSON(w, http.StatusCreated, published{Manifest: b.Manifest, Stage: stage, Lint: findingLines(findings), NotChecked: orEmpty(c.notChecked), Rollout: ro})
 }
 
 // published is the answer to a publish: the manifest, with the go-live
 // lint's findings for the stage.
 type published struct {
 	bundle.Manifest
-	Stage   string   `json:"stage,omitempty"`
-	Lint    []string `json:"lint"`
-	Rollout *Rollout `json:"rollout"`
+	Stage string   `json:"stage,omitempty"`
+	Lint  []string `json:"lint"`
+	// NotChecked are the values whose own checks need a variable the admin
+	// does not know (a vault secret): the runtime nodes check them.
+	NotChecked []string `json:"not_checked"`
+	Rollout    *Rollout `json:"rollout"`
+}
+
+func orEmpty(list []string) []string {
+	if list == nil {
+		return []string{}
+	}
+	return list
 }
 
 // stage is the upload's stage, else the admin node's.
@@ -295,14 +307,14 @@ func findingLines(fs []lint.Finding) []string {
 // problem at once. Nothing is written to the publish directory. inspect,
 // if set, is called with the scratch directory of a valid bundle before
 // it is removed (the plan reads it).
-func (s *Server) validate(up Upload, inspect func(dir string, b *bundle.Bundle)) (*bundle.Bundle, []string) {
+func (s *Server) validate(up Upload, inspect func(dir string, b *bundle.Bundle)) *checked {
 	var errs []string
 	if len(up.Files) == 0 {
-		return nil, []string{"files: a bundle needs at least one *.yaml file"}
+		return &checked{errs: []string{"files: a bundle needs at least one *.yaml file"}}
 	}
 	tmp, err := os.MkdirTemp("", "keygate-bundle-")
 	if err != nil {
-		return nil, []string{"server: cannot create a scratch directory"}
+		return &checked{errs: []string{"server: cannot create a scratch directory"}}
 	}
 	defer os.RemoveAll(tmp)
 	for name, body := range up.Files {
@@ -315,27 +327,37 @@ func (s *Server) validate(up Upload, inspect func(dir string, b *bundle.Bundle))
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return &checked{errs: errs}
 	}
 	b, err := bundle.Build(tmp, bundle.Meta{Author: up.Author, Message: up.Message}, s.c.FileDirs)
 	if err != nil {
-		return nil, strings.Split(err.Error(), "\n")
-	}
-	// Errors name files relative to the scratch dir; strip its path.
-	for stage, files := range up.EnvFiles {
-		declared := map[string]bool{}
-		names := make([]string, 0, len(files))
-		for name := range files {
-			names = append(names, name)
+		lines := strings.Split(err.Error(), "\n")
+		for i := range lines {
+			lines[i] = strings.ReplaceAll(lines[i], tmp+string(filepath.Separator), "")
 		}
-		slices.Sort(names)
-		for _, name := range names {
+		return &checked{errs: lines}
+	}
+	// Each role as its nodes would load it: with the upload's env files
+	// for it (their non-empty values; an empty one is the vault's), else
+	// with no variable at all.
+	checks := map[string][]string{} // role → environ
+	for _, role := range sortedKeys(b.Manifest.Variables) {
+		checks[role] = nil
+	}
+	for _, stage := range sortedKeys(up.EnvFiles) {
+		files := up.EnvFiles[stage]
+		declared := map[string]bool{}
+		var environ []string
+		for _, name := range sortedKeys(files) {
 			vars, err := dotenv.Parse(stage+"/"+name, []byte(files[name]))
 			if err != nil {
 				errs = append(errs, strings.Split(err.Error(), "\n")...)
 			}
 			for _, v := range vars {
 				declared[v.Name] = true
+				if v.Value != "" {
+					environ = append(environ, v.Name+"="+v.Value)
+				}
 			}
 		}
 		roles := []string{stage}
@@ -343,6 +365,7 @@ func (s *Server) validate(up Upload, inspect func(dir string, b *bundle.Bundle))
 			roles = sortedKeys(b.Manifest.Variables)
 		}
 		for _, role := range roles {
+			checks[role] = append(checks[role], environ...)
 			for _, v := range b.Manifest.Variables[role] {
 				if !declared[v] {
 					errs = append(errs, fmt.Sprintf("env_files.%s: service role %s needs variable %s, which its env files do not declare", stage, role, v))
@@ -350,15 +373,42 @@ func (s *Server) validate(up Upload, inspect func(dir string, b *bundle.Bundle))
 			}
 		}
 	}
+	var notChecked []string
+	for _, role := range sortedKeys(checks) {
+		rep := validate.Role(config.Options{Dir: tmp, Role: role, Environ: checks[role], Lenient: true, NoFileReads: true, FileDirs: s.c.FileDirs})
+		for _, e := range rep.Errors {
+			if line := e.Error(); !slices.Contains(errs, line) {
+				errs = append(errs, line)
+			}
+		}
+		for _, n := range rep.NotChecked {
+			if line := n.String(); !slices.Contains(notChecked, line) {
+				notChecked = append(notChecked, line)
+			}
+		}
+	}
 	slices.Sort(errs)
-	for i := range errs {
-		errs[i] = strings.ReplaceAll(errs[i], tmp+string(filepath.Separator), "")
-		errs[i] = strings.ReplaceAll(errs[i], tmp, "config.d")
+	// Errors name files relative to the scratch dir; strip its path.
+	for _, list := range [][]string{errs, notChecked} {
+		for i := range list {
+			list[i] = strings.ReplaceAll(list[i], tmp+string(filepath.Separator), "")
+			list[i] = strings.ReplaceAll(list[i], tmp, "config.d")
+		}
 	}
 	if len(errs) == 0 && inspect != nil {
 		inspect(tmp, b)
 	}
-	return b, errs
+	return &checked{bundle: b, errs: errs, notChecked: notChecked}
+}
+
+// checked is what validate found.
+type checked struct {
+	bundle *bundle.Bundle // nil when the files do not make a bundle
+	errs   []string       // every error, sorted; empty when valid
+	// notChecked are the values whose own checks need a variable the
+	// admin does not know (the vault's), as "file:line:col: path: not
+	// checked: needs variable X".
+	notChecked []string
 }
 
 func sortedKeys[V any](m map[string]V) []string {

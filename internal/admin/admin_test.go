@@ -411,6 +411,15 @@ profiles:
 		{"bad enum", "10.yaml", "[client_credentials]", "[client-credentials]", `clients.svc.grant-types[0]: "client-credentials" is not one of`},
 		{"bad data source type", "00.yaml", "type: postgres", "type: mysql", `data-sources.d.type: "mysql" is not one of sqlite, postgres`},
 		{"duplicate name across files", "10.yaml", "clients:\n", "keys:\n  k: {algorithm: ES256, private-key: $K2}\nclients:\n", `keys.k: already defined at 00.yaml`},
+		// What only building the role's handlers finds, as its nodes would,
+		// with the key a stand-in for the vault's.
+		{"two profiles on one path", "00.yaml", "path: /authn,", "path: /oauth/v2,", `service-roles.default.profiles[1]: profile "authn" has the same path /oauth/v2 as profile "token"`},
+		{"authorize without a sign-in", "00.yaml", ", authentication-profile: authn", "", `profiles.token.authentication-profile: is required when the authorize endpoint is served`},
+		{"two issuers with one metadata URL", "00.yaml", "profiles: [token, authn]", "profiles: [token, authn, other]", `profiles.other.issuer: its metadata URL /.well-known/oauth-authorization-server/oauth/v2 is already profile "token"'s in role "default"`},
+	}
+	// Cases that need a second edit: file, old, new.
+	second := map[string][3]string{
+		"two issuers with one metadata URL": {"10.yaml", "clients:\n", "profiles:\n  other: {type: token, path: /other, issuer: \"https://other.example.com/oauth/v2\", signing-keys: [k], endpoints: [discovery]}\nclients:\n"},
 	}
 	f := newFixture(t)
 	for _, tc := range cases {
@@ -423,6 +432,9 @@ profiles:
 				t.Fatalf("case does not apply: %q", tc.old)
 			}
 			files[tc.file] = strings.Replace(files[tc.file], tc.old, tc.new, 1)
+			if e, ok := second[tc.name]; ok {
+				files[e[0]] = strings.Replace(files[e[0]], e[1], e[2], 1)
+			}
 			before := listing(t, f.pubDir)
 			code, _, body := f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: files})
 			var p problem
@@ -435,8 +447,20 @@ profiles:
 			}
 		})
 	}
-	if code, _, body := f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: good}); code != http.StatusCreated {
-		t.Errorf("the good bundle: %d %s", code, body)
+	code, _, body := f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: good})
+	var pub published
+	if code != http.StatusCreated || json.Unmarshal(body, &pub) != nil {
+		t.Fatalf("the good bundle: %d %s", code, body)
+	}
+	// The vault's values are listed as not checked here, each with what
+	// it needs; nothing else is.
+	want := []string{
+		"00.yaml:7:28: data-sources.d.url: not checked: needs variable DB_URL",
+		"00.yaml:9:38: keys.k.private-key: not checked: needs variable SIGNING_KEY",
+		"10.yaml:2:33: clients.svc.secret: not checked: needs variable SVC_SECRET",
+	}
+	if !slices.Equal(pub.NotChecked, want) {
+		t.Errorf("not_checked %q, want %q", pub.NotChecked, want)
 	}
 }
 

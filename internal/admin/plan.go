@@ -22,6 +22,9 @@ type Plan struct {
 	// publish to production refuses error-level ones unless forced.
 	Stage string   `json:"stage,omitempty"`
 	Lint  []string `json:"lint"`
+	// NotChecked: the values whose own checks need a variable the admin
+	// does not know (see published).
+	NotChecked []string `json:"not_checked"`
 }
 
 // RolePlan is one service role's part of a Plan.
@@ -85,7 +88,7 @@ func (s *Server) planBundle(w http.ResponseWriter, r *http.Request) {
 		plan.ActiveVersion = active.Manifest.Version
 	}
 	plan.Stage, plan.Lint = s.stage(up), []string{}
-	_, errs := s.validate(up, func(dir string, b *bundle.Bundle) {
+	c := s.validate(up, func(dir string, b *bundle.Bundle) {
 		plan.Schema = b.Manifest.Schema
 		plan.Lint = findingLines(s.lint(dir, plan.Stage))
 		nodes, _ := s.nodes(r.Context())
@@ -96,10 +99,11 @@ func (s *Server) planBundle(w http.ResponseWriter, r *http.Request) {
 			plan.Roles[role] = rp
 		}
 	})
-	plan.Valid = len(errs) == 0
-	if errs != nil {
-		plan.Errors = errs
+	plan.Valid = len(c.errs) == 0
+	if c.errs != nil {
+		plan.Errors = c.errs
 	}
+	plan.NotChecked = orEmpty(c.notChecked)
 	writeJSON(w, http.StatusOK, plan)
 }
 

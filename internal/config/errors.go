@@ -47,6 +47,9 @@ func (es Errors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// Sorted orders errors by position and drops exact duplicates (see sorted).
+func (es Errors) Sorted() Errors { return es.sorted() }
+
 // sorted orders errors by file, line, column and drops exact duplicates (the
 // same variable missing twice in one scalar, or the same error from two roles).
 func (es Errors) sorted() Errors {

@@ -202,6 +202,7 @@ func (l *loader) load() (*Snapshot, error) {
 	}
 	snap.Hash, snap.Inputs = l.hash()
 	snap.Files, snap.Manifest = fileHashes, manifest
+	snap.Unresolved = l.unresolved()
 	if manifest != nil {
 		var m struct {
 			Version string `json:"version"`
@@ -211,6 +212,25 @@ func (l *loader) load() (*Snapshot, error) {
 		}
 	}
 	return snap, nil
+}
+
+// unresolved lists the values a Lenient load left empty in the entries the
+// role uses, sorted by position.
+func (l *loader) unresolved() []Unresolved {
+	var out []Unresolved
+	for key, vars := range l.missing {
+		if !l.used(key) {
+			continue
+		}
+		entry := strings.Replace(key, "/", ".", 1)
+		for _, v := range vars {
+			out = append(out, Unresolved{Entry: entry, Pos: v.Pos, Path: v.Path, Var: v.Name})
+		}
+	}
+	slices.SortFunc(out, func(a, b Unresolved) int {
+		return cmp.Or(cmp.Compare(a.Pos.File, b.Pos.File), cmp.Compare(a.Pos.Line, b.Pos.Line), cmp.Compare(a.Pos.Column, b.Pos.Column), cmp.Compare(a.Var, b.Var))
+	})
+	return slices.CompactFunc(out, func(a, b Unresolved) bool { return a == b })
 }
 
 // loadEnv reads env files, then lays the process environment over them.

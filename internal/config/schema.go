@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"time"
 
 	"github.com/keygate/keygate/internal/secret"
@@ -43,6 +44,31 @@ type Snapshot struct {
 	// BundleVersion is the "version" field of Manifest, if any. It is only
 	// trustworthy when the node verifies bundles.
 	BundleVersion string
+	// Unresolved are the values a Lenient load left empty in the entries
+	// the role uses, sorted by position: the checks that need them could
+	// not run. Always empty when not Lenient (such a load fails instead).
+	Unresolved []Unresolved
+}
+
+// Unresolved is one value a Lenient load could not resolve.
+type Unresolved struct {
+	Entry string // the entry holding it: "keys.signing"
+	Pos   Position
+	Path  string // keys.signing.private-key
+	// Var is the variable it needs, or "file:PATH" for an unread target.
+	Var string
+}
+
+// UnresolvedEntry reports whether a value of the entry ("keys.signing")
+// was left unresolved, and the variables it needs.
+func (s *Snapshot) UnresolvedEntry(entry string) []string {
+	var vars []string
+	for _, u := range s.Unresolved {
+		if u.Entry == entry && !slices.Contains(vars, u.Var) {
+			vars = append(vars, u.Var)
+		}
+	}
+	return vars
 }
 
 // FileHash is one config file's name and the hex SHA-256 of its bytes.

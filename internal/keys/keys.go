@@ -12,6 +12,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -119,6 +120,33 @@ func Parse(k *config.Key) (*Signer, error) {
 	}
 	if err := fits(alg, priv); err != nil {
 		return nil, err
+	}
+	return newSigner(k.Name, alg, priv)
+}
+
+// StandIn returns a freshly generated key of k's algorithm, in place of a
+// value the checker cannot see (a vault secret), so that what is built on
+// the key can still be checked. It never signs anything that leaves the
+// process.
+func StandIn(k *config.Key) (*Signer, error) {
+	alg, ok := algorithm(k.Algorithm)
+	if !ok {
+		return nil, &Error{Field: "algorithm", Msg: fmt.Sprintf("unsupported algorithm %q; want ES256, EdDSA or RS256", k.Algorithm)}
+	}
+	var (
+		priv any
+		err  error
+	)
+	switch alg {
+	case jwa.ES256:
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case jwa.EdDSA:
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	default:
+		priv, err = rsa.GenerateKey(rand.Reader, 2048)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stand-in key: %w", err)
 	}
 	return newSigner(k.Name, alg, priv)
 }

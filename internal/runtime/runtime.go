@@ -66,6 +66,11 @@ type Deps struct {
 	// ClientIP finds a request's client address for authentication
 	// profiles (KEYGATE_TRUSTED_PROXIES). nil: the connection's peer.
 	ClientIP *clientip.Resolver
+	// StandInKeys builds with a freshly generated key of the declared
+	// algorithm for each key whose value a Lenient load left unresolved
+	// (a vault secret), so the profiles that sign with it are still built
+	// and checked. Only for checking a configuration, never to serve.
+	StandInKeys bool
 }
 
 // DefaultStoreTimeout bounds opening a data source during Build.
@@ -117,6 +122,9 @@ func newRuntime(snap *config.Snapshot, deps Deps) *Runtime {
 // database fails the reload. Close releases it. Without deps.Stores, Build
 // has no side effects on the world (it opens no listener, file or
 // connection), so "validate" is Build with empty Deps and without Swap.
+//
+// The error, if any, is config.Errors: each problem with the position and
+// key path of the entry it concerns, sorted, as Load reports its own.
 func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
 	if snap == nil {
 		return nil, errors.New("runtime: nil snapshot")
@@ -134,11 +142,11 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
 
 	role := snap.ServiceRoles[snap.Role]
 	if role == nil {
-		return nil, fmt.Errorf("service-roles: role %q is not defined", snap.Role)
+		return nil, config.Errors{{Path: "service-roles", Msg: fmt.Sprintf("role %q is not defined", snap.Role)}}
 	}
-	var errs []error
+	var errs config.Errors
 	if err := r.acquireStore(snap, role, deps); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, asConfigErrors(err, config.Position{}, "")...)
 	}
 	var (
 		profiles []*token.Profile
@@ -177,15 +185,15 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
 		if p.Type == config.ProfileAuthentication {
 			ap, err := authn.New(snap, p, authn.Deps{Store: r.store, Zone: role.Zone, Logger: r.log, IPLimiter: deps.IPLimiter, ClientIP: deps.ClientIP})
 			if err != nil {
-				errs = append(errs, at(p.Pos, "profiles."+name, err))
+				errs = append(errs, asConfigErrors(err, p.Pos, "profiles."+name)...)
 				continue
 			}
 			authns = append(authns, ap)
 			continue
 		}
-		ks, err := keySet(snap, p, signers, bad)
-		if err != nil {
-			errs = append(errs, err)
+		ks, kerrs := keySet(snap, p, signers, bad, deps.StandInKeys)
+		if len(kerrs) > 0 {
+			errs = append(errs, kerrs...)
 			continue
 		}
 		var prev *token.Profile
@@ -194,7 +202,7 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
 		}
 		tp, err := token.New(snap, p, ks, token.Deps{Store: r.store, Metrics: deps.Metrics, Logger: r.log, Previous: prev})
 		if err != nil {
-			errs = append(errs, at(p.Pos, "profiles."+name, err))
+			errs = append(errs, asConfigErrors(err, p.Pos, "profiles."+name)...)
 			continue
 		}
 		if mp := tp.MetadataPath(); mp != "" {
@@ -208,7 +216,7 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
 		r.tokens[name] = tp
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, errs.Sorted()
 	}
 	r.handler = r.mount(profiles, authns)
 	return r, nil
@@ -252,10 +260,11 @@ func (r *Runtime) acquireStore(snap *config.Snapshot, role *config.ServiceRole, 
 }
 
 // keySet parses the profile's signing keys (each key once per snapshot)
-// and builds its set.
-func keySet(snap *config.Snapshot, p *config.Profile, signers map[string]*keys.Signer, bad map[string]bool) (*keys.Set, error) {
+// and builds its set. With standIn, a key whose value is unresolved gets
+// a generated stand-in (see Deps.StandInKeys).
+func keySet(snap *config.Snapshot, p *config.Profile, signers map[string]*keys.Signer, bad map[string]bool, standIn bool) (*keys.Set, config.Errors) {
 	var (
-		errs []error
+		errs config.Errors
 		set  []*keys.Signer
 	)
 	for i, name := range p.SigningKeys {
@@ -263,16 +272,25 @@ func keySet(snap *config.Snapshot, p *config.Profile, signers map[string]*keys.S
 			set = append(set, s)
 			continue
 		}
+		path := fmt.Sprintf("profiles.%s.signing-keys[%d]", p.Name, i)
 		if bad[name] {
-			errs = append(errs, fmt.Errorf("profiles.%s.signing-keys[%d]: key %q is invalid (see above)", p.Name, i, name))
+			errs = append(errs, at(p.Pos, path, fmt.Errorf("key %q is invalid (see above)", name)))
 			continue
 		}
 		k := snap.Keys[name]
 		if k == nil {
-			errs = append(errs, at(p.Pos, fmt.Sprintf("profiles.%s.signing-keys[%d]", p.Name, i), fmt.Errorf("key %q is not defined", name)))
+			errs = append(errs, at(p.Pos, path, fmt.Errorf("key %q is not defined", name)))
 			continue
 		}
-		s, err := keys.Parse(k)
+		var (
+			s   *keys.Signer
+			err error
+		)
+		if standIn && len(snap.UnresolvedEntry("keys."+name)) > 0 {
+			s, err = keys.StandIn(k)
+		} else {
+			s, err = keys.Parse(k)
+		}
 		if err != nil {
 			bad[name] = true
 			// keys.Error names the field, so the path reads
@@ -289,22 +307,41 @@ func keySet(snap *config.Snapshot, p *config.Profile, signers map[string]*keys.S
 		set = append(set, s)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, errs
 	}
 	ks, err := keys.NewSet(set)
 	if err != nil {
-		return nil, at(p.Pos, "profiles."+p.Name+".signing-keys", err)
+		return nil, config.Errors{at(p.Pos, "profiles."+p.Name+".signing-keys", err)}
 	}
 	return ks, nil
 }
 
-// at formats an error the way config errors read:
-// file:line:col: key.path: message (the position only when known).
-func at(pos config.Position, path string, err error) error {
-	if pos.File == "" {
-		return fmt.Errorf("%s: %w", path, err)
+func at(pos config.Position, path string, err error) *config.Error {
+	return &config.Error{Pos: pos, Path: path, Msg: err.Error()}
+}
+
+// asConfigErrors keeps the config errors in err (joined or single) as
+// they are and places any other error at the entry (pos, path).
+func asConfigErrors(err error, pos config.Position, path string) config.Errors {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		var out config.Errors
+		for _, e := range joined.Unwrap() {
+			out = append(out, asConfigErrors(e, pos, path)...)
+		}
+		return out
 	}
-	return fmt.Errorf("%s:%d:%d: %s: %w", pos.File, pos.Line, pos.Column, path, err)
+	var ces config.Errors
+	if errors.As(err, &ces) {
+		return ces
+	}
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		return config.Errors{ce}
+	}
+	if path == "" && pos.File == "" {
+		return config.Errors{{Msg: err.Error()}}
+	}
+	return config.Errors{at(pos, path, err)}
 }
 
 // mount builds the fiber app with every profile and returns its handler.

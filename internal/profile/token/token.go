@@ -177,8 +177,8 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 		}
 		if !implemented[e] {
 			// Refuse rather than advertise in discovery an endpoint that 404s.
-			return nil, fmt.Errorf("%s: profiles.%s.endpoints: %q is not available in this version of keygate (available: %s)",
-				p.Pos, p.Name, e, strings.Join(implementedList(), ", "))
+			return nil, &config.Error{Pos: p.Pos, Path: "profiles." + p.Name + ".endpoints",
+				Msg: fmt.Sprintf("%q is not available in this version of keygate (available: %s)", e, strings.Join(implementedList(), ", "))}
 		}
 		served[e] = true
 	}
@@ -236,8 +236,8 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 		// sender-constrained or rotated; this server does not bind them.
 		for _, name := range slices.Sorted(maps.Keys(prof.clients)) {
 			if cl := prof.clients[name]; cl.public && cl.grants[config.GrantRefreshToken] {
-				return nil, fmt.Errorf("%s: profiles.%s.refresh-tokens.rotate: false is not allowed while public client %q has the refresh_token grant (RFC 9700 §4.14.2)",
-					p.Pos, p.Name, name)
+				return nil, &config.Error{Pos: p.Pos, Path: "profiles." + p.Name + ".refresh-tokens.rotate",
+					Msg: fmt.Sprintf("false is not allowed while public client %q has the refresh_token grant (RFC 9700 §4.14.2)", name)}
 			}
 		}
 	}

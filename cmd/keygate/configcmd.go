@@ -8,8 +8,8 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/settings"
-	"github.com/keygate/keygate/internal/validate"
 	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/validate"
 )
 
 // configFlags are the flags shared by the config subcommands; their defaults

@@ -98,8 +98,8 @@ func ParseFilter(s string) (Expr, error) {
 type tokKind int
 
 const (
-	tokEOF tokKind = iota
-	tokWord        // attribute path, operator, keyword, true/false/null, number
+	tokEOF  tokKind = iota
+	tokWord         // attribute path, operator, keyword, true/false/null, number
 	tokString
 	tokLParen
 	tokRParen

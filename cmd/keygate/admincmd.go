@@ -17,7 +17,9 @@ import (
 
 	"github.com/keygate/keygate/internal/admin"
 	"github.com/keygate/keygate/internal/bundle"
+	"github.com/keygate/keygate/internal/console"
 	"github.com/keygate/keygate/internal/datasource"
+	"github.com/keygate/keygate/internal/gitback"
 	"github.com/keygate/keygate/internal/publish"
 	"github.com/keygate/keygate/internal/readfile"
 	"github.com/keygate/keygate/internal/settings"
@@ -92,14 +94,18 @@ func runAdmin(args, environ []string, stderr io.Writer) (int, error) {
 		ln = tls.NewListener(ln, tlsConfig)
 		scheme = "https"
 	}
-	srv := &http.Server{Handler: api.Handler(), TLSConfig: tlsConfig, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
+	handler, err := withConsole(api, s, []byte(strings.TrimSpace(string(token))), log)
+	if err != nil {
+		return exitFailure, err
+	}
+	srv := &http.Server{Handler: handler, TLSConfig: tlsConfig, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(signals)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("admin node serving", "admin", ln.Addr().String(), "scheme", scheme, "client_certificates", s.AdminTLSClientCAFile != "",
-		"publish_dir", s.PublishDir, "retention", s.PublishRetention)
+		"publish_dir", s.PublishDir, "retention", s.PublishRetention, "console", s.ConsoleURL != "")
 	select {
 	case err := <-served:
 		return exitFailure, fmt.Errorf("serve: %w", err)
@@ -112,4 +118,39 @@ func runAdmin(args, environ []string, stderr io.Writer) (int, error) {
 		}
 		return exitOK, nil
 	}
+}
+
+// withConsole mounts the console under /admin/ui/ when KEYGATE_CONSOLE_URL
+// is set; the API keeps the rest.
+func withConsole(api *admin.Server, s settings.Settings, token []byte, log *slog.Logger) (http.Handler, error) {
+	if s.ConsoleURL == "" {
+		return api.Handler(), nil
+	}
+	var secret []byte
+	if s.ConsoleClientSecretFile != "" {
+		b, err := readfile.Read(s.ConsoleClientSecretFile, readfile.MaxSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("KEYGATE_CONSOLE_CLIENT_SECRET_FILE: %w", err)
+		}
+		secret = []byte(strings.TrimSpace(string(b)))
+	}
+	var git *gitback.Writer
+	if s.GitURL != "" {
+		var err error
+		git, err = gitback.New(gitback.Config{URL: s.GitURL, Base: s.GitBase, Dir: s.GitDir, BranchPrefix: s.GitBranchPrefix,
+			Username: s.GitUsername, TokenFile: s.GitTokenFile, SSHKeyFile: s.GitSSHKeyFile, CompareURL: s.GitCompareURL})
+		if err != nil {
+			return nil, fmt.Errorf("KEYGATE_GIT_URL: %w", err)
+		}
+	}
+	c, err := console.New(console.Config{Admin: api, BaseURL: s.ConsoleURL, Issuer: s.ConsoleIssuer, ClientID: s.ConsoleClientID,
+		ClientSecret: secret, RoleClaim: s.ConsoleRoleClaim, Editors: s.ConsoleEditors, Viewers: s.ConsoleViewers,
+		AdminToken: token, Git: git, ClientsFile: s.ConsoleClientsFile, Title: s.ConsoleTitle, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/admin/ui/", c.Handler())
+	mux.Handle("/", api.Handler())
+	return mux, nil
 }

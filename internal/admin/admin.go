@@ -26,6 +26,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -434,17 +435,11 @@ type BundleInfo struct {
 }
 
 func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) {
-	vs, err := s.c.Publisher.Versions()
+	out, err := s.History()
 	if err != nil {
 		s.c.Logger.Error("list bundles", "error", err.Error())
 		writeJSON(w, http.StatusInternalServerError, problem{Error: "server_error"})
 		return
-	}
-	out := []BundleInfo{}
-	for i := len(vs) - 1; i >= 0; i-- {
-		m := vs[i].Manifest
-		out = append(out, BundleInfo{Version: m.Version, ContentHash: m.ContentHash, Schema: m.Schema, CreatedAt: m.CreatedAt,
-			Author: m.Author, Message: m.Message, Active: vs[i].Active, Roles: vs[i].Roles})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"bundles": out})
 }
@@ -454,28 +449,16 @@ func (s *Server) listBundles(w http.ResponseWriter, r *http.Request) {
 // rollback of the new record then undoes.
 func (s *Server) activate(w http.ResponseWriter, r *http.Request) {
 	version := r.PathValue("version")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	vs, err := s.c.Publisher.Versions()
-	i := slices.IndexFunc(vs, func(v publish.Version) bool { return v.Manifest.Version == version })
-	if err == nil && i < 0 {
+	err := s.Activate(version, "admin API")
+	switch {
+	case errors.Is(err, publish.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, problem{Error: "not_found", Description: fmt.Sprintf("version %q is not kept in the publish directory", version)})
-		return
-	}
-	if err == nil {
-		if cur := s.rollout; cur != nil && cur.State == RolloutCanary {
-			s.c.Logger.Warn("rollout replaced by an activation", "version", cur.Version, "activated", version)
-		}
-		m := vs[i].Manifest
-		_, err = s.start(version, m.Schema, sortedKeys(m.Variables), nil, "", "activated")
-	}
-	if err != nil {
+	case err != nil:
 		s.c.Logger.Error("activate failed", "version", version, "error", err.Error())
 		writeJSON(w, http.StatusInternalServerError, problem{Error: "server_error"})
-		return
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"active": version})
 	}
-	s.c.Logger.Info("bundle activated", "version", version)
-	writeJSON(w, http.StatusOK, map[string]string{"active": version})
 }
 
 // NodeInfo is one runtime node in the cluster view.

@@ -94,6 +94,31 @@ type Settings struct {
 	// to get there before the rollout stops. An upload may set its own.
 	RolloutSoak    time.Duration `envconfig:"KEYGATE_ROLLOUT_SOAK" default:"1m"`
 	RolloutTimeout time.Duration `envconfig:"KEYGATE_ROLLOUT_TIMEOUT" default:"10m"`
+
+	// The admin console (admin node): served under /admin/ui/ when
+	// ConsoleURL, its external origin, is set. People sign in with OpenID
+	// Connect at ConsoleIssuer as client ConsoleClientID; the values of
+	// the ConsoleRoleClaim claim listed in ConsoleEditors or ConsoleViewers
+	// ("*": anyone) give the role.
+	ConsoleURL              string   `envconfig:"KEYGATE_CONSOLE_URL"`
+	ConsoleIssuer           string   `envconfig:"KEYGATE_CONSOLE_ISSUER"`
+	ConsoleClientID         string   `envconfig:"KEYGATE_CONSOLE_CLIENT_ID"`
+	ConsoleClientSecretFile string   `envconfig:"KEYGATE_CONSOLE_CLIENT_SECRET_FILE"`
+	ConsoleRoleClaim        string   `envconfig:"KEYGATE_CONSOLE_ROLE_CLAIM" default:"email"`
+	ConsoleEditors          []string `envconfig:"KEYGATE_CONSOLE_EDITORS"`
+	ConsoleViewers          []string `envconfig:"KEYGATE_CONSOLE_VIEWERS"`
+	ConsoleTitle            string   `envconfig:"KEYGATE_CONSOLE_TITLE"`
+	ConsoleClientsFile      string   `envconfig:"KEYGATE_CONSOLE_CLIENTS_FILE"`
+	// The configuration repository the console's edits are committed to
+	// (each on a new branch of GitBase, for review).
+	GitURL          string `envconfig:"KEYGATE_GIT_URL"`
+	GitBase         string `envconfig:"KEYGATE_GIT_BASE" default:"main"`
+	GitDir          string `envconfig:"KEYGATE_GIT_DIR" default:"config.d"`
+	GitBranchPrefix string `envconfig:"KEYGATE_GIT_BRANCH_PREFIX" default:"keygate/"`
+	GitUsername     string `envconfig:"KEYGATE_GIT_USERNAME"`
+	GitTokenFile    string `envconfig:"KEYGATE_GIT_TOKEN_FILE"`
+	GitSSHKeyFile   string `envconfig:"KEYGATE_GIT_SSH_KEY_FILE"`
+	GitCompareURL   string `envconfig:"KEYGATE_GIT_COMPARE_URL"`
 }
 
 // DefaultAdminFileDirs are the secret mounts of Kubernetes, Docker and
@@ -196,6 +221,9 @@ func (s Settings) Validate() error {
 		if d.v < 0 {
 			add(d.name, "%s must not be negative", d.v)
 		}
+	}
+	if s.ConsoleIssuer != "" && (s.ConsoleURL == "" || s.ConsoleClientID == "") {
+		add("CONSOLE_ISSUER", "needs KEYGATE_CONSOLE_URL and KEYGATE_CONSOLE_CLIENT_ID")
 	}
 	if s.RolloutTimeout > 0 && s.RolloutTimeout <= s.RolloutSoak {
 		add("ROLLOUT_TIMEOUT", "%s must be longer than KEYGATE_ROLLOUT_SOAK (%s)", s.RolloutTimeout, s.RolloutSoak)

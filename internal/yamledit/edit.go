@@ -326,6 +326,19 @@ func flowAll(n *yaml.Node) {
 }
 
 func renderFlow(n *yaml.Node) (string, error) {
+	if n.Kind == yaml.SequenceNode && scalarsOnly(n) {
+		// yaml.v3 quotes what YAML lets stand plain in a flow sequence
+		// (URLs, "a:b"); write such items plain, as people do.
+		parts := make([]string, 0, len(n.Content))
+		for _, item := range n.Content {
+			text, err := renderItemFlow(item)
+			if err != nil {
+				return "", err
+			}
+			parts = append(parts, text)
+		}
+		return "[" + strings.Join(parts, ", ") + "]", nil
+	}
 	flowAll(n)
 	text, err := encode(n)
 	if err != nil {
@@ -340,6 +353,9 @@ func renderFlow(n *yaml.Node) (string, error) {
 // renderItemFlow renders a flow collection's item (a scalar quoted when it
 // would end early).
 func renderItemFlow(n *yaml.Node) (string, error) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && n.Style == 0 && plainInFlow(n.Value) {
+		return n.Value, nil
+	}
 	if n.Kind == yaml.ScalarNode {
 		return renderScalar(n, &yaml.Node{Kind: yaml.ScalarNode, Style: n.Style}, true)
 	}
@@ -361,6 +377,29 @@ func flowScalarLists(n *yaml.Node) {
 	for _, c := range n.Content {
 		flowScalarLists(c)
 	}
+}
+
+func scalarsOnly(n *yaml.Node) bool {
+	for _, c := range n.Content {
+		if c.Kind != yaml.ScalarNode {
+			return false
+		}
+	}
+	return true
+}
+
+// plainInFlow reports whether s, written plain as an item of a flow
+// sequence, reads back as the string s (checked by parsing it).
+func plainInFlow(s string) bool {
+	if s == "" || strings.TrimSpace(s) != s || strings.ContainsAny(s, "\n\t") {
+		return false
+	}
+	var got []any
+	if err := yaml.Unmarshal([]byte("["+s+"]"), &got); err != nil || len(got) != 1 {
+		return false
+	}
+	str, ok := got[0].(string)
+	return ok && str == s
 }
 
 // renderBlock renders a block collection whose first line continues at

@@ -145,7 +145,9 @@ func TestBrowserConsole(t *testing.T) {
 	if code, v, stderr := publishCLI(t, adm.url, s.dir, tokenFile); code != 0 || v != "v1" {
 		t.Fatalf("publish v1: %d %s %s", code, v, stderr)
 	}
-	s.edit("40-clients.yaml", func(y string) string { return strings.Replace(y, "tags: [under-test]", "tags: [under-test, billing]", 1) })
+	s.edit("40-clients.yaml", func(y string) string {
+		return strings.Replace(y, "tags: [under-test]", "tags: [under-test, billing]", 1)
+	})
 	if code, v, stderr := publishCLI(t, adm.url, s.dir, tokenFile); code != 0 || v != "v2" {
 		t.Fatalf("publish v2: %d %s %s", code, v, stderr)
 	}

@@ -102,6 +102,7 @@ type Server struct {
 	// resolve to with the admin's environment, by version directory.
 	sourcesMu sync.Mutex
 	sources   map[string]versionSources
+	cache     *versionCache
 }
 
 // New returns the admin API.
@@ -121,7 +122,11 @@ func New(c Config) *Server {
 	if c.RolloutCheckInterval == 0 {
 		c.RolloutCheckInterval = time.Second
 	}
-	return &Server{c: c, token: sha256.Sum256(c.Token), sources: map[string]versionSources{}}
+	s := &Server{c: c, token: sha256.Sum256(c.Token), sources: map[string]versionSources{}}
+	if c.Publisher != nil {
+		s.cache = newVersionCache(c.Publisher.Dir())
+	}
+	return s
 }
 
 // Handler routes the admin API behind bearer authentication.

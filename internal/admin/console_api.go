@@ -115,7 +115,25 @@ func (s *Server) ChangesFrom(version, dir string) (map[string][]Change, error) {
 }
 
 func (s *Server) changesBetween(fromDir, toDir string) (map[string][]Change, error) {
-	roles, err := config.Roles(config.Options{Dir: toDir, Lenient: true, NoFileReads: true})
+	if k := s.cache.key(fromDir); k != "" {
+		type result struct {
+			changes map[string][]Change
+			err     error
+		}
+		r := cached(s.cache, toDir, "changes-from\x00"+k, func() result {
+			c, err := s.computeChanges(fromDir, toDir)
+			return result{c, err}
+		})
+		return r.changes, r.err
+	}
+	return s.computeChanges(fromDir, toDir)
+}
+
+func (s *Server) computeChanges(fromDir, toDir string) (map[string][]Change, error) {
+	roles, err := cached(s.cache, toDir, "roles", func() rolesResult {
+		r, err := config.Roles(config.Options{Dir: toDir, Lenient: true, NoFileReads: true})
+		return rolesResult{r, err}
+	}).get()
 	if err != nil {
 		return nil, err
 	}
@@ -148,10 +166,34 @@ func (s *Server) Entries(version string) (*config.Written, error) {
 		}
 		dir = d
 	}
-	roles, err := config.Roles(config.Options{Dir: dir, Lenient: true, NoFileReads: true})
-	if err != nil || len(roles) == 0 {
-		return nil, err
+	type result struct {
+		w   *config.Written
+		err error
 	}
-	_, w, err := config.LoadWritten(config.Options{Dir: dir, Role: roles[0], Lenient: true, NoFileReads: true, Environ: s.c.Environ})
-	return w, err
+	r := cached(s.cache, dir, "written", func() result {
+		roles, err := config.Roles(config.Options{Dir: dir, Lenient: true, NoFileReads: true})
+		if err != nil || len(roles) == 0 {
+			return result{nil, err}
+		}
+		_, w, err := config.LoadWritten(config.Options{Dir: dir, Role: roles[0], Lenient: true, NoFileReads: true, Environ: s.c.Environ})
+		return result{w, err}
+	})
+	return r.w, r.err
 }
+
+// LintVersion is the go-live lint of a kept version for the admin's
+// stage, as its publish reported it.
+func (s *Server) LintVersion(version string) []string {
+	dir, ok := s.VersionDir(version)
+	if !ok {
+		return nil
+	}
+	return cached(s.cache, dir, "lint", func() []string { return findingLines(s.lint(dir, s.c.Stage)) })
+}
+
+type rolesResult struct {
+	roles []string
+	err   error
+}
+
+func (r rolesResult) get() ([]string, error) { return r.roles, r.err }

@@ -135,11 +135,13 @@ func (s *Server) rolePlan(role, dir, activeDir string, vars, activeVars []string
 		if d == "" {
 			return nil
 		}
-		snap, err := config.Load(config.Options{Dir: d, Role: role, EnvFiles: s.c.EnvFiles, Environ: s.c.Environ, Lenient: true, NoFileReads: true})
-		if err != nil {
-			return nil
-		}
-		return snap
+		return s.cache.snapshot(d, role, func() *config.Snapshot {
+			snap, err := config.Load(config.Options{Dir: d, Role: role, EnvFiles: s.c.EnvFiles, Environ: s.c.Environ, Lenient: true, NoFileReads: true})
+			if err != nil {
+				return nil
+			}
+			return snap
+		})
 	}
 	after := load(dir)
 	before := load(activeDir)

@@ -104,22 +104,7 @@ func (c *Server) diff(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 // lintOf is the go-live lint of a kept version for the admin's stage.
-func (c *Server) lintOf(version string) []string {
-	dir, ok := c.c.Admin.VersionDir(version)
-	if !ok {
-		return nil
-	}
-	files, err := readYAML(dir)
-	if err != nil {
-		return nil
-	}
-	_, _, findings := c.c.Admin.CheckFiles(files)
-	var out []string
-	for _, f := range findings {
-		out = append(out, f.String())
-	}
-	return out
-}
+func (c *Server) lintOf(version string) []string { return c.c.Admin.LintVersion(version) }
 
 func (c *Server) confirmActivate(w http.ResponseWriter, r *http.Request, s *session) {
 	version := r.PathValue("version")
@@ -158,14 +143,38 @@ func (c *Server) browse(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, errors.New("the active configuration cannot be read"))
 		return
 	}
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	sections := browseEntries(wr)
+	for i := range sections {
+		sections[i].filter(q, maxRows)
+	}
 	c.render(w, r, http.StatusOK, "config", page{Title: "Configuration", Nav: "config", Session: s,
-		Data: map[string]any{"Version": version, "Sections": sections, "Editable": c.c.Git != nil && s.Role == RoleEditor}})
+		Data: map[string]any{"Version": version, "Sections": sections, "Query": q, "Editable": c.c.Git != nil && s.Role == RoleEditor}})
 }
 
 type section struct {
 	Name    string
 	Entries []entry
+	// Total is how many entries the section has; Matching how many the
+	// filter kept, of which Entries shows at most maxRows.
+	Total, Matching int
+}
+
+// maxRows bounds a section's table; the filter finds the rest.
+const maxRows = 200
+
+// filter keeps the entries whose name, file or tags contain q (all when
+// q is empty), at most limit of them.
+func (s *section) filter(q string, limit int) {
+	s.Total = len(s.Entries)
+	kept := s.Entries[:0]
+	for _, e := range s.Entries {
+		if q == "" || strings.Contains(e.Name, q) || strings.Contains(e.Where, q) || slices.Contains(e.Tags, q) {
+			kept = append(kept, e)
+		}
+	}
+	s.Matching = len(kept)
+	s.Entries = kept[:min(len(kept), limit)]
 }
 
 // browseEntries lists every entry with where it is written, what it

@@ -309,26 +309,41 @@ type proposal struct {
 	Vault          string // the variable the vault must provide, for a new confidential client
 }
 
-// propose validates the edited file with every other file of the
-// repository's head, as the gate would, and commits it to a new branch;
-// the loader's messages go back to their fields and nothing is committed.
+// propose commits a client's edit (see commit), its messages back at
+// the form's fields when the checks refuse it.
 func (c *Server) propose(w http.ResponseWriter, r *http.Request, s *session, f *clientForm, files map[string][]byte, file string, edited []byte, message string) {
+	vault := ""
+	if f.New && !f.Public {
+		vault = secretVariable(f.Name)
+	}
+	c.commit(w, r, s, files, file, edited, message, func(errs, lint []string) {
+		f.Errors, f.Lint = fieldErrors(errs, f.Name), lint
+		title := "Client " + f.Name
+		if f.New {
+			title = "New client"
+		}
+		c.render(w, r, http.StatusUnprocessableEntity, "client", page{Title: title, Nav: "config", Session: s, Data: f, Error: "the change does not pass the checks; nothing was committed"})
+	}, vault, map[string]any{"client": f.Name})
+}
+
+// commit validates the edited file with every other file of the
+// repository's head, as the gate would, and commits it to a new branch.
+// When the checks refuse it, refused gets the loader's messages and the
+// lint's findings, and nothing is committed.
+func (c *Server) commit(w http.ResponseWriter, r *http.Request, s *session, files map[string][]byte, file string, edited []byte, message string,
+	refused func(errs, lint []string), vault string, details map[string]any) {
 	all := map[string]string{}
 	for name, data := range files {
 		all[name] = string(data)
 	}
 	all[file] = string(edited)
 	errs, _, findings := c.c.Admin.CheckFiles(all)
+	var lint []string
 	for _, fi := range findings {
-		f.Lint = append(f.Lint, fi.String())
+		lint = append(lint, fi.String())
 	}
 	if len(errs) > 0 {
-		f.Errors = fieldErrors(errs, f.Name)
-		title := "Client " + f.Name
-		if f.New {
-			title = "New client"
-		}
-		c.render(w, r, http.StatusUnprocessableEntity, "client", page{Title: title, Nav: "config", Session: s, Data: f, Error: "the change does not pass the checks; nothing was committed"})
+		refused(errs, lint)
 		return
 	}
 	p, err := c.c.Git.Propose(r.Context(), gitback.Author{Name: orDefault(s.Name, s.Actor()), Email: orDefault(s.Email, "break-glass@keygate.invalid")}, message,
@@ -337,13 +352,14 @@ func (c *Server) propose(w http.ResponseWriter, r *http.Request, s *session, f *
 		c.fail(w, r, s, err)
 		return
 	}
-	c.audit("console_commit", s.Actor(), map[string]any{"branch": p.Branch, "commit": p.Commit, "file": file, "client": f.Name})
-	removed, added := lineChanges(string(files[file]), string(edited))
-	out := proposal{Proposal: p, File: file, Removed: removed, Added: added}
-	if f.New && !f.Public {
-		out.Vault = secretVariable(f.Name)
+	audit := map[string]any{"branch": p.Branch, "commit": p.Commit, "file": file}
+	for k, v := range details {
+		audit[k] = v
 	}
-	c.render(w, r, http.StatusOK, "proposed", page{Title: "Change proposed", Nav: "config", Session: s, Data: out})
+	c.audit("console_commit", s.Actor(), audit)
+	removed, added := lineChanges(string(files[file]), string(edited))
+	c.render(w, r, http.StatusOK, "proposed", page{Title: "Change proposed", Nav: "config", Session: s,
+		Data: proposal{Proposal: p, File: file, Removed: removed, Added: added, Vault: vault}})
 }
 
 // fieldErrors sorts the gate's messages by the client field they name.

@@ -133,6 +133,10 @@ func (c *Server) Handler() http.Handler {
 	c.page(mux, "POST "+basePath+"clients/{name}/edit", RoleEditor, c.saveClient)
 	c.page(mux, "GET "+basePath+"clients/new", RoleEditor, c.newClient)
 	c.page(mux, "POST "+basePath+"clients/new", RoleEditor, c.createClient)
+	c.page(mux, "GET "+basePath+"idps/{profile}/{name}/edit", RoleEditor, c.editIdP)
+	c.page(mux, "POST "+basePath+"idps/{profile}/{name}/edit", RoleEditor, c.saveIdP)
+	c.page(mux, "GET "+basePath+"idps/new", RoleEditor, c.newIdP)
+	c.page(mux, "POST "+basePath+"idps/new", RoleEditor, c.createIdP)
 	return headers(mux)
 }
 

@@ -38,7 +38,13 @@ keys:
   k: {algorithm: ES256, private-key: $SIGNING_KEY}
 profiles:
   token: {type: token, path: /oauth/v2, issuer: "https://id.example.com/oauth/v2", signing-keys: [k], endpoints: [discovery, token, authorize], authentication-profile: authn}
-  authn: {type: authentication, path: /authn, authenticators: {password: {type: password}}}
+  authn:
+    type: authentication
+    path: /authn
+    authenticators:
+      password: {type: password}
+      # The partner's IdP.
+      partner: {type: oidc, issuer: "https://partner.example.com", client-id: keygate, client-secret: $PARTNER_SECRET}
 `,
 	"40-clients.yaml": `# Clients of the test.
 clients:
@@ -277,4 +283,28 @@ func branches(t *testing.T, dir string) int {
 	n := 0
 	it.ForEach(func(*plumbing.Reference) error { n++; return nil })
 	return n
+}
+
+func TestIdPEditor(t *testing.T) {
+	f := newFixture(t)
+	f.post(t, "/admin/ui/break-glass", url.Values{"token": {adminToken}})
+	code, page := f.get(t, "/admin/ui/idps/authn/partner/edit")
+	if code != 200 || !strings.Contains(page, `value="https://partner.example.com"`) {
+		t.Fatalf("edit page: %d\n%s", code, page)
+	}
+	csrf := csrfOf(t, page)
+	code, body := f.post(t, "/admin/ui/idps/authn/partner/edit", url.Values{"csrf": {csrf}, "issuer": {"http://partner.example.com"}, "client-id": {"keygate"}})
+	if code != 422 || !strings.Contains(body, "profiles.authn.authenticators.partner.issuer") || branches(t, f.repo) != 1 {
+		t.Errorf("an http issuer: %d\n%s", code, body)
+	}
+	code, body = f.post(t, "/admin/ui/idps/authn/partner/edit", url.Values{"csrf": {csrf}, "issuer": {"https://login.partner.example.com"}, "client-id": {"keygate"}, "display-name": {"Partner"}})
+	if code != 200 || !strings.Contains(body, `+       partner: {type: oidc, issuer: &#34;https://login.partner.example.com&#34;, client-id: keygate, client-secret: $PARTNER_SECRET, display-name: Partner}`) {
+		t.Errorf("edit: %d\n%s", code, body)
+	}
+	_, page = f.get(t, "/admin/ui/idps/new")
+	code, body = f.post(t, "/admin/ui/idps/new", url.Values{"csrf": {csrfOf(t, page)}, "profile": {"authn"}, "name": {"acme"},
+		"issuer": {"https://acme.example.com"}, "client-id": {"keygate-at-acme"}, "scopes": {"openid email"}})
+	if code != 200 || !strings.Contains(body, "the variable <strong>AUTHN_ACME_CLIENT_SECRET</strong>") {
+		t.Errorf("new IdP: %d\n%s", code, body)
+	}
 }

@@ -148,8 +148,17 @@ func (c *Server) browse(w http.ResponseWriter, r *http.Request, s *session) {
 	for i := range sections {
 		sections[i].filter(q, maxRows)
 	}
+	type idp struct{ Profile, Name, Where string }
+	var idps []idp
+	for _, pn := range sortedKeys(wr.Profiles) {
+		for _, an := range sortedKeys(wr.Profiles[pn].Authenticators) {
+			if a := wr.Profiles[pn].Authenticators[an]; a.Type == "oidc" {
+				idps = append(idps, idp{pn, an, fmt.Sprintf("%s:%d", a.Pos.File, a.Pos.Line)})
+			}
+		}
+	}
 	c.render(w, r, http.StatusOK, "config", page{Title: "Configuration", Nav: "config", Session: s,
-		Data: map[string]any{"Version": version, "Sections": sections, "Query": q, "Editable": c.c.Git != nil && s.Role == RoleEditor}})
+		Data: map[string]any{"Version": version, "Sections": sections, "IdPs": idps, "Query": q, "Editable": c.c.Git != nil && s.Role == RoleEditor}})
 }
 
 type section struct {

@@ -11,6 +11,8 @@ package gitback
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -45,8 +47,8 @@ type Config struct {
 	// Dir is the configuration directory inside the repository (default
 	// config.d).
 	Dir string
-	// BranchPrefix names new branches: <prefix><user>-<time> (default
-	// keygate/).
+	// BranchPrefix names new branches: <prefix><user>-<time>-<random>
+	// (default keygate/).
 	BranchPrefix string
 	// CompareURL, optional, is a template for the review link:
 	// {base} and {branch} are replaced, e.g.
@@ -264,7 +266,10 @@ func (w *Writer) Propose(ctx context.Context, by Author, message string, change 
 	}
 	slices.Sort(names)
 	now := time.Now().UTC()
-	branch := w.c.BranchPrefix + slug(by.Name) + "-" + now.Format("20060102-150405")
+	// The suffix keeps two changes by one person in one second apart.
+	var suffix [3]byte
+	_, _ = rand.Read(suffix[:])
+	branch := w.c.BranchPrefix + slug(by.Name) + "-" + now.Format("20060102-150405") + "-" + hex.EncodeToString(suffix[:])
 	head, err := repo.Head()
 	if err != nil {
 		return nil, err

@@ -1,102 +1,119 @@
-package sqlite
+package sqlstore
 
 import "github.com/keygate/keygate/internal/storage/model"
 
-// Migrations returns the SQLite schema steps (rules: model/migration.go).
-// Times are INTEGER unix microseconds (NULL: unset); lists and maps are
-// JSON text. Tables keyed by a hash are WITHOUT ROWID: one b-tree, not two.
+// Migrations returns the schema steps (rules: model/migration.go) in the
+// dialect's column types: {bytes} a hash, {time} a time (NULL: unset),
+// {int64}, {list} a string list, {json} a map, {serial} a generated key;
+// {norowid} follows the tables keyed by a hash (SQLite: one b-tree, not
+// two). Tables are created unqualified (PostgreSQL: in the first schema of
+// search_path).
+//
 // access_tokens has no jti index and no revoked column: revocation lives
 // only in revoked_tokens and Get joins it, which keeps the issuance insert
 // to two b-trees (measured: the insert's cost is the pages it dirties).
-func Migrations() []model.Migration { return migrations }
+func Migrations(d Dialect) []model.Migration {
+	out := make([]model.Migration, len(migrations))
+	for i, m := range migrations {
+		m.SQL = d.Types.Replace(m.SQL)
+		out[i] = m
+	}
+	return out
+}
+
+// migrationsTable records the applied migrations.
+const migrationsTable = `CREATE TABLE IF NOT EXISTS keygate_schema_migrations (
+	version    INTEGER PRIMARY KEY,
+	name       TEXT NOT NULL,
+	applied_at {time} NOT NULL)`
 
 var migrations = []model.Migration{
 	{Version: 1, Name: "initial", SQL: `
 CREATE TABLE access_tokens (
-	hash       BLOB PRIMARY KEY,
+	hash       {bytes} PRIMARY KEY,
 	jti        TEXT NOT NULL,
 	client_id  TEXT NOT NULL,
 	subject    TEXT NOT NULL,
-	scopes     TEXT NOT NULL,
-	audience   TEXT NOT NULL,
+	scopes     {list} NOT NULL,
+	audience   {list} NOT NULL,
 	profile    TEXT NOT NULL,
-	issued_at  INTEGER,
-	expires_at INTEGER NOT NULL
-) WITHOUT ROWID;
+	issued_at  {time},
+	expires_at {time} NOT NULL
+){norowid};
 CREATE INDEX access_tokens_expires_at ON access_tokens (expires_at);
 
 CREATE TABLE revoked_tokens (
 	jti        TEXT PRIMARY KEY,
-	revoked_at INTEGER NOT NULL,
-	expires_at INTEGER NOT NULL
-) WITHOUT ROWID;
+	revoked_at {time} NOT NULL,
+	expires_at {time} NOT NULL
+){norowid};
 CREATE INDEX revoked_tokens_expires_at ON revoked_tokens (expires_at);
 
 CREATE TABLE used_assertions (
 	client_id  TEXT NOT NULL,
 	jti        TEXT NOT NULL,
-	expires_at INTEGER NOT NULL,
+	expires_at {time} NOT NULL,
 	PRIMARY KEY (client_id, jti)
-) WITHOUT ROWID;
+){norowid};
 CREATE INDEX used_assertions_expires_at ON used_assertions (expires_at);
 
 CREATE TABLE refresh_tokens (
-	hash       BLOB PRIMARY KEY,
+	hash       {bytes} PRIMARY KEY,
 	family_id  TEXT NOT NULL,
 	client_id  TEXT NOT NULL,
 	subject    TEXT NOT NULL,
-	scopes     TEXT NOT NULL,
-	audience   TEXT NOT NULL,
+	scopes     {list} NOT NULL,
+	audience   {list} NOT NULL,
 	session_id TEXT NOT NULL,
-	auth_time  INTEGER,
+	auth_time  {time},
 	acr        TEXT NOT NULL,
-	amr        TEXT NOT NULL,
+	amr        {list} NOT NULL,
 	profile    TEXT NOT NULL,
-	issued_at  INTEGER,
-	expires_at INTEGER NOT NULL,
-	used_at    INTEGER,
-	revoked_at INTEGER
-) WITHOUT ROWID;
+	issued_at  {time},
+	expires_at {time} NOT NULL,
+	used_at    {time},
+	revoked_at {time}
+){norowid};
 CREATE INDEX refresh_tokens_family_id ON refresh_tokens (family_id);
 CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at);
 
 CREATE TABLE auth_codes (
-	hash                  BLOB PRIMARY KEY,
+	hash                  {bytes} PRIMARY KEY,
 	client_id             TEXT NOT NULL,
 	redirect_uri          TEXT NOT NULL,
-	scopes                TEXT NOT NULL,
-	audience              TEXT NOT NULL,
+	scopes                {list} NOT NULL,
+	audience              {list} NOT NULL,
 	subject               TEXT NOT NULL,
 	session_id            TEXT NOT NULL,
 	nonce                 TEXT NOT NULL,
 	code_challenge        TEXT NOT NULL,
 	code_challenge_method TEXT NOT NULL,
-	auth_time             INTEGER,
+	auth_time             {time},
 	acr                   TEXT NOT NULL,
-	amr                   TEXT NOT NULL,
+	amr                   {list} NOT NULL,
 	profile               TEXT NOT NULL,
 	access_token_jti      TEXT NOT NULL,
 	refresh_family_id     TEXT NOT NULL,
-	issued_at             INTEGER,
-	expires_at            INTEGER NOT NULL,
-	used_at               INTEGER
-) WITHOUT ROWID;
+	issued_at             {time},
+	expires_at            {time} NOT NULL,
+	used_at               {time}
+){norowid};
 CREATE INDEX auth_codes_expires_at ON auth_codes (expires_at);
 
 CREATE TABLE sessions (
-	hash            BLOB PRIMARY KEY,
+	hash            {bytes} PRIMARY KEY,
 	id              TEXT NOT NULL UNIQUE,
 	user_id         TEXT NOT NULL,
 	zone            TEXT NOT NULL,
-	auth_time       INTEGER,
+	auth_time       {time},
 	acr             TEXT NOT NULL,
-	amr             TEXT NOT NULL,
-	idle_timeout_us INTEGER NOT NULL,
-	created_at      INTEGER,
-	last_seen_at    INTEGER,
-	expires_at      INTEGER NOT NULL,
-	idle_expires_at INTEGER
-) WITHOUT ROWID;
+	amr             {list} NOT NULL,
+	idle_timeout_us {int64} NOT NULL,
+	created_at      {time},
+	last_seen_at    {time},
+	expires_at      {time} NOT NULL,
+	idle_expires_at {time}
+){norowid};
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
 CREATE INDEX sessions_idle_expires_at ON sessions (idle_expires_at);
 
@@ -105,22 +122,22 @@ CREATE TABLE users (
 	zone          TEXT NOT NULL,
 	username      TEXT NOT NULL,
 	password_hash TEXT NOT NULL,
-	claims        TEXT NOT NULL,
+	claims        {json} NOT NULL,
 	status        TEXT NOT NULL,
-	created_at    INTEGER,
-	updated_at    INTEGER,
+	created_at    {time},
+	updated_at    {time},
 	UNIQUE (zone, username)
 );
 
 CREATE TABLE audit_events (
-	id        INTEGER PRIMARY KEY AUTOINCREMENT,
-	time      INTEGER NOT NULL,
+	id        {serial},
+	time      {time} NOT NULL,
 	type      TEXT NOT NULL,
 	zone      TEXT NOT NULL,
 	subject   TEXT NOT NULL,
 	client_id TEXT NOT NULL,
 	ip        TEXT NOT NULL,
-	details   TEXT NOT NULL
+	details   {json} NOT NULL
 );
 CREATE INDEX audit_events_time ON audit_events (time);
 CREATE INDEX audit_events_subject_time ON audit_events (subject, time);
@@ -132,20 +149,24 @@ CREATE TABLE nodes (
 	binary_version TEXT NOT NULL,
 	config_version TEXT NOT NULL,
 	config_hash    TEXT NOT NULL,
-	started_at     INTEGER,
-	heartbeat_at   INTEGER,
-	expires_at     INTEGER NOT NULL,
-	details        TEXT NOT NULL
+	started_at     {time},
+	heartbeat_at   {time},
+	expires_at     {time} NOT NULL,
+	details        {json} NOT NULL
 );
 CREATE INDEX nodes_expires_at ON nodes (expires_at);
 `},
 	// RefreshTokens.RevokeSession (logout) finds a session's families by
-	// session_id.
+	// session_id. On PostgreSQL a plain CREATE INDEX: migrations run in a
+	// transaction, which CONCURRENTLY cannot; it blocks writes to
+	// refresh_tokens (refreshes, code exchanges) while it builds.
 	{Version: 2, Name: "refresh_tokens_session_id", SQL: `
 CREATE INDEX refresh_tokens_session_id ON refresh_tokens (session_id);
 `},
 	// The token endpoint counts refused exchanges of a code
 	// (AuthCodes.Fail) and stops accepting it after model.MaxCodeFailures.
+	// A constant default: PostgreSQL adds the column without rewriting the
+	// table.
 	{Version: 3, Name: "auth_codes_failed_attempts", SQL: `
 ALTER TABLE auth_codes ADD COLUMN failed_attempts INTEGER NOT NULL DEFAULT 0;
 `},

@@ -1,5 +1,7 @@
 // Package postgres is the shared storage backend (pgx/v5 pool): runtime
 // nodes that share one PostgreSQL database share tokens, sessions and users.
+// The statements are storage/sqlstore's; this package opens the pool and
+// says how PostgreSQL differs (dialect.go).
 package postgres
 
 import (
@@ -7,14 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keygate/keygate/internal/storage/internal/batch"
 	"github.com/keygate/keygate/internal/storage/model"
+	"github.com/keygate/keygate/internal/storage/sqlstore"
 )
 
 // DefaultMaxConns bounds the pool when the data source does not.
@@ -22,11 +22,12 @@ const DefaultMaxConns = 10
 
 // Store is a model.Store on a PostgreSQL pool.
 type Store struct {
-	pool   *pgxpool.Pool
-	target string // "postgres", for errors: never the URL, host, port or user
-	// tokens group-commits opaque access tokens: one WAL flush per batch.
-	tokens *batch.Batcher[model.AccessToken]
+	*sqlstore.Store
+	pool *pgxpool.Pool
 }
+
+// target names the database in errors: never the URL, host, port or user.
+const target = "postgres"
 
 var _ model.Store = (*Store)(nil)
 
@@ -53,7 +54,6 @@ func Open(ctx context.Context, rawURL string, maxConns int) (*Store, error) {
 // New opens a pool from a parsed config (tests set RuntimeParams such as
 // search_path through it) and pings it.
 func New(ctx context.Context, cfg *pgxpool.Config) (*Store, error) {
-	const target = "postgres"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, redact(target, safe("connect", err), cfg.ConnConfig.Password)
@@ -62,9 +62,7 @@ func New(ctx context.Context, cfg *pgxpool.Config) (*Store, error) {
 		pool.Close()
 		return nil, redact(target, safe("connect", err), cfg.ConnConfig.Password)
 	}
-	s := &Store{pool: pool, target: target}
-	s.tokens = batch.New(tokenWriters, tokenBatch, s.insertAccessTokens)
-	return s, nil
+	return &Store{Store: sqlstore.New(target, conns{&conn{pool}, pool}, dialect), pool: pool}, nil
 }
 
 // redactedError carries a message scrubbed of secrets; errors.Is still
@@ -129,7 +127,7 @@ func secretsOf(raw string) []string {
 
 // Close stops the token writers and closes the pool. Idempotent.
 func (s *Store) Close() error {
-	s.tokens.Close()
+	s.Store.Close()
 	s.pool.Close()
 	return nil
 }
@@ -138,144 +136,13 @@ func (s *Store) Close() error {
 func (s *Store) Ping(ctx context.Context) error {
 	var readOnly string
 	if err := s.pool.QueryRow(ctx, `SELECT current_setting('transaction_read_only')`).Scan(&readOnly); err != nil {
-		return safe(s.target, err)
+		return safe(target, err)
 	}
 	if readOnly == "on" {
-		return fmt.Errorf("%s: %w", s.target, model.ErrReadOnly)
+		return fmt.Errorf("%s: %w", target, model.ErrReadOnly)
 	}
 	return nil
 }
 
 // Pool exposes the pool to tests and tools (e.g. to inspect the schema).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
-// lockSQL serialises migrations per schema: nodes migrating one database
-// queue here; tests in separate schemas do not.
-const lockSQL = `SELECT pg_advisory_xact_lock(hashtext('keygate_schema_migrations:' || current_schema()))`
-
-// Migrate applies each missing migration in its own transaction, under a
-// transaction-level advisory lock, re-checking the record under the lock.
-func (s *Store) Migrate(ctx context.Context) error {
-	for _, m := range migrations {
-		if err := s.apply(ctx, m); err != nil {
-			return fmt.Errorf("%s: migration %d (%s): %w", s.target, m.Version, m.Name, err)
-		}
-	}
-	return nil
-}
-
-func (s *Store) apply(ctx context.Context, m model.Migration) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, lockSQL); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS keygate_schema_migrations (
-			version    integer PRIMARY KEY,
-			name       text NOT NULL,
-			applied_at timestamptz NOT NULL)`); err != nil {
-			return err
-		}
-		var done bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM keygate_schema_migrations WHERE version = $1)`,
-			m.Version).Scan(&done); err != nil {
-			return err
-		}
-		if done {
-			return nil
-		}
-		if _, err := tx.Exec(ctx, m.SQL); err != nil { // no arguments: simple protocol, several statements
-			return err
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO keygate_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
-			m.Version, m.Name, time.Now())
-		return err
-	})
-}
-
-// SchemaVersion is the newest applied migration, 0 on an empty schema.
-func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
-	var v int
-	err := s.pool.QueryRow(ctx, `SELECT CASE WHEN to_regclass('keygate_schema_migrations') IS NULL THEN 0
-		ELSE (SELECT COALESCE(MAX(version), 0) FROM keygate_schema_migrations) END`).Scan(&v)
-	if err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table: dropped between the two checks
-			return 0, nil
-		}
-		return 0, fmt.Errorf("%s: schema version: %w", s.target, err)
-	}
-	return v, nil
-}
-
-// AppliedMigrations lists the recorded migrations, oldest first.
-func (s *Store) AppliedMigrations(ctx context.Context) ([]model.AppliedMigration, error) {
-	rows, err := s.pool.Query(ctx, `SELECT version, name, applied_at FROM keygate_schema_migrations ORDER BY version`)
-	if err != nil {
-		return nil, fmt.Errorf("%s: applied migrations: %w", s.target, err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (model.AppliedMigration, error) {
-		var m model.AppliedMigration
-		err := r.Scan(&m.Version, &m.Name, &m.AppliedAt)
-		m.AppliedAt = m.AppliedAt.UTC()
-		return m, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: applied migrations: %w", s.target, err)
-	}
-	return out, nil
-}
-
-// gcBatch bounds one DELETE so GC never holds many row locks at once.
-const gcBatch = 5000
-
-// GC deletes expired rows in batches. The condition is repeated outside
-// the subquery so that a row updated meanwhile (a touched session) is
-// re-checked before it is deleted.
-func (s *Store) GC(ctx context.Context, now time.Time) (model.GCStats, error) {
-	var st model.GCStats
-	jobs := []struct {
-		n          *int64
-		table, key string
-		cond       string
-	}{
-		{&st.AccessTokens, "access_tokens", "hash", "expires_at <= $1"},
-		{&st.Revocations, "revoked_tokens", "jti", "expires_at <= $1"},
-		{&st.Assertions, "used_assertions", "(client_id, jti)", "expires_at <= $1"},
-		{&st.RefreshTokens, "refresh_tokens", "hash", "expires_at <= $1"},
-		{&st.AuthCodes, "auth_codes", "hash", "expires_at <= $1"},
-		{&st.Sessions, "sessions", "hash", "(expires_at <= $1 OR idle_expires_at <= $1)"},
-		{&st.Nodes, "nodes", "id", "expires_at <= $1"},
-	}
-	for _, j := range jobs {
-		cols := strings.Trim(j.key, "()")
-		q := fmt.Sprintf(`DELETE FROM %s WHERE %s IN (SELECT %s FROM %s WHERE %s LIMIT %d) AND %s`,
-			j.table, j.key, cols, j.table, j.cond, gcBatch, j.cond)
-		for {
-			tag, err := s.pool.Exec(ctx, q, now)
-			if err != nil {
-				return st, fmt.Errorf("%s: gc %s: %w", s.target, j.table, err)
-			}
-			*j.n += tag.RowsAffected()
-			if tag.RowsAffected() < gcBatch {
-				break
-			}
-		}
-	}
-	return st, nil
-}
-
-func (s *Store) AccessTokens() model.AccessTokens   { return accessTokens{s} }
-func (s *Store) Revocations() model.Revocations     { return revocations{s} }
-func (s *Store) Assertions() model.Assertions       { return assertions{s} }
-func (s *Store) RefreshTokens() model.RefreshTokens { return refreshTokens{s} }
-func (s *Store) AuthCodes() model.AuthCodes         { return authCodes{s} }
-func (s *Store) Sessions() model.Sessions           { return sessions{s} }
-func (s *Store) Users() model.Users                 { return users{s} }
-func (s *Store) Audit() model.Audit                 { return audit{s} }
-func (s *Store) Nodes() model.Nodes                 { return nodes{s} }
-
-// isUnique reports a unique_violation.
-func isUnique(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23505"
-}

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/storage"
 )
 
@@ -383,7 +384,7 @@ func TestStorageGCDeletesExpiredRows(t *testing.T) {
 	// Another process on the same database file (the node has migrated it).
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := storage.Open(ctx, &config.DataSource{Type: config.DataSourceSQLite, Path: db})
+	st, err := datasource.Open(ctx, &config.DataSource{Type: config.DataSourceSQLite, Path: db})
 	if err != nil {
 		t.Fatal(err)
 	}

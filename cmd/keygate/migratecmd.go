@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/settings"
-	"github.com/keygate/keygate/internal/storage"
 )
 
 // migrateTimeout bounds opening and migrating one data source.
@@ -101,7 +101,7 @@ func runMigrate(args, environ []string, stdout, stderr io.Writer) (int, error) {
 func migrate(ds *config.DataSource) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
 	defer cancel()
-	st, err := storage.Open(ctx, ds)
+	st, err := datasource.Open(ctx, ds)
 	if err != nil {
 		return 0, err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/profile/authn"
 	"github.com/keygate/keygate/internal/settings"
@@ -125,7 +126,7 @@ func runUserAdd(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
 	defer cancel()
-	st, err := storage.Open(ctx, ds)
+	st, err := datasource.Open(ctx, ds)
 	if err != nil {
 		return exitFailure, err
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/storage"
 )
@@ -58,7 +59,7 @@ profiles:
 	}
 	// Created in the zone's data source, migrated on the way (KEYGATE_MIGRATE_ON_START defaults to true).
 	ctx := context.Background()
-	st, err := storage.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: filepath.Join(data, "keygate.db")})
+	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: filepath.Join(data, "keygate.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

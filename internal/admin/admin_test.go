@@ -155,7 +155,7 @@ func TestClusterAndPhasedUpgrade(t *testing.T) {
 		t.Fatalf("%d %s", code, body)
 	}
 	ctx := context.Background()
-	st, err := storage.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: f.db})
+	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: f.db})
 	if err != nil {
 		t.Fatal(err)
 	}

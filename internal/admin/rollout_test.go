@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/storage"
 )
 
@@ -96,7 +97,7 @@ func (f *fixture) channels(t *testing.T) map[string]string {
 func (f *fixture) beat(t *testing.T, nodes ...storage.NodeStatus) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := storage.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: f.db})
+	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: f.db})
 	if err != nil {
 		t.Fatal(err)
 	}

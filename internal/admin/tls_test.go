@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/publish"
 	"github.com/keygate/keygate/internal/storage"
 )
@@ -194,7 +195,7 @@ func TestClusterStale(t *testing.T) {
 		t.Fatalf("%d %s", code, body)
 	}
 	ctx := context.Background()
-	st, err := storage.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: f.db})
+	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: f.db})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/jwstest"
 	"github.com/keygate/keygate/internal/oauth"
 	"github.com/keygate/keygate/internal/secret"
@@ -29,7 +30,7 @@ const tokenURL = "https://id.example.com/oauth/token"
 
 func openStore(t *testing.T) storage.Store {
 	t.Helper()
-	s, err := storage.Open(context.Background(), &config.DataSource{Type: config.DataSourceSQLite, Path: t.TempDir() + "/k.db"})
+	s, err := datasource.Open(context.Background(), &config.DataSource{Type: config.DataSourceSQLite, Path: t.TempDir() + "/k.db"})
 	if err != nil {
 		t.Fatal(err)
 	}

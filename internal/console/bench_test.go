@@ -64,7 +64,7 @@ profiles:
 		resp.Body.Close()
 	}
 	ctx := context.Background()
-	st, err := storage.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: db})
+	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: db})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -31,7 +31,7 @@ type Options struct {
 	// Without it, a pool whose schema is older than this binary needs fails.
 	Migrate bool
 	Logger  *slog.Logger // nil: discard
-	// Open opens a store; nil means storage.Open. For tests.
+	// Open opens a store; nil means Open. For tests.
 	Open func(context.Context, *config.DataSource) (storage.Store, error)
 }
 
@@ -76,7 +76,7 @@ type pool struct {
 // New returns empty pools.
 func New(opts Options) *Pools {
 	if opts.Open == nil {
-		opts.Open = storage.Open
+		opts.Open = Open
 	}
 	log := opts.Logger
 	if log == nil {
@@ -88,7 +88,7 @@ func New(opts Options) *Pools {
 // Acquire returns the store for ds and a release func (idempotent) that
 // must be called once the caller is done with it. A data source already
 // open with the same settings is shared; otherwise a new pool is opened
-// (storage.Open pings it) and migrated when Options.Migrate is set (a
+// (Open pings it) and migrated when Options.Migrate is set (a
 // schema too old is otherwise only logged: readiness reports it, see
 // Pools.CheckSchema). Errors name the data source,
 // never its URL.
@@ -143,7 +143,7 @@ func (p *Pools) Acquire(ctx context.Context, ds *config.DataSource) (storage.Sto
 func (p *Pools) open(ctx context.Context, ds *config.DataSource) (storage.Store, error) {
 	s, err := p.opts.Open(ctx, ds)
 	if err != nil {
-		return nil, err // storage.Open names the data source
+		return nil, err // Open names the data source
 	}
 	if p.opts.Migrate {
 		if err = s.Migrate(ctx); err != nil {

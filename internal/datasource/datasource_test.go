@@ -19,7 +19,7 @@ func sqliteDS(name, path string) *config.DataSource {
 	return ds
 }
 
-// countingOpen wraps storage.Open and counts opens and closes per path.
+// countingOpen wraps Open and counts opens and closes per path.
 type countingOpen struct {
 	mu     sync.Mutex
 	opens  map[string]int
@@ -31,7 +31,7 @@ func newCounting() *countingOpen {
 }
 
 func (c *countingOpen) open(ctx context.Context, ds *config.DataSource) (storage.Store, error) {
-	s, err := storage.Open(ctx, ds)
+	s, err := Open(ctx, ds)
 	if err != nil {
 		return nil, err
 	}

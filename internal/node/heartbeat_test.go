@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/settings"
 	"github.com/keygate/keygate/internal/storage"
 	"github.com/keygate/keygate/internal/storage/model"
@@ -132,7 +133,7 @@ func heartbeatNode(t *testing.T, interval time.Duration) (r *hbNode, cfg string,
 			t.Errorf("shutdown: %v", err)
 		}
 	})
-	st, err = storage.Open(context.Background(), &config.DataSource{Meta: config.Meta{Name: "db"}, Type: config.DataSourceSQLite, Path: db})
+	st, err = datasource.Open(context.Background(), &config.DataSource{Meta: config.Meta{Name: "db"}, Type: config.DataSourceSQLite, Path: db})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/session"
 	"github.com/keygate/keygate/internal/storage"
 )
@@ -19,7 +20,7 @@ import (
 func newStore(t *testing.T) storage.Store {
 	t.Helper()
 	ctx := context.Background()
-	st, err := storage.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "db"}, Type: config.DataSourceSQLite, Path: filepath.Join(t.TempDir(), "k.db")})
+	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "db"}, Type: config.DataSourceSQLite, Path: filepath.Join(t.TempDir(), "k.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,11 +85,12 @@ func unavailable(ctx context.Context, err error) bool {
 	return false
 }
 
-// withDeadline gives every call to a store its own deadline (the data
+// WithDeadline gives every call to a store its own deadline (the data
 // source's timeout, or the caller's if sooner) and marks the failures that
 // are the database's with ErrUnavailable. Without it a hung database holds
-// each request until TCP gives up, minutes later.
-func withDeadline(s model.Store, timeout time.Duration) model.Store {
+// each request until TCP gives up, minutes later. datasource.Open applies
+// it to every store it opens.
+func WithDeadline(s model.Store, timeout time.Duration) model.Store {
 	return &deadlineStore{s: s, d: timeout}
 }
 
@@ -98,7 +99,7 @@ type deadlineStore struct {
 	d time.Duration
 }
 
-// Backend returns the backend's own Store under Open's deadlines (for
+// Backend returns the backend's own Store under WithDeadline's deadlines (for
 // tests and diagnostics that need the concrete type).
 func Backend(s model.Store) model.Store {
 	if d, ok := s.(*deadlineStore); ok {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/keygate/keygate/internal/clientip"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/session"
 	"github.com/keygate/keygate/internal/storage"
@@ -45,7 +46,7 @@ type fixture struct {
 func newFixture(t *testing.T, edit func(*config.Profile)) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := storage.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "db"}, Type: config.DataSourceSQLite, Path: filepath.Join(t.TempDir(), "k.db")})
+	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "db"}, Type: config.DataSourceSQLite, Path: filepath.Join(t.TempDir(), "k.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ import (
 
 	"github.com/keygate/keygate/internal/clientauth"
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/storage"
@@ -84,7 +85,7 @@ func newEnv(t testing.TB, issuer string) *env {
 	t.Helper()
 	tt, _ := t.(*testing.T)
 	dbPath := t.TempDir() + "/k.db"
-	store, err := storage.Open(context.Background(), &config.DataSource{Type: config.DataSourceSQLite, Path: dbPath})
+	store, err := datasource.Open(context.Background(), &config.DataSource{Type: config.DataSourceSQLite, Path: dbPath})
 	if err != nil {
 		t.Fatal(err)
 	}

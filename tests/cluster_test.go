@@ -17,7 +17,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
 )
 
@@ -117,7 +117,7 @@ func assertion(t *testing.T, key jwk.Key) string {
 	tok, err := jwt.NewBuilder().
 		Issuer("svc-key").Subject("svc-key").
 		Audience([]string{clusterIssuer + "/token"}).
-		JwtID(storage.NewID()).
+		JwtID(model.NewID()).
 		IssuedAt(now).Expiration(now.Add(time.Minute)).
 		Build()
 	if err != nil {

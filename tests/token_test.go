@@ -24,7 +24,7 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // Secrets of the test clients, injected through the environment as a vault
@@ -397,16 +397,16 @@ func TestStorageGCDeletesExpiredRows(t *testing.T) {
 		"expired-ten-minutes-ago": now.Add(-10 * time.Minute),
 	}
 	for handle, exp := range rows {
-		if err := st.AccessTokens().Create(ctx, storage.AccessToken{
-			Hash: storage.HashSecret(handle), JTI: storage.NewID(), ClientID: "opaque", Subject: "opaque",
+		if err := st.AccessTokens().Create(ctx, model.AccessToken{
+			Hash: model.HashSecret(handle), JTI: model.NewID(), ClientID: "opaque", Subject: "opaque",
 			Scopes: []string{"reports"}, Profile: "token", IssuedAt: exp.Add(-time.Hour), ExpiresAt: exp,
 		}); err != nil {
 			t.Fatalf("create %s: %v", handle, err)
 		}
 	}
 	exists := func(handle string) bool {
-		_, err := st.AccessTokens().Get(ctx, storage.HashSecret(handle))
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		_, err := st.AccessTokens().Get(ctx, model.HashSecret(handle))
+		if err != nil && !errors.Is(err, model.ErrNotFound) {
 			t.Fatalf("get %s: %v", handle, err)
 		}
 		return err == nil

@@ -8,7 +8,7 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/settings"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 	"github.com/keygate/keygate/internal/validate"
 )
 
@@ -209,5 +209,5 @@ func configDiff(args, environ []string, stdout, stderr io.Writer) (int, error) {
 }
 
 func printVersion(w io.Writer) {
-	fmt.Fprintf(w, "keygate %s\nconfig schema: %d (supported: %v)\ndatabase schema: %d to %d\n", version, config.SchemaVersion, config.SupportedSchemas, storage.SchemaMin, storage.SchemaMax)
+	fmt.Fprintf(w, "keygate %s\nconfig schema: %d (supported: %v)\ndatabase schema: %d to %d\n", version, config.SchemaVersion, config.SupportedSchemas, model.SchemaMin, model.SchemaMax)
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/profile/authn"
 	"github.com/keygate/keygate/internal/settings"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // stdin is where keygate user add reads the password (tests replace it).
@@ -135,7 +135,7 @@ func runUserAdd(args, environ []string, stdout, stderr io.Writer) (int, error) {
 	if err != nil {
 		return exitFailure, fmt.Errorf("data source %s: %w", ds.Name, err)
 	}
-	if storage.CheckSchemaVersion(v) != nil {
+	if model.CheckSchemaVersion(v) != nil {
 		if !s.MigrateOnStart {
 			return exitFailure, fmt.Errorf("data source %s: the database schema is too old (version %d); run 'keygate migrate' first", ds.Name, v)
 		}
@@ -154,13 +154,13 @@ func runUserAdd(args, environ []string, stdout, stderr io.Writer) (int, error) {
 		claims["email_verified"] = emailVerified
 	}
 	now := time.Now().UTC()
-	u := storage.User{
-		ID: storage.NewID(), Zone: zone, Username: username,
+	u := model.User{
+		ID: model.NewID(), Zone: zone, Username: username,
 		PasswordHash: password.Hash(pw, params),
-		Claims:       claims, Status: storage.UserActive, CreatedAt: now, UpdatedAt: now,
+		Claims:       claims, Status: model.UserActive, CreatedAt: now, UpdatedAt: now,
 	}
 	if err := st.Users().Create(ctx, u); err != nil {
-		if errors.Is(err, storage.ErrConflict) {
+		if errors.Is(err, model.ErrConflict) {
 			return exitFailure, fmt.Errorf("user %q already exists in zone %s", username, zone)
 		}
 		return exitFailure, fmt.Errorf("data source %s: create user: %w", ds.Name, err)

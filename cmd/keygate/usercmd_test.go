@@ -10,7 +10,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/password"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 func TestUserAdd(t *testing.T) {
@@ -68,7 +68,7 @@ profiles:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.Status != storage.UserActive || u.Claims["name"] != "Alice Liddell" || u.Claims["email_verified"] != true || u.Claims["email"] != "alice@example.com" {
+	if u.Status != model.UserActive || u.Claims["name"] != "Alice Liddell" || u.Claims["email_verified"] != true || u.Claims["email"] != "alice@example.com" {
 		t.Fatalf("user %+v", u)
 	}
 	if !strings.HasPrefix(u.PasswordHash, "$argon2id$v=19$m=1024,t=1,p=1$") {

@@ -19,7 +19,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/publish"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 const token = "test-admin-token-0123456789"
@@ -164,7 +164,7 @@ func TestClusterAndPhasedUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	for _, n := range []storage.NodeStatus{
+	for _, n := range []model.NodeStatus{
 		{ID: "live", Role: "default", Zone: "z", ConfigVersion: "v1", HeartbeatAt: now, ExpiresAt: now.Add(time.Hour), Details: map[string]any{"config_schema_max": 0}},
 		{ID: "gone", Role: "default", Zone: "z", ConfigVersion: "v0", HeartbeatAt: now.Add(-time.Minute), ExpiresAt: now.Add(time.Hour)},
 	} {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 func TestJudge(t *testing.T) {
@@ -94,7 +94,7 @@ func (f *fixture) channels(t *testing.T) map[string]string {
 	return ch
 }
 
-func (f *fixture) beat(t *testing.T, nodes ...storage.NodeStatus) {
+func (f *fixture) beat(t *testing.T, nodes ...model.NodeStatus) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: f.db})
@@ -112,9 +112,9 @@ func (f *fixture) beat(t *testing.T, nodes ...storage.NodeStatus) {
 	}
 }
 
-func heartbeat(id, role, version, reload string, at time.Time) storage.NodeStatus {
+func heartbeat(id, role, version, reload string, at time.Time) model.NodeStatus {
 	now := time.Now()
-	return storage.NodeStatus{ID: id, Role: role, Zone: "z", ConfigVersion: version, HeartbeatAt: now, ExpiresAt: now.Add(time.Hour),
+	return model.NodeStatus{ID: id, Role: role, Zone: "z", ConfigVersion: version, HeartbeatAt: now, ExpiresAt: now.Add(time.Hour),
 		Details: map[string]any{"config_schema_max": 1, "last_reload": reload, "last_reload_at": at.Format(time.RFC3339Nano), "last_error": "variable NEW_SECRET is not set"}}
 }
 

@@ -24,7 +24,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/publish"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // testCA issues certificates for tests.
@@ -204,7 +204,7 @@ func TestClusterStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	rows := []storage.NodeStatus{
+	rows := []model.NodeStatus{
 		{ID: "live", Role: "default", Zone: "z", HeartbeatAt: now, ExpiresAt: now.Add(time.Minute), Details: map[string]any{"state": "serving"}},
 		{ID: "expired", Role: "default", Zone: "z", HeartbeatAt: now.Add(-2 * time.Second), ExpiresAt: now.Add(-500 * time.Millisecond), Details: map[string]any{"state": "serving"}},
 		{ID: "stopped", Role: "default", Zone: "z", HeartbeatAt: now, ExpiresAt: now.Add(time.Minute), Details: map[string]any{"state": "stopping"}},

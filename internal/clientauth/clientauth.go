@@ -39,7 +39,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/oauth"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // AssertionType is the client_assertion_type of RFC 7523 §2.2.
@@ -93,7 +93,7 @@ type Authenticator struct {
 	// audiences an assertion may name: the token endpoint URL and the
 	// issuer (RFC 7523 §3 item 3).
 	audiences []string
-	store     storage.Store // for assertion replay; nil: private_key_jwt fails closed
+	store     model.Store // for assertion replay; nil: private_key_jwt fails closed
 	now       func() time.Time
 }
 
@@ -102,7 +102,7 @@ type Options struct {
 	// Audiences are the values an assertion's aud may contain (one
 	// match suffices): the token endpoint URL and the issuer.
 	Audiences []string
-	Store     storage.Store
+	Store     model.Store
 	Now       func() time.Time // nil: time.Now
 	// Previous is the authenticator of the snapshot being replaced: a
 	// client whose config entry is the same object (the loader keeps
@@ -415,7 +415,7 @@ func (a *Authenticator) assertion(ctx context.Context, cr *Credentials) (*Client
 	// Remember the jti until the assertion expires (plus skew, during which
 	// it would still be accepted): a replay is refused for its whole life.
 	switch err := a.store.Assertions().Use(ctx, id, tok.JwtID(), exp.Add(Skew)); {
-	case errors.Is(err, storage.ErrReplay):
+	case errors.Is(err, model.ErrReplay):
 		return nil, errAssertionReplayed.WithCause(fmt.Errorf("client %s: assertion jti replayed", id))
 	case err != nil:
 		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("record assertion: %w", err))

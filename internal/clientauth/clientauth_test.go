@@ -23,12 +23,12 @@ import (
 	"github.com/keygate/keygate/internal/jwstest"
 	"github.com/keygate/keygate/internal/oauth"
 	"github.com/keygate/keygate/internal/secret"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 const tokenURL = "https://id.example.com/oauth/token"
 
-func openStore(t *testing.T) storage.Store {
+func openStore(t *testing.T) model.Store {
 	t.Helper()
 	s, err := datasource.Open(context.Background(), &config.DataSource{Type: config.DataSourceSQLite, Path: t.TempDir() + "/k.db"})
 	if err != nil {
@@ -72,7 +72,7 @@ func assertion(t *testing.T, key *ecdsa.PrivateKey, mod func(jwt.Token)) string 
 	t.Helper()
 	tok := jwt.New()
 	now := time.Now()
-	for k, v := range map[string]any{"iss": "jwt", "sub": "jwt", "aud": tokenURL, "exp": now.Add(time.Minute), "iat": now, "jti": storage.NewID()} {
+	for k, v := range map[string]any{"iss": "jwt", "sub": "jwt", "aud": tokenURL, "exp": now.Add(time.Minute), "iat": now, "jti": model.NewID()} {
 		_ = tok.Set(k, v)
 	}
 	if mod != nil {
@@ -173,7 +173,7 @@ func TestAssertionHeaderRefused(t *testing.T) {
 	claims := func() []byte {
 		now := time.Now()
 		b, _ := json.Marshal(map[string]any{"iss": "jwt", "sub": "jwt", "aud": tokenURL,
-			"exp": now.Add(time.Minute).Unix(), "iat": now.Unix(), "jti": storage.NewID()})
+			"exp": now.Add(time.Minute).Unix(), "iat": now.Unix(), "jti": model.NewID()})
 		return b
 	}
 	// The control: the same forge with an honest header is accepted.

@@ -18,7 +18,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/publish"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // BenchmarkConsolePages renders each page with 10,000 clients in the
@@ -73,7 +73,7 @@ profiles:
 	}
 	now := time.Now()
 	for i := range 50 {
-		if err := st.Nodes().Heartbeat(ctx, storage.NodeStatus{ID: fmt.Sprintf("node-%02d", i), Role: "default", Zone: "z", ConfigVersion: "v2",
+		if err := st.Nodes().Heartbeat(ctx, model.NodeStatus{ID: fmt.Sprintf("node-%02d", i), Role: "default", Zone: "z", ConfigVersion: "v2",
 			HeartbeatAt: now, ExpiresAt: now.Add(time.Hour), Details: map[string]any{"last_reload": "success", "config_schema_max": 1}}); err != nil {
 			b.Fatal(err)
 		}

@@ -19,7 +19,7 @@ import (
 	"sync"
 
 	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // ErrClosed is returned by Acquire after Close.
@@ -32,7 +32,7 @@ type Options struct {
 	Migrate bool
 	Logger  *slog.Logger // nil: discard
 	// Open opens a store; nil means Open. For tests.
-	Open func(context.Context, *config.DataSource) (storage.Store, error)
+	Open func(context.Context, *config.DataSource) (model.Store, error)
 }
 
 // Pools hands out reference-counted stores, one pool per data source
@@ -69,7 +69,7 @@ type pool struct {
 	key   key
 	refs  int           // guarded by Pools.mu
 	ready chan struct{} // closed when store/err are set
-	store storage.Store
+	store model.Store
 	err   error
 }
 
@@ -92,7 +92,7 @@ func New(opts Options) *Pools {
 // schema too old is otherwise only logged: readiness reports it, see
 // Pools.CheckSchema). Errors name the data source,
 // never its URL.
-func (p *Pools) Acquire(ctx context.Context, ds *config.DataSource) (storage.Store, func(), error) {
+func (p *Pools) Acquire(ctx context.Context, ds *config.DataSource) (model.Store, func(), error) {
 	if ds == nil {
 		return nil, nil, errors.New("data source: none configured")
 	}
@@ -131,16 +131,16 @@ func (p *Pools) Acquire(ctx context.Context, ds *config.DataSource) (storage.Sto
 	if ds.Type == config.DataSourceSQLite {
 		// A reload must not carry on with a file that was deleted under
 		// the pool: its writes would go to a file nobody else can see.
-		if err := e.store.Ping(ctx); errors.Is(err, storage.ErrFileReplaced) {
+		if err := e.store.Ping(ctx); errors.Is(err, model.ErrFileReplaced) {
 			p.release(e)
-			return nil, nil, fmt.Errorf("data source %s: %w", ds.Name, storage.ErrFileReplaced)
+			return nil, nil, fmt.Errorf("data source %s: %w", ds.Name, model.ErrFileReplaced)
 		}
 	}
 	return e.store, p.releaser(e), nil
 }
 
 // open opens, then migrates or checks the schema.
-func (p *Pools) open(ctx context.Context, ds *config.DataSource) (storage.Store, error) {
+func (p *Pools) open(ctx context.Context, ds *config.DataSource) (model.Store, error) {
 	s, err := p.opts.Open(ctx, ds)
 	if err != nil {
 		return nil, err // Open names the data source
@@ -149,11 +149,11 @@ func (p *Pools) open(ctx context.Context, ds *config.DataSource) (storage.Store,
 		if err = s.Migrate(ctx); err != nil {
 			err = fmt.Errorf("data source %s: migrate: %w", ds.Name, err)
 		}
-	} else if v, verr := s.SchemaVersion(ctx); verr == nil && storage.CheckSchemaVersion(v) != nil {
+	} else if v, verr := s.SchemaVersion(ctx); verr == nil && model.CheckSchemaVersion(v) != nil {
 		// Not fatal: during a phased upgrade the node waits, not ready,
 		// until `keygate migrate` has run (see Pools.CheckSchema).
 		p.log.Warn("data source schema is too old for this binary; not ready until `keygate migrate` runs",
-			"data_source", ds.Name, "applied", v, "needs", storage.SchemaMin)
+			"data_source", ds.Name, "applied", v, "needs", model.SchemaMin)
 	}
 	if err != nil {
 		_ = s.Close()
@@ -235,10 +235,10 @@ func (p *Pools) Close() error {
 // CheckSchema reports, naming the data source, whether st answers and
 // holds a schema this binary can serve (readiness). The error is fit for
 // /readyz: the driver's error, which may name hosts, is only logged.
-func (p *Pools) CheckSchema(ctx context.Context, name string, st storage.Store) error {
+func (p *Pools) CheckSchema(ctx context.Context, name string, st model.Store) error {
 	if err := st.Ping(ctx); err != nil {
 		switch {
-		case errors.Is(err, storage.ErrReadOnly), errors.Is(err, storage.ErrFileReplaced):
+		case errors.Is(err, model.ErrReadOnly), errors.Is(err, model.ErrFileReplaced):
 			return fmt.Errorf("data source %s: %w", name, errors.Unwrap(err))
 		}
 		p.log.Warn("data source does not answer", "data_source", name, "error", err)
@@ -249,7 +249,7 @@ func (p *Pools) CheckSchema(ctx context.Context, name string, st storage.Store) 
 		p.log.Warn("data source does not answer", "data_source", name, "error", err)
 		return fmt.Errorf("data source %s does not answer", name)
 	}
-	if err := storage.CheckSchemaVersion(v); err != nil {
+	if err := model.CheckSchemaVersion(v); err != nil {
 		return fmt.Errorf("data source %s: %w (run `keygate migrate`, or set KEYGATE_MIGRATE_ON_START=true)", name, err)
 	}
 	return nil

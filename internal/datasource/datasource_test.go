@@ -10,7 +10,7 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/secret"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 func sqliteDS(name, path string) *config.DataSource {
@@ -30,7 +30,7 @@ func newCounting() *countingOpen {
 	return &countingOpen{opens: map[string]int{}, closes: map[string]int{}}
 }
 
-func (c *countingOpen) open(ctx context.Context, ds *config.DataSource) (storage.Store, error) {
+func (c *countingOpen) open(ctx context.Context, ds *config.DataSource) (model.Store, error) {
 	s, err := Open(ctx, ds)
 	if err != nil {
 		return nil, err
@@ -48,7 +48,7 @@ func (c *countingOpen) counts(path string) (opens, closes int) {
 }
 
 type closeCounter struct {
-	storage.Store
+	model.Store
 	c    *countingOpen
 	path string
 	once sync.Once
@@ -101,7 +101,7 @@ func TestReuseOnIdenticalConfig(t *testing.T) {
 	if err := s2.Ping(ctx); err != nil {
 		t.Errorf("shared store no longer answers: %v", err)
 	}
-	if v, err := s2.SchemaVersion(ctx); err != nil || v < storage.SchemaMin {
+	if v, err := s2.SchemaVersion(ctx); err != nil || v < model.SchemaMin {
 		t.Errorf("migrate on open: schema version %d, %v", v, err)
 	}
 	rel2()

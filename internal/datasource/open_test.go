@@ -10,6 +10,7 @@ import (
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 	"github.com/keygate/keygate/internal/storage/postgres"
 	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
 )
@@ -77,7 +78,7 @@ func TestOpenPostgres(t *testing.T) {
 	if err := s.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := s.SchemaVersion(t.Context()); err != nil || v != storage.SchemaMax {
+	if v, err := s.SchemaVersion(t.Context()); err != nil || v != model.SchemaMax {
 		t.Fatalf("SchemaVersion = %d, %v", v, err)
 	}
 	if got := storage.Backend(s).(*postgres.Store).Pool().Config().MaxConns; got != 3 {

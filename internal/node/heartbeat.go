@@ -16,7 +16,6 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/reload"
-	"github.com/keygate/keygate/internal/storage"
 	"github.com/keygate/keygate/internal/storage/model"
 )
 
@@ -70,7 +69,7 @@ func (n *Node) startHeartbeat() {
 		iv = DefaultHeartbeatInterval
 	}
 	h := &heartbeater{n: n, log: n.log.With("component", "heartbeat"), interval: iv,
-		started: time.Now().UTC(), stop: make(chan struct{}), done: make(chan struct{}), instance: storage.NewID()}
+		started: time.Now().UTC(), stop: make(chan struct{}), done: make(chan struct{}), instance: model.NewID()}
 	n.heartbeat.p.Store(h)
 	go h.run()
 }
@@ -141,7 +140,7 @@ func (h *heartbeater) row(st reload.Status, now, expires time.Time, state string
 		"failures":          st.Failures,
 		"config_schema_max": config.SchemaVersion,
 		"config_schemas":    config.SupportedSchemas,
-		"storage_schema":    []int{storage.SchemaMin, storage.SchemaMax},
+		"storage_schema":    []int{model.SchemaMin, model.SchemaMax},
 		"instance":          h.instance,
 	}
 
@@ -208,7 +207,7 @@ const DetailIDConflict = "id_conflict"
 
 // sharedID reports whether the row under this node's id was last written,
 // recently, by another process that is still serving.
-func (h *heartbeater) sharedID(ctx context.Context, st storage.Store, now time.Time) bool {
+func (h *heartbeater) sharedID(ctx context.Context, st model.Store, now time.Time) bool {
 	rows, err := st.Nodes().List(ctx)
 	if err != nil {
 		return false
@@ -230,7 +229,7 @@ func (h *heartbeater) write(ctx context.Context, row model.NodeStatus) {
 	ctx, cancel := context.WithTimeout(ctx, min(h.interval, 5*time.Second))
 	defer cancel()
 	// n.withStore holds a reference on the live pool, never a closed store.
-	_, err := h.n.withStore(ctx, func(st storage.Store) error {
+	_, err := h.n.withStore(ctx, func(st model.Store) error {
 		shared := h.sharedID(ctx, st, row.HeartbeatAt)
 		if shared && !h.conflict {
 			h.log.Error("another running node writes heartbeats under this node id; give each node its own KEYGATE_NODE_ID",

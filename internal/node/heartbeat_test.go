@@ -20,7 +20,6 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/settings"
-	"github.com/keygate/keygate/internal/storage"
 	"github.com/keygate/keygate/internal/storage/model"
 )
 
@@ -89,7 +88,7 @@ func hbWrite(t *testing.T, path, body string) {
 
 // heartbeatNode starts a node on a SQLite config in a temporary directory
 // and opens a second store on the same database, as the admin node would.
-func heartbeatNode(t *testing.T, interval time.Duration) (r *hbNode, cfg string, st storage.Store, body func(issuer string) string) {
+func heartbeatNode(t *testing.T, interval time.Duration) (r *hbNode, cfg string, st model.Store, body func(issuer string) string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfgDir := filepath.Join(dir, "config.d")
@@ -142,7 +141,7 @@ func heartbeatNode(t *testing.T, interval time.Duration) (r *hbNode, cfg string,
 }
 
 // row returns the node's heartbeat row, or nil.
-func heartbeatRow(t *testing.T, st storage.Store, id string) *model.NodeStatus {
+func heartbeatRow(t *testing.T, st model.Store, id string) *model.NodeStatus {
 	t.Helper()
 	rows, err := st.Nodes().List(context.Background())
 	if err != nil {
@@ -157,7 +156,7 @@ func heartbeatRow(t *testing.T, st storage.Store, id string) *model.NodeStatus {
 }
 
 // waitRow polls until the row satisfies cond and returns it.
-func waitRow(t *testing.T, st storage.Store, what string, cond func(*model.NodeStatus) bool) model.NodeStatus {
+func waitRow(t *testing.T, st model.Store, what string, cond func(*model.NodeStatus) bool) model.NodeStatus {
 	t.Helper()
 	var got *model.NodeStatus
 	deadline := time.Now().Add(10 * time.Second)
@@ -199,8 +198,8 @@ func TestHeartbeatRowAndReloads(t *testing.T) {
 	if d["config_schema_max"] != float64(config.SchemaVersion) {
 		t.Errorf("config_schema_max = %v, want %d", d["config_schema_max"], config.SchemaVersion)
 	}
-	if ss, _ := d["storage_schema"].([]any); len(ss) != 2 || ss[0] != float64(storage.SchemaMin) || ss[1] != float64(storage.SchemaMax) {
-		t.Errorf("storage_schema = %v, want [%d %d]", d["storage_schema"], storage.SchemaMin, storage.SchemaMax)
+	if ss, _ := d["storage_schema"].([]any); len(ss) != 2 || ss[0] != float64(model.SchemaMin) || ss[1] != float64(model.SchemaMax) {
+		t.Errorf("storage_schema = %v, want [%d %d]", d["storage_schema"], model.SchemaMin, model.SchemaMax)
 	}
 	if _, ok := d["last_error"]; ok {
 		t.Errorf("last_error = %v after a successful load", d["last_error"])

@@ -29,7 +29,7 @@ import (
 	"github.com/keygate/keygate/internal/reload"
 	"github.com/keygate/keygate/internal/runtime"
 	"github.com/keygate/keygate/internal/settings"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 	"github.com/keygate/keygate/internal/watch"
 )
 
@@ -299,8 +299,8 @@ func (n *Node) collect(ctx context.Context, every time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, max(every, gcMinTimeout))
 	defer cancel()
 	start := time.Now()
-	var stats storage.GCStats
-	ds, err := n.withStore(ctx, func(st storage.Store) error {
+	var stats model.GCStats
+	ds, err := n.withStore(ctx, func(st model.Store) error {
 		var err error
 		stats, err = st.GC(ctx, time.Now().Add(-gcGrace))
 		return err
@@ -335,7 +335,7 @@ func (n *Node) collect(ctx context.Context, every time.Duration) {
 // current afterwards, i.e. the pool taken is the live one and not one a
 // swap has retired (and Acquire reopened). A reload cannot close the store
 // under fn.
-func (n *Node) withStore(ctx context.Context, fn func(storage.Store) error) (string, error) {
+func (n *Node) withStore(ctx context.Context, fn func(model.Store) error) (string, error) {
 	for {
 		cur := n.holder.Current()
 		if cur == nil || cur.Store() == nil {

@@ -26,7 +26,7 @@ import (
 	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/profile/authn"
 	"github.com/keygate/keygate/internal/profile/token"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // Observer receives one call per request. internal/metrics implements it.
@@ -83,8 +83,8 @@ type Runtime struct {
 	snap    *config.Snapshot
 	log     *slog.Logger
 	obs     Observer
-	store   storage.Store // nil without Deps.Stores
-	dsName  string        // the data source of the role's zone
+	store   model.Store // nil without Deps.Stores
+	dsName  string      // the data source of the role's zone
 	handler fasthttp.RequestHandler
 	closers []func() error // run in reverse order by Close
 	// tokens are the token profiles by name, for the next Build to reuse
@@ -470,7 +470,7 @@ func (r *Runtime) Done() <-chan struct{} { return r.done }
 // Store is the store of the role's zone's data source (nil when built
 // without Deps.Stores). It is valid until the runtime is closed; readiness
 // pings it.
-func (r *Runtime) Store() storage.Store { return r.store }
+func (r *Runtime) Store() model.Store { return r.store }
 
 // DataSource names the data source of the role's zone (for /status).
 func (r *Runtime) DataSource() string { return r.dsName }

@@ -15,7 +15,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/profile/authn"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // snapWithSQLite is testSnapshot with the default role's zone on a sqlite
@@ -168,7 +168,7 @@ func TestClientIPReachesAuthentication(t *testing.T) {
 	if ctx.Response.StatusCode() != 400 {
 		t.Fatalf("login: %d %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
-	ev, err := r.Store().Audit().List(context.Background(), storage.AuditQuery{Type: authn.AuditLoginFailure, Limit: 10})
+	ev, err := r.Store().Audit().List(context.Background(), model.AuditQuery{Type: authn.AuditLoginFailure, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

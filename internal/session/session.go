@@ -1,7 +1,7 @@
 // Package session is the SSO session: a server-side record in the zone's
 // data source (so the next request may reach another node) and a browser
 // cookie that holds only an opaque random value. The store keys the record
-// by the SHA-256 of that value (storage.HashSecret), so a database dump
+// by the SHA-256 of that value (model.HashSecret), so a database dump
 // yields no usable cookie.
 //
 // The authentication profile creates sessions at login; the token profile
@@ -18,7 +18,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // CookieName is the SSO session cookie: Secure, HttpOnly, SameSite=Lax,
@@ -38,18 +38,18 @@ func NewCookieValue() string {
 
 // Create stores a session for user u, authenticated now with acr and amr,
 // and returns the cookie value (give it to SetCookie) and the record.
-func Create(ctx context.Context, st storage.Store, u storage.User, acr string, amr []string, p Policy, now time.Time) (cookie string, s storage.Session, err error) {
+func Create(ctx context.Context, st model.Store, u model.User, acr string, amr []string, p Policy, now time.Time) (cookie string, s model.Session, err error) {
 	if st == nil {
-		return "", storage.Session{}, errors.New("session: no store")
+		return "", model.Session{}, errors.New("session: no store")
 	}
 	if p.Absolute <= 0 {
-		return "", storage.Session{}, errors.New("session: absolute lifetime must be positive")
+		return "", model.Session{}, errors.New("session: absolute lifetime must be positive")
 	}
 	now = now.UTC().Truncate(time.Microsecond) // the stores' precision
 	cookie = NewCookieValue()
-	s = storage.Session{
-		Hash:        storage.HashSecret(cookie),
-		ID:          storage.NewID(),
+	s = model.Session{
+		Hash:        model.HashSecret(cookie),
+		ID:          model.NewID(),
 		UserID:      u.ID,
 		Zone:        u.Zone,
 		AuthTime:    now,
@@ -61,31 +61,31 @@ func Create(ctx context.Context, st storage.Store, u storage.User, acr string, a
 		ExpiresAt:   now.Add(p.Absolute),
 	}
 	if err := st.Sessions().Create(ctx, s); err != nil {
-		return "", storage.Session{}, fmt.Errorf("create session: %w", err)
+		return "", model.Session{}, fmt.Errorf("create session: %w", err)
 	}
 	return cookie, s, nil
 }
 
 // Lookup returns the live session for a cookie value and records the
 // activity (extending the idle lifetime). A session past its idle or
-// absolute lifetime, an unknown value or an empty one is storage.ErrNotFound.
-func Lookup(ctx context.Context, st storage.Store, cookie string, now time.Time) (storage.Session, error) {
+// absolute lifetime, an unknown value or an empty one is model.ErrNotFound.
+func Lookup(ctx context.Context, st model.Store, cookie string, now time.Time) (model.Session, error) {
 	if cookie == "" || st == nil {
-		return storage.Session{}, storage.ErrNotFound
+		return model.Session{}, model.ErrNotFound
 	}
-	h := storage.HashSecret(cookie)
+	h := model.HashSecret(cookie)
 	s, err := st.Sessions().Get(ctx, h)
 	if err != nil {
-		return storage.Session{}, err
+		return model.Session{}, err
 	}
 	if !now.Before(s.Expiry()) {
-		return storage.Session{}, storage.ErrNotFound
+		return model.Session{}, model.ErrNotFound
 	}
 	if err := st.Sessions().Touch(ctx, h, now); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return storage.Session{}, err // deleted meanwhile (logout on another node)
+		if errors.Is(err, model.ErrNotFound) {
+			return model.Session{}, err // deleted meanwhile (logout on another node)
 		}
-		return storage.Session{}, fmt.Errorf("touch session: %w", err)
+		return model.Session{}, fmt.Errorf("touch session: %w", err)
 	}
 	s.LastSeenAt = now.UTC().Truncate(time.Microsecond)
 	return s, nil
@@ -93,11 +93,11 @@ func Lookup(ctx context.Context, st storage.Store, cookie string, now time.Time)
 
 // Delete removes the session of a cookie value (logout). Idempotent; an
 // empty value is a no-op.
-func Delete(ctx context.Context, st storage.Store, cookie string) error {
+func Delete(ctx context.Context, st model.Store, cookie string) error {
 	if cookie == "" || st == nil {
 		return nil
 	}
-	if err := st.Sessions().Delete(ctx, storage.HashSecret(cookie)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+	if err := st.Sessions().Delete(ctx, model.HashSecret(cookie)); err != nil && !errors.Is(err, model.ErrNotFound) {
 		return fmt.Errorf("delete session: %w", err)
 	}
 	return nil

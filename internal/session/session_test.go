@@ -14,10 +14,10 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/session"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
-func newStore(t *testing.T) storage.Store {
+func newStore(t *testing.T) model.Store {
 	t.Helper()
 	ctx := context.Background()
 	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "db"}, Type: config.DataSourceSQLite, Path: filepath.Join(t.TempDir(), "k.db")})
@@ -34,14 +34,14 @@ func newStore(t *testing.T) storage.Store {
 func TestLifetimes(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	u := storage.User{ID: "u1", Zone: "local"}
+	u := model.User{ID: "u1", Zone: "local"}
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	p := session.Policy{Idle: time.Hour, Absolute: 3 * time.Hour}
 	cookie, s, err := session.Create(ctx, st, u, "urn:keygate:acr:password", []string{"pwd"}, p, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cookie) != 43 || s.ID == "" || s.ID == cookie || s.Hash != storage.HashSecret(cookie) {
+	if len(cookie) != 43 || s.ID == "" || s.ID == cookie || s.Hash != model.HashSecret(cookie) {
 		t.Fatalf("cookie %q, session %+v", cookie, s)
 	}
 	got, err := session.Lookup(ctx, st, cookie, t0.Add(59*time.Minute))
@@ -53,7 +53,7 @@ func TestLifetimes(t *testing.T) {
 		t.Fatalf("after touch: %v", err)
 	}
 	// Idle: more than an hour since the last touch.
-	if _, err := session.Lookup(ctx, st, cookie, t0.Add(179*time.Minute)); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := session.Lookup(ctx, st, cookie, t0.Add(179*time.Minute)); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("idle: %v", err)
 	}
 	// Absolute: kept alive by touches, still ends at 3h.
@@ -66,12 +66,12 @@ func TestLifetimes(t *testing.T) {
 			t.Fatalf("at %dm: %v", m, err)
 		}
 	}
-	if _, err := session.Lookup(ctx, st, cookie2, t0.Add(180*time.Minute)); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := session.Lookup(ctx, st, cookie2, t0.Add(180*time.Minute)); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("absolute: %v", err)
 	}
 	// Unknown, empty, deleted.
 	for _, c := range []string{"", "nope"} {
-		if _, err := session.Lookup(ctx, st, c, t0); !errors.Is(err, storage.ErrNotFound) {
+		if _, err := session.Lookup(ctx, st, c, t0); !errors.Is(err, model.ErrNotFound) {
 			t.Fatalf("lookup %q: %v", c, err)
 		}
 	}
@@ -82,7 +82,7 @@ func TestLifetimes(t *testing.T) {
 	if err := session.Delete(ctx, st, cookie3); err != nil {
 		t.Fatalf("second delete: %v", err)
 	}
-	if _, err := session.Lookup(ctx, st, cookie3, t0); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := session.Lookup(ctx, st, cookie3, t0); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("deleted: %v", err)
 	}
 }

@@ -1,3 +1,11 @@
+// Package storage bounds every call of a store: WithDeadline gives each
+// call the data source's timeout and marks the failures that are the
+// database's, not the request's, with ErrUnavailable.
+//
+// The contract itself (records, aggregates, sentinel errors) is
+// storage/model; storage/sqlstore implements it on SQL for the
+// storage/sqlite and storage/postgres backends, which datasource.Open
+// opens; storage/storagetest is the one conformance suite both pass.
 package storage
 
 import (

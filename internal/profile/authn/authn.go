@@ -35,7 +35,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/session"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // Paths under the profile's path.
@@ -59,9 +59,9 @@ const (
 
 // Deps are the long-lived dependencies of the profile, owned by the caller.
 type Deps struct {
-	Store  storage.Store // the role's zone's data source; nil: login answers "unavailable"
-	Zone   string        // the role's zone: users are looked up in it
-	Logger *slog.Logger  // may be nil
+	Store  model.Store  // the role's zone's data source; nil: login answers "unavailable"
+	Zone   string       // the role's zone: users are looked up in it
+	Logger *slog.Logger // may be nil
 	Now    func() time.Time
 	// IPLimiter counts failures per client IP. nil: the profile makes its
 	// own, which a reload resets; pass one that outlives runtimes.
@@ -84,7 +84,7 @@ type Profile struct {
 	name    string
 	path    string
 	zone    string
-	store   storage.Store
+	store   model.Store
 	log     *slog.Logger
 	now     func() time.Time
 	ip      *IPLimiter

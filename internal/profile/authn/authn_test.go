@@ -25,7 +25,7 @@ import (
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/session"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 var cheap = config.Argon2Params{MemoryKiB: 1024, Iterations: 1, Parallelism: 1}
@@ -34,7 +34,7 @@ const returnTo = "/oauth/v2/authorize?client_id=web&response_type=code&state=xyz
 
 type fixture struct {
 	t     *testing.T
-	st    storage.Store
+	st    model.Store
 	app   *fiber.App
 	prof  *Profile
 	now   time.Time
@@ -85,10 +85,10 @@ func (f *fixture) build() {
 	p.Mount(f.app)
 }
 
-func (f *fixture) addUser(username, pw string, params config.Argon2Params) storage.User {
+func (f *fixture) addUser(username, pw string, params config.Argon2Params) model.User {
 	f.t.Helper()
-	u := storage.User{ID: storage.NewID(), Zone: "local", Username: username, PasswordHash: password.Hash(pw, password.FromConfig(params)),
-		Status: storage.UserActive, CreatedAt: f.now, UpdatedAt: f.now}
+	u := model.User{ID: model.NewID(), Zone: "local", Username: username, PasswordHash: password.Hash(pw, password.FromConfig(params)),
+		Status: model.UserActive, CreatedAt: f.now, UpdatedAt: f.now}
 	if err := f.st.Users().Create(context.Background(), u); err != nil {
 		f.t.Fatal(err)
 	}
@@ -147,9 +147,9 @@ func (f *fixture) post(cookieTok, formTok, username, pw, rt string) response {
 	return f.do(req)
 }
 
-func (f *fixture) events(typ string) []storage.AuditEvent {
+func (f *fixture) events(typ string) []model.AuditEvent {
 	f.t.Helper()
-	ev, err := f.st.Audit().List(context.Background(), storage.AuditQuery{Type: typ, Limit: 1000})
+	ev, err := f.st.Audit().List(context.Background(), model.AuditQuery{Type: typ, Limit: 1000})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -541,7 +541,7 @@ func TestRehashAndLockedUser(t *testing.T) {
 		t.Fatal("rehash lost the password")
 	}
 	// Locked accounts are refused even with the right password.
-	if err := f.st.Users().Update(context.Background(), u.ID, func(o storage.User) (storage.User, error) { o.Status = storage.UserLocked; return o, nil }); err != nil {
+	if err := f.st.Users().Update(context.Background(), u.ID, func(o model.User) (model.User, error) { o.Status = model.UserLocked; return o, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if r := f.post(tok, tok, "bob", "pw-bob-1", returnTo); r.status != 403 || !strings.Contains(r.body, "This account is locked") || r.cookies[session.CookieName] != nil {

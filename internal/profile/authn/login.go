@@ -16,7 +16,7 @@ import (
 
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/session"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // CSRFCookie holds the login form's token (HttpOnly, SameSite=Strict,
@@ -88,7 +88,7 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 	defer cancel()
 	now := p.now()
 	ip := p.clientIP(c)
-	ev := storage.AuditEvent{Zone: p.zone, Subject: username, IP: ip}
+	ev := model.AuditEvent{Zone: p.zone, Subject: username, IP: ip}
 
 	if wait := p.ip.Attempt(ip, p.lockout.maxIP, p.lockout.window, now); wait > 0 {
 		p.audit(ctx, ev, AuditLockout, now, map[string]any{"reason": "ip", "profile": p.name})
@@ -133,7 +133,7 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 
 	user, err := p.store.Users().GetByUsername(ctx, p.zone, username)
 	found := err == nil
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+	if err != nil && !errors.Is(err, model.ErrNotFound) {
 		p.log.Error("login: user lookup failed", "profile", p.name, "err", err)
 		p.ip.Forgive(ip, now)
 		return p.errorPage(c, fiber.StatusServiceUnavailable, "Cannot sign in", msgUnavailable)
@@ -184,14 +184,14 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 		return p.loginPage(c, fiber.StatusBadRequest, form)
 	}
 	p.ip.Forgive(ip, now)
-	if user.Status != storage.UserActive {
+	if user.Status != model.UserActive {
 		p.audit(ctx, ev, AuditLoginFailure, now, map[string]any{"reason": "account " + user.Status, "profile": p.name, "user_id": user.ID})
 		form.Error = msgAcctLocked
 		return p.loginPage(c, fiber.StatusForbidden, form)
 	}
 	if rehash {
 		h := password.Hash(pw, p.params) // outside the update's transaction
-		err := p.store.Users().Update(ctx, user.ID, func(old storage.User) (storage.User, error) {
+		err := p.store.Users().Update(ctx, user.ID, func(old model.User) (model.User, error) {
 			if old.PasswordHash == user.PasswordHash { // not changed meanwhile
 				old.PasswordHash = h
 			}
@@ -218,7 +218,7 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 
 // audit appends an event; a failure is logged, not shown (the login's
 // outcome does not depend on it, except that lockout counting needs it).
-func (p *Profile) audit(ctx context.Context, ev storage.AuditEvent, typ string, now time.Time, details map[string]any) {
+func (p *Profile) audit(ctx context.Context, ev model.AuditEvent, typ string, now time.Time, details map[string]any) {
 	ev.Type, ev.Time, ev.Details = typ, now, details
 	if err := p.store.Audit().Append(ctx, ev); err != nil {
 		p.log.Error("login: audit append failed", "profile", p.name, "type", typ, "err", err)

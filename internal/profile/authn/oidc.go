@@ -37,7 +37,7 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/session"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // Federation paths, endpoint label, cookie and authentication context.
@@ -258,7 +258,7 @@ func (p *Profile) oidcCallback(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), oidcTimeout+timeout)
 	defer cancel()
 	now := p.now()
-	ev := storage.AuditEvent{Zone: p.zone, IP: p.clientIP(c)}
+	ev := model.AuditEvent{Zone: p.zone, IP: p.clientIP(c)}
 	details := map[string]any{"profile": p.name, "method": "oidc", "authenticator": o.name}
 	fail := func(status int, reason, msg string, extra ...any) error {
 		d := copyDetails(details)
@@ -346,7 +346,7 @@ func (p *Profile) oidcCallback(c *fiber.Ctx) error {
 	}
 
 	user, err := p.store.Users().GetByUsername(ctx, p.zone, username)
-	if errors.Is(err, storage.ErrNotFound) && o.jit {
+	if errors.Is(err, model.ErrNotFound) && o.jit {
 		local[federatedLinkClaim] = map[string]any{"iss": o.issuer, "sub": idt.Subject}
 		user, err = p.provision(ctx, username, local, now)
 		if err == nil {
@@ -354,7 +354,7 @@ func (p *Profile) oidcCallback(c *fiber.Ctx) error {
 		}
 	}
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		return fail(fiber.StatusForbidden, "unknown user", msgFedNoAccount)
 	case err != nil:
 		p.log.Error("oidc: user lookup failed", "profile", p.name, "err", err)
@@ -363,7 +363,7 @@ func (p *Profile) oidcCallback(c *fiber.Ctx) error {
 	if !o.mayUse(user, idt.Subject) {
 		return fail(fiber.StatusForbidden, "account not linked to this partner identity", msgFedTaken, "user_id", user.ID)
 	}
-	if user.Status != storage.UserActive {
+	if user.Status != model.UserActive {
 		return fail(fiber.StatusForbidden, "account "+user.Status, msgAcctLocked, "user_id", user.ID)
 	}
 	cookie, s, err := session.Create(ctx, p.store, user, ACRFederatedPfx+o.name, []string{AMRFederated}, p.policy, now)
@@ -391,7 +391,7 @@ const federatedLinkClaim = "keygate_federated"
 // `existing` mode, where mapping partner users onto local accounts is the
 // point. So with `jit`, a partner user whose username claim is "admin"
 // cannot become the local admin.
-func (o *oidcAuth) mayUse(u storage.User, sub string) bool {
+func (o *oidcAuth) mayUse(u model.User, sub string) bool {
 	if link, ok := u.Claims[federatedLinkClaim].(map[string]any); ok {
 		return link["iss"] == o.issuer && link["sub"] == sub
 	}
@@ -401,15 +401,15 @@ func (o *oidcAuth) mayUse(u storage.User, sub string) bool {
 // provision creates a user without a password (it can never sign in with
 // one) from the mapped claims. A concurrent first sign-in that created it
 // first wins; its record is returned.
-func (p *Profile) provision(ctx context.Context, username string, claims map[string]any, now time.Time) (storage.User, error) {
-	u := storage.User{ID: storage.NewID(), Zone: p.zone, Username: username, Claims: claims,
-		Status: storage.UserActive, CreatedAt: now, UpdatedAt: now}
+func (p *Profile) provision(ctx context.Context, username string, claims map[string]any, now time.Time) (model.User, error) {
+	u := model.User{ID: model.NewID(), Zone: p.zone, Username: username, Claims: claims,
+		Status: model.UserActive, CreatedAt: now, UpdatedAt: now}
 	err := p.store.Users().Create(ctx, u)
-	if errors.Is(err, storage.ErrConflict) {
+	if errors.Is(err, model.ErrConflict) {
 		return p.store.Users().GetByUsername(ctx, p.zone, username)
 	}
 	if err != nil {
-		return storage.User{}, err
+		return model.User{}, err
 	}
 	p.log.Info("oidc: user provisioned", "profile", p.name, "user", u.ID, "username", username)
 	return u, nil

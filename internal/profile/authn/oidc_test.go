@@ -2,7 +2,7 @@ package authn
 
 import (
 	"encoding/json"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -184,14 +184,14 @@ func TestOIDCDomainAllowedRequiresVerifiedEmail(t *testing.T) {
 // identity, or (in `existing` mode) an unlinked local account: with `jit`,
 // a partner user named "admin" cannot become the local admin.
 func TestOIDCAccountLinking(t *testing.T) {
-	linked := func(iss, sub string) storage.User {
-		return storage.User{Claims: map[string]any{federatedLinkClaim: map[string]any{"iss": iss, "sub": sub}}}
+	linked := func(iss, sub string) model.User {
+		return model.User{Claims: map[string]any{federatedLinkClaim: map[string]any{"iss": iss, "sub": sub}}}
 	}
-	local := storage.User{Claims: map[string]any{"name": "Local Admin"}}
+	local := model.User{Claims: map[string]any{"name": "Local Admin"}}
 	for _, tc := range []struct {
 		name string
 		jit  bool
-		user storage.User
+		user model.User
 		sub  string
 		want bool
 	}{

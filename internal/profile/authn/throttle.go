@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // Audit event types written by the authentication profile.
@@ -189,7 +189,7 @@ func (p *Profile) accountWait(ctx context.Context, username string, now time.Tim
 	since := now.Add(-p.lockout.window)
 	audit := p.store.Audit()
 	limit := 4*p.lockout.max + 16
-	succ, err := audit.List(ctx, storage.AuditQuery{Type: AuditLoginSuccess, Subject: username, Since: since, Limit: limit})
+	succ, err := audit.List(ctx, model.AuditQuery{Type: AuditLoginSuccess, Subject: username, Since: since, Limit: limit})
 	if err != nil {
 		return 0, fmt.Errorf("audit: %w", err)
 	}
@@ -198,7 +198,7 @@ func (p *Profile) accountWait(ctx context.Context, username string, now time.Tim
 			since = e.Time
 		}
 	}
-	fails, err := audit.List(ctx, storage.AuditQuery{Type: AuditLoginAttempt, Subject: username, Since: since, Limit: limit})
+	fails, err := audit.List(ctx, model.AuditQuery{Type: AuditLoginAttempt, Subject: username, Since: since, Limit: limit})
 	if err != nil {
 		return 0, fmt.Errorf("audit: %w", err)
 	}

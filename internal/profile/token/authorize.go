@@ -21,7 +21,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/oauth"
 	"github.com/keygate/keygate/internal/session"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // Authorization endpoint error codes (RFC 6749 §4.1.2.1, OpenID Connect
@@ -247,7 +247,7 @@ func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
 	now := p.now()
 	sess, err := session.Lookup(ctx, p.store, c.Cookies(session.CookieName), now)
 	hasSession := err == nil
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+	if err != nil && !errors.Is(err, model.ErrNotFound) {
 		return fail(oauth.ErrServerError.WithCause(fmt.Errorf("session lookup: %w", err)))
 	}
 	// A login that happened after this request was sent to the login page
@@ -295,8 +295,8 @@ func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
 
 	// 5. The code.
 	code := newSecret()
-	ac := storage.AuthCode{
-		Hash: storage.HashSecret(code), ClientID: cl.id, RedirectURI: redirectURI, Scopes: scopes,
+	ac := model.AuthCode{
+		Hash: model.HashSecret(code), ClientID: cl.id, RedirectURI: redirectURI, Scopes: scopes,
 		Subject: sess.UserID, SessionID: sess.ID, Nonce: nonce,
 		CodeChallenge: challenge, CodeChallengeMethod: "S256",
 		AuthTime: sess.AuthTime, ACR: sess.ACR, AMR: sess.AMR, Profile: p.name,
@@ -306,7 +306,7 @@ func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
 		return fail(e)
 	}
 	if cl.grants[config.GrantRefreshToken] {
-		ac.RefreshFamilyID = storage.NewID()
+		ac.RefreshFamilyID = model.NewID()
 	}
 	ac.AccessTokenJTI = grantJTI(ac.RefreshFamilyID)
 	if err := p.store.AuthCodes().Create(ctx, ac); err != nil {

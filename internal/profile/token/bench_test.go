@@ -12,7 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // benchRequest is a client_credentials request with Basic credentials.
@@ -69,7 +69,7 @@ func BenchmarkMinimalHandler(b *testing.B) {
 		}
 		now := time.Now()
 		payload, _ := json.Marshal(map[string]any{"iss": "https://id.example.com/oauth/v2", "sub": id, "aud": "https://id.example.com/oauth/v2",
-			"exp": now.Add(5 * time.Minute).Unix(), "iat": now.Unix(), "jti": storage.NewID(), "client_id": id, "scope": c.FormValue("scope")})
+			"exp": now.Add(5 * time.Minute).Unix(), "iat": now.Unix(), "jti": model.NewID(), "client_id": id, "scope": c.FormValue("scope")})
 		tok, err := signer.Sign(payload, "at+jwt")
 		if err != nil {
 			return err

@@ -19,7 +19,7 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/oauth"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // newSecret returns a random 256-bit bearer secret (code, refresh token),
@@ -57,10 +57,10 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 		return nil, oauth.ErrServerError.WithCause(errNoStore)
 	}
 	now := p.now()
-	hash := storage.HashSecret(f.code)
+	hash := model.HashSecret(f.code)
 	code, err := p.store.AuthCodes().Get(ctx, hash)
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		return nil, errBadCode.WithCause(errors.New("unknown code"))
 	case err != nil:
 		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("get code: %w", err))
@@ -79,7 +79,7 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 	}
 	code, err = p.store.AuthCodes().Consume(ctx, hash)
 	switch {
-	case errors.Is(err, storage.ErrReplay):
+	case errors.Is(err, model.ErrReplay):
 		// RFC 6749 §4.1.2: a code presented twice, each time rightly, is
 		// denied and what its first exchange issued is revoked.
 		if e := p.revokeCodeGrant(ctx, code, now); e != nil {
@@ -87,9 +87,9 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 		}
 		p.audit(ctx, auditCodeReuse, code.Subject, cl.id, map[string]any{"code_client": code.ClientID})
 		return nil, errBadCode.WithCause(errors.New("code replayed; its tokens were revoked"))
-	case errors.Is(err, storage.ErrRevoked):
+	case errors.Is(err, model.ErrRevoked):
 		return nil, errBadCode.WithCause(fmt.Errorf("code ended after %d refused exchanges", code.FailedAttempts))
-	case errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		return nil, errBadCode.WithCause(errors.New("unknown code"))
 	case err != nil:
 		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("consume code: %w", err))
@@ -119,7 +119,7 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 
 // checkExchange checks an exchange request against its code: the
 // profile, the client, the redirect URI and the PKCE verifier.
-func checkExchange(code storage.AuthCode, profile, clientID string, f *form) *oauth.Error {
+func checkExchange(code model.AuthCode, profile, clientID string, f *form) *oauth.Error {
 	switch {
 	case code.Profile != profile:
 		return errBadCode.WithCause(fmt.Errorf("code of profile %s", code.Profile))
@@ -140,7 +140,7 @@ var errSessionEnded = oauth.ErrInvalidGrant.WithDescription("the sign-in session
 // revokes the session's families, deletes the session, then revokes
 // again, so a family stored before the deletion is caught by logout and
 // one stored after it is caught here.
-func (p *Profile) sessionStillOpen(ctx context.Context, code storage.AuthCode) *oauth.Error {
+func (p *Profile) sessionStillOpen(ctx context.Context, code model.AuthCode) *oauth.Error {
 	if code.SessionID == "" {
 		return nil
 	}
@@ -162,7 +162,7 @@ func (p *Profile) sessionStillOpen(ctx context.Context, code storage.AuthCode) *
 // revokeCodeGrant revokes what the first exchange of a replayed code
 // issued: its access token (by its pre-assigned jti) and its grant, the
 // refresh token family with every access token issued from it.
-func (p *Profile) revokeCodeGrant(ctx context.Context, code storage.AuthCode, now time.Time) error {
+func (p *Profile) revokeCodeGrant(ctx context.Context, code model.AuthCode, now time.Time) error {
 	if code.AccessTokenJTI != "" {
 		if err := p.store.Revocations().Revoke(ctx, code.AccessTokenJTI, now.Add(p.accessLifetime(code.ClientID))); err != nil {
 			return fmt.Errorf("revoke access token of replayed code: %w", err)
@@ -228,11 +228,11 @@ func subset(sub, of []string) bool {
 func (p *Profile) activeUser(ctx context.Context, id string) *oauth.Error {
 	u, err := p.store.Users().Get(ctx, id)
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		return oauth.ErrInvalidGrant.WithDescription("the user of this grant no longer exists")
 	case err != nil:
 		return oauth.ErrServerError.WithCause(fmt.Errorf("get user: %w", err))
-	case u.Status != "" && u.Status != storage.UserActive:
+	case u.Status != "" && u.Status != model.UserActive:
 		return oauth.ErrInvalidGrant.WithDescription("the user of this grant is not active")
 	}
 	return nil
@@ -241,7 +241,7 @@ func (p *Profile) activeUser(ctx context.Context, id string) *oauth.Error {
 // audit appends a security event; a failure is logged, not returned (the
 // request's own outcome does not depend on it).
 func (p *Profile) audit(ctx context.Context, typ, subject, clientID string, details map[string]any) {
-	err := p.store.Audit().Append(ctx, storage.AuditEvent{Time: p.now(), Type: typ, Subject: subject, ClientID: clientID, Details: details})
+	err := p.store.Audit().Append(ctx, model.AuditEvent{Time: p.now(), Type: typ, Subject: subject, ClientID: clientID, Details: details})
 	if err != nil {
 		p.log.Error("audit append failed", "profile", p.name, "type", typ, "error", err.Error())
 	}
@@ -294,8 +294,8 @@ func (p *Profile) issueUserTokens(ctx context.Context, g userGrant) ([]byte, *oa
 	if g.family != "" && g.client.grants[config.GrantRefreshToken] {
 		now := p.now()
 		rt := newSecret()
-		err := p.store.RefreshTokens().Create(ctx, storage.RefreshToken{
-			Hash: storage.HashSecret(rt), FamilyID: g.family, ClientID: g.client.id, Subject: g.subject,
+		err := p.store.RefreshTokens().Create(ctx, model.RefreshToken{
+			Hash: model.HashSecret(rt), FamilyID: g.family, ClientID: g.client.id, Subject: g.subject,
 			Scopes: g.scopes, Audience: g.audience, SessionID: g.sid, AuthTime: g.authTime, ACR: g.acr, AMR: g.amr,
 			Profile: p.name, IssuedAt: now, ExpiresAt: now.Add(p.refreshLifetime),
 		})
@@ -385,10 +385,10 @@ func (g *refreshToken) Handle(ctx context.Context, r *grantRequest) ([]byte, *oa
 		return nil, oauth.ErrServerError.WithCause(errNoStore)
 	}
 	now := p.now()
-	hash := storage.HashSecret(f.refreshToken)
+	hash := model.HashSecret(f.refreshToken)
 	old, err := p.store.RefreshTokens().Get(ctx, hash)
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		return nil, errBadRefresh.WithCause(errors.New("unknown refresh token"))
 	case err != nil:
 		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("get refresh token: %w", err))
@@ -418,14 +418,14 @@ func (g *refreshToken) Handle(ctx context.Context, r *grantRequest) ([]byte, *oa
 		// The new token keeps the grant's original scope (RFC 6749 §6).
 		next := old
 		ug.refresh = newSecret()
-		next.Hash, next.IssuedAt, next.UsedAt, next.RevokedAt = storage.HashSecret(ug.refresh), now, time.Time{}, time.Time{}
+		next.Hash, next.IssuedAt, next.UsedAt, next.RevokedAt = model.HashSecret(ug.refresh), now, time.Time{}, time.Time{}
 		// Each rotated token lives the profile's refresh lifetime from its
 		// own issue: an idle lifetime for the family.
 		next.ExpiresAt = now.Add(p.refreshLifetime)
 		switch err := p.store.RefreshTokens().Rotate(ctx, hash, next); {
-		case errors.Is(err, storage.ErrReplay):
+		case errors.Is(err, model.ErrReplay):
 			return nil, p.refreshReuse(ctx, old)
-		case errors.Is(err, storage.ErrRevoked), errors.Is(err, storage.ErrNotFound):
+		case errors.Is(err, model.ErrRevoked), errors.Is(err, model.ErrNotFound):
 			return nil, errBadRefresh.WithCause(err)
 		case err != nil:
 			return nil, oauth.ErrServerError.WithCause(fmt.Errorf("rotate refresh token: %w", err))
@@ -437,7 +437,7 @@ func (g *refreshToken) Handle(ctx context.Context, r *grantRequest) ([]byte, *oa
 // refreshReuse handles a refresh token presented after it was rotated:
 // the whole family is revoked (RFC 9700 §4.14.2), the newest token too,
 // with every access token issued from it.
-func (p *Profile) refreshReuse(ctx context.Context, old storage.RefreshToken) *oauth.Error {
+func (p *Profile) refreshReuse(ctx context.Context, old model.RefreshToken) *oauth.Error {
 	if err := p.revokeGrant(ctx, old.FamilyID, old.ClientID, p.now()); err != nil {
 		return oauth.ErrServerError.WithCause(err)
 	}

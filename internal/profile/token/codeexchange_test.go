@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // A refused exchange (wrong code_verifier, another client, another
@@ -27,7 +27,7 @@ func TestFailedExchangeKeepsCode(t *testing.T) {
 		return r.StatusCode, m
 	}
 	reuses := func() int {
-		evs, err := f.store.Audit().List(context.Background(), storage.AuditQuery{Type: auditCodeReuse})
+		evs, err := f.store.Audit().List(context.Background(), model.AuditQuery{Type: auditCodeReuse})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,13 +63,13 @@ func TestFailedExchangeKeepsCode(t *testing.T) {
 	// MaxCodeFailures wrong verifiers end the code: the right one is then
 	// refused too, and that is no reuse.
 	code := f.code(cookie, cfg, v)
-	for range storage.MaxCodeFailures {
+	for range model.MaxCodeFailures {
 		if st, _ := exchange("web", webSecret, code, webRedirect, oauth2.GenerateVerifier()); st != 400 {
 			t.Fatalf("wrong verifier: %d", st)
 		}
 	}
 	if st, m := exchange("web", webSecret, code, webRedirect, v); st != 400 || m["error"] != "invalid_grant" {
-		t.Fatalf("after %d failures: %d %v", storage.MaxCodeFailures, st, m)
+		t.Fatalf("after %d failures: %d %v", model.MaxCodeFailures, st, m)
 	}
 	if n := reuses(); n != 0 {
 		t.Fatalf("%d code_reuse events for a code ended by failures", n)

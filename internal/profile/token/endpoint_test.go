@@ -36,7 +36,7 @@ import (
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/secret"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 const (
@@ -70,7 +70,7 @@ type env struct {
 	t       *testing.T
 	p       *Profile
 	app     *fiber.App
-	store   storage.Store
+	store   model.Store
 	dbPath  string
 	metrics *recorder
 	offset  *atomic.Int64 // clock offset
@@ -185,7 +185,7 @@ func (e *env) assertion(mod func(jwt.Token)) string {
 	tok := jwt.New()
 	now := time.Now()
 	for k, v := range map[string]any{"iss": "jwtc", "sub": "jwtc", "aud": e.issuer + "/token",
-		"exp": now.Add(time.Minute), "iat": now, "jti": storage.NewID()} {
+		"exp": now.Add(time.Minute), "iat": now, "jti": model.NewID()} {
 		_ = tok.Set(k, v)
 	}
 	if mod != nil {

@@ -23,7 +23,7 @@ import (
 	"github.com/keygate/keygate/internal/profile/authn"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/session"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 var cheapArgon2 = config.Argon2Params{MemoryKiB: 1024, Iterations: 1, Parallelism: 1}
@@ -41,7 +41,7 @@ const (
 // (for go-oidc discovery), with a user and helpers for the code flow.
 type flowEnv struct {
 	*env
-	user     storage.User
+	user     model.User
 	provider *oidc.Provider
 	ctx      context.Context
 }
@@ -69,7 +69,7 @@ func newFlowEnvWith(t *testing.T, ks *keys.Set, withAuthn bool) *flowEnv {
 	code := []string{config.GrantAuthorizationCode, config.GrantRefreshToken}
 	snap.Clients = map[string]*config.Client{
 		"web": {Profile: "token", Secret: secret.New(webSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
-			GrantTypes: code, Scopes: []string{"openid", "profile", "email", storage.ScopeOfflineAccess},
+			GrantTypes: code, Scopes: []string{"openid", "profile", "email", model.ScopeOfflineAccess},
 			RedirectURIs: []string{webRedirect, "https://rp.example.com/cb?tenant=1"}, PostLogoutRedirectURIs: []string{webLogout}},
 		"spa": {Profile: "token", TokenEndpointAuthMethod: config.AuthNone, AllowedOrigins: []string{"http://127.0.0.1:9999"},
 			GrantTypes: code, Scopes: []string{"openid", "profile"}, RedirectURIs: []string{spaRedirect}},
@@ -107,7 +107,7 @@ func newFlowEnvWith(t *testing.T, ks *keys.Set, withAuthn bool) *flowEnv {
 	// Shutdown and RequestCtx.Done (the context of store calls).
 	t.Cleanup(func() { _ = ln.Close() })
 
-	u := storage.User{ID: storage.NewID(), Zone: "local", Username: "alice", Status: storage.UserActive,
+	u := model.User{ID: model.NewID(), Zone: "local", Username: "alice", Status: model.UserActive,
 		PasswordHash: password.Hash(alicePassword, password.FromConfig(cheapArgon2)),
 		Claims:       map[string]any{"name": "Alice Example", "given_name": "Alice", "email": "alice@example.com", "email_verified": true},
 		CreatedAt:    time.Now(), UpdatedAt: time.Now()}
@@ -123,7 +123,7 @@ func newFlowEnvWith(t *testing.T, ks *keys.Set, withAuthn bool) *flowEnv {
 }
 
 // login creates an SSO session for the user and returns its cookie.
-func (f *flowEnv) login() (string, storage.Session) {
+func (f *flowEnv) login() (string, model.Session) {
 	f.t.Helper()
 	ck, s, err := session.Create(context.Background(), f.store, f.user, "urn:keygate:acr:password", []string{"pwd"},
 		session.Policy{Idle: time.Hour, Absolute: 12 * time.Hour}, time.Now())
@@ -515,7 +515,7 @@ func TestCodeAttacks(t *testing.T) {
 	if r.StatusCode != 400 || m["error"] != "invalid_grant" {
 		t.Errorf("refresh token of a reused code: %d %v", r.StatusCode, m)
 	}
-	if evs, _ := f.store.Audit().List(context.Background(), storage.AuditQuery{Type: auditCodeReuse}); len(evs) != 1 {
+	if evs, _ := f.store.Audit().List(context.Background(), model.AuditQuery{Type: auditCodeReuse}); len(evs) != 1 {
 		t.Errorf("audit events %v", evs)
 	}
 	// A code is no client credential: a public client cannot redeem a
@@ -633,7 +633,7 @@ func TestLogout(t *testing.T) {
 		return resp, loc
 	}
 	alive := func(cookie string) bool {
-		_, err := f.store.Sessions().Get(context.Background(), storage.HashSecret(cookie))
+		_, err := f.store.Sessions().Get(context.Background(), model.HashSecret(cookie))
 		return err == nil
 	}
 	signIn := func() (string, string) {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // Access tokens issued from a user's grant (a code and the refresh token
@@ -22,9 +22,9 @@ import (
 // grantJTI returns a new access token id of the grant family.
 func grantJTI(family string) string {
 	if family == "" {
-		return storage.NewID()
+		return model.NewID()
 	}
-	return family + "." + storage.NewID()
+	return family + "." + model.NewID()
 }
 
 // grantOf returns the grant an access token id belongs to, or "".

@@ -12,7 +12,7 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/oauth"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // client is a config client with its policy resolved for this profile.
@@ -194,7 +194,7 @@ func (p *Profile) issueAccessToken(ctx context.Context, at accessToken) (string,
 	exp := now.Add(at.client.lifetime)
 	jti := at.jti
 	if jti == "" {
-		jti = storage.NewID()
+		jti = model.NewID()
 	}
 	if at.client.format == config.FormatOpaque {
 		if p.store == nil {
@@ -203,8 +203,8 @@ func (p *Profile) issueAccessToken(ctx context.Context, at accessToken) (string,
 		var raw [32]byte
 		_, _ = rand.Read(raw[:]) // never fails (Go 1.24+)
 		handle := base64.RawURLEncoding.EncodeToString(raw[:])
-		err := p.store.AccessTokens().Create(ctx, storage.AccessToken{
-			Hash:      storage.HashSecret(handle),
+		err := p.store.AccessTokens().Create(ctx, model.AccessToken{
+			Hash:      model.HashSecret(handle),
 			JTI:       jti,
 			ClientID:  at.client.id,
 			Subject:   at.subject,

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/jwstest"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // An access token signed by the profile's own key is refused at
@@ -23,7 +23,7 @@ func TestAccessTokenHeaderRefused(t *testing.T) {
 	claims := func() []byte {
 		now := time.Now()
 		b, _ := json.Marshal(atClaims{Iss: e.issuer, Sub: "svc", Aud: audience{apiAudience}, Exp: now.Add(time.Minute).Unix(),
-			Iat: now.Unix(), Jti: storage.NewID(), ClientID: "svc", Scope: "a:read"})
+			Iat: now.Unix(), Jti: model.NewID(), ClientID: "svc", Scope: "a:read"})
 		return b
 	}
 	if m := e.introspect(jwstest.Forge(t, &key, map[string]any{"alg": "ES256", "kid": kid, "typ": "at+jwt"}, claims())); m["active"] != true {

@@ -15,7 +15,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/oauth"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // tokenInfo is what a presented access token stands for.
@@ -52,9 +52,9 @@ func (p *Profile) lookup(ctx context.Context, token string) (info tokenInfo, ok 
 	if p.store == nil {
 		return tokenInfo{}, false, errNoStore
 	}
-	t, err := p.store.AccessTokens().Get(ctx, storage.HashSecret(token))
+	t, err := p.store.AccessTokens().Get(ctx, model.HashSecret(token))
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		return tokenInfo{}, false, nil
 	case err != nil:
 		return tokenInfo{}, false, fmt.Errorf("get access token: %w", err)
@@ -193,9 +193,9 @@ func (p *Profile) serveIntrospect(c *fiber.Ctx) error {
 // holder is that client alone, so no resource server learns of it.
 func (p *Profile) introspectRefresh(c *fiber.Ctx, caller *client, token string) error {
 	const ep = config.EndpointIntrospect
-	rt, err := p.store.RefreshTokens().Get(c.Context(), storage.HashSecret(token))
+	rt, err := p.store.RefreshTokens().Get(c.Context(), model.HashSecret(token))
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		return sendJSON(c, inactive)
 	case err != nil:
 		return p.fail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("get refresh token: %w", err)))
@@ -242,19 +242,19 @@ func (p *Profile) serveRevoke(c *fiber.Ctx) error {
 	if !ok {
 		// A refresh token of the client ends its whole family (RFC 7009
 		// §2.1: the server MUST support revoking refresh tokens).
-		switch rt, err := p.store.RefreshTokens().Get(ctx, storage.HashSecret(f.token)); {
+		switch rt, err := p.store.RefreshTokens().Get(ctx, model.HashSecret(f.token)); {
 		case err == nil && rt.ClientID == cl.id && rt.Profile == p.name:
 			// RFC 7009 §2.1: with the access tokens of the same grant.
 			if err := p.revokeGrant(ctx, rt.FamilyID, rt.ClientID, p.now()); err != nil {
 				return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
 			}
-		case err != nil && !errors.Is(err, storage.ErrNotFound):
+		case err != nil && !errors.Is(err, model.ErrNotFound):
 			return p.fail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("get refresh token: %w", err)))
 		}
 	}
 	if ok && info.clientID == cl.id && p.now().Before(info.expires) {
 		// One path for both formats: a stored opaque token with this jti
-		// reads back revoked (storage.Revocations).
+		// reads back revoked (model.Revocations).
 		if err := p.store.Revocations().Revoke(ctx, info.jti, info.expires); err != nil {
 			return p.fail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("revoke: %w", err)))
 		}

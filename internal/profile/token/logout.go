@@ -15,7 +15,7 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/oauth"
 	"github.com/keygate/keygate/internal/session"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // verifyIDTokenHint verifies an ID token this profile issued: a kid of one
@@ -105,7 +105,7 @@ func (p *Profile) serveLogout(c *fiber.Ctx) error {
 		sess, err := session.Lookup(ctx, p.store, cookie, p.now())
 		ended := "" // the id of the session this logout ends
 		switch {
-		case errors.Is(err, storage.ErrNotFound):
+		case errors.Is(err, model.ErrNotFound):
 			// Nothing to end; drop the stale cookie below.
 		case err != nil:
 			p.count(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("session lookup: %w", err)))

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/keygate/keygate/internal/session"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // Logout ends the refresh tokens issued from the session; one granted
@@ -23,7 +23,7 @@ func TestLogoutRevokesSessionRefreshTokens(t *testing.T) {
 	v := oauth2.GenerateVerifier()
 	online := f.config("web", webSecret, webRedirect)
 	offline := f.config("web", webSecret, webRedirect)
-	offline.Scopes = append(offline.Scopes, storage.ScopeOfflineAccess)
+	offline.Scopes = append(offline.Scopes, model.ScopeOfflineAccess)
 	refresh := func(rt string) (int, map[string]any) {
 		t.Helper()
 		r, m := f.post("/token", "grant_type=refresh_token&refresh_token="+url.QueryEscape(rt), basicAuth("web", webSecret))
@@ -69,7 +69,7 @@ func TestLogoutRevokeFailureKeepsSession(t *testing.T) {
 	hint := "id_token_hint=" + tok.Extra("id_token").(string)
 	f.p.store = failingRevokeStore{f.store}
 	resp := f.logout(cookie, hint)
-	if _, err := f.store.Sessions().Get(context.Background(), storage.HashSecret(cookie)); resp.StatusCode != http.StatusBadRequest || err != nil {
+	if _, err := f.store.Sessions().Get(context.Background(), model.HashSecret(cookie)); resp.StatusCode != http.StatusBadRequest || err != nil {
 		t.Fatalf("logout with a failing store: %d, session: %v; want 400 and the session kept", resp.StatusCode, err)
 	}
 	if sc := resp.Header.Get("Set-Cookie"); strings.Contains(sc, session.CookieName) {
@@ -100,13 +100,13 @@ func (f *flowEnv) logout(cookie, query string) *http.Response {
 }
 
 // failingRevokeStore is a store whose RevokeSession fails.
-type failingRevokeStore struct{ storage.Store }
+type failingRevokeStore struct{ model.Store }
 
-func (s failingRevokeStore) RefreshTokens() storage.RefreshTokens {
+func (s failingRevokeStore) RefreshTokens() model.RefreshTokens {
 	return failingRevoke{s.Store.RefreshTokens()}
 }
 
-type failingRevoke struct{ storage.RefreshTokens }
+type failingRevoke struct{ model.RefreshTokens }
 
 func (failingRevoke) RevokeSession(context.Context, string) (int, error) {
 	return 0, errors.New("database unavailable")
@@ -137,8 +137,8 @@ func TestCodeOfEndedSessionRefused(t *testing.T) {
 		t.Fatalf("tokens returned with the error: %v", m)
 	}
 	// Its family was stored by the exchange, then revoked.
-	c, err := f.store.AuthCodes().Consume(f.ctx, storage.HashSecret(code))
-	if !errors.Is(err, storage.ErrReplay) {
+	c, err := f.store.AuthCodes().Consume(f.ctx, model.HashSecret(code))
+	if !errors.Is(err, model.ErrReplay) {
 		t.Fatalf("consume again: %v, want ErrReplay", err)
 	}
 	if c.RefreshFamilyID == "" || c.SessionID == "" {

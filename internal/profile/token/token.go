@@ -24,7 +24,7 @@ import (
 	"github.com/keygate/keygate/internal/clientauth"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/keys"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // Paths of the endpoints under the profile's path. Discovery is
@@ -82,7 +82,7 @@ var idTokenClaims = []string{"acr", "amr", "at_hash", "aud", "auth_time", "exp",
 // Deps are the long-lived dependencies of a token profile, owned by the
 // caller (the runtime).
 type Deps struct {
-	Store   storage.Store    // the role's zone data source; nil in tests that need none
+	Store   model.Store      // the role's zone data source; nil in tests that need none
 	Metrics Metrics          // may be nil
 	Logger  *slog.Logger     // may be nil
 	Now     func() time.Time // nil = time.Now
@@ -108,8 +108,8 @@ type Profile struct {
 	discovery []byte // OpenID Provider metadata, pre-serialized
 	jwks      []byte // public JWK Set, pre-serialized
 
-	store     storage.Store // nil: endpoints that need it answer server_error
-	metrics   Metrics       // may be nil
+	store     model.Store // nil: endpoints that need it answer server_error
+	metrics   Metrics     // may be nil
 	log       *slog.Logger
 	now       func() time.Time
 	signer    *keys.Signer            // the active key

@@ -14,7 +14,7 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/oauth"
-	"github.com/keygate/keygate/internal/storage"
+	"github.com/keygate/keygate/internal/storage/model"
 )
 
 // scopeClaims are the user claims each scope releases at userinfo
@@ -82,11 +82,11 @@ func (p *Profile) serveUserinfo(c *fiber.Ctx) error {
 	}
 	u, err := p.store.Users().Get(ctx, info.subject)
 	switch {
-	case errors.Is(err, storage.ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		return p.bearerFail(c, ep, errInvalidToken.WithCause(errors.New("user gone")))
 	case err != nil:
 		return p.bearerFail(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("get user: %w", err)))
-	case u.Status != "" && u.Status != storage.UserActive:
+	case u.Status != "" && u.Status != model.UserActive:
 		return p.bearerFail(c, ep, errInvalidToken.WithCause(errors.New("user not active")))
 	}
 	body, err := json.Marshal(userClaims(u, scopes))
@@ -106,7 +106,7 @@ func (p *Profile) forUserinfo(aud []string) bool {
 }
 
 // userClaims returns sub plus the claims the scopes release.
-func userClaims(u storage.User, scopes []string) map[string]any {
+func userClaims(u model.User, scopes []string) map[string]any {
 	out := map[string]any{"sub": u.ID}
 	for _, s := range scopes {
 		for _, name := range scopeClaims[s] {

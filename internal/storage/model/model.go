@@ -2,10 +2,8 @@
 // small interface per aggregate, the Store that bundles them, and the
 // sentinel errors every backend returns.
 //
-// Import package storage, not this one: storage re-exports every name here.
-// The split exists only so the backends (storage/sqlite, storage/postgres)
-// can implement the contract while storage.Open constructs them, without an
-// import cycle.
+// Callers and backends import it directly; datasource.Open builds the Store
+// for a configured data source.
 package model
 
 import (

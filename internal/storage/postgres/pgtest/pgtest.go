@@ -114,7 +114,7 @@ func Config(t testing.TB, schema string) *pgxpool.Config {
 }
 
 // SchemaURL returns the server URL with search_path set to schema, for
-// code that takes a URL (storage.Open, a keygate process): pgx passes
+// code that takes a URL (datasource.Open, a keygate process): pgx passes
 // unknown URL parameters to the server as run-time parameters.
 func SchemaURL(t testing.TB, schema string) string {
 	t.Helper()

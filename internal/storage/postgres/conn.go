@@ -76,12 +76,7 @@ func (c *conn) Query(ctx context.Context, each func(sqlstore.Row) error, query s
 		return err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		if err := each(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return sqlstore.EachRow(rows, each)
 }
 
 type tx struct {

@@ -110,12 +110,7 @@ func (c conn) Query(ctx context.Context, each func(sqlstore.Row) error, query st
 		return err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		if err := each(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return sqlstore.EachRow(rows, each)
 }
 
 func (c conn) Commit() error { return c.tx.Commit() }

@@ -32,6 +32,24 @@ type Querier interface {
 // Row is a result row (database/sql's or pgx's).
 type Row interface{ Scan(dest ...any) error }
 
+// Rows are a statement's result rows (database/sql's or pgx's).
+type Rows interface {
+	Row
+	Next() bool
+	Err() error
+}
+
+// EachRow calls each for every row, for Querier.Query; the caller closes
+// the rows.
+func EachRow(rows Rows, each func(Row) error) error {
+	for rows.Next() {
+		if err := each(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // Tx is a write transaction.
 type Tx interface {
 	Querier

@@ -9,12 +9,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/keygate/keygate/internal/storage/model"
 	"github.com/keygate/keygate/internal/storage/sqlstore"
 )
-
-// Migrations returns the PostgreSQL schema steps.
-func Migrations() []model.Migration { return sqlstore.Migrations(dialect) }
 
 // dialect is PostgreSQL's: times are timestamptz, lists text[] and maps
 // jsonb, each passed to pgx as the Go value.

@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/internal/storage/model"
-	"github.com/keygate/keygate/internal/storage/postgres"
 	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
 	"github.com/keygate/keygate/internal/storage/storagetest"
 )
@@ -28,7 +27,7 @@ func TestConcurrentMigrateNodes(t *testing.T) {
 }
 
 func TestMigrationList(t *testing.T) {
-	if err := model.CheckMigrations(postgres.Migrations()); err != nil {
+	if err := model.CheckMigrations(pgtest.Open(t).Migrations()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,12 +10,8 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
-	"github.com/keygate/keygate/internal/storage/model"
 	"github.com/keygate/keygate/internal/storage/sqlstore"
 )
-
-// Migrations returns the SQLite schema steps.
-func Migrations() []model.Migration { return sqlstore.Migrations(dialect) }
 
 // dialect is SQLite's: times are INTEGER unix microseconds, lists and maps
 // JSON text (lists searched with json_each), and the tables keyed by a

@@ -40,7 +40,7 @@ func TestConcurrentMigrateNodes(t *testing.T) {
 }
 
 func TestMigrationList(t *testing.T) {
-	if err := model.CheckMigrations(sqlite.Migrations()); err != nil {
+	if err := model.CheckMigrations(openPath(t, filepath.Join(t.TempDir(), "k.db")).Migrations()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -71,11 +71,14 @@ func (s *Store) Users() model.Users                 { return users{s} }
 func (s *Store) Audit() model.Audit                 { return audit{s} }
 func (s *Store) Nodes() model.Nodes                 { return nodes{s} }
 
+// Migrations are the schema steps in this store's dialect.
+func (s *Store) Migrations() []model.Migration { return Migrations(s.d) }
+
 // Migrate applies each missing migration in its own write transaction,
 // which re-checks the record once it holds the lock (SQLite's write lock,
 // PostgreSQL's advisory lock), so nodes migrating together apply each once.
 func (s *Store) Migrate(ctx context.Context) error {
-	for _, m := range Migrations(s.d) {
+	for _, m := range s.Migrations() {
 		if err := s.apply(ctx, m); err != nil {
 			return fmt.Errorf("%s: migration %d (%s): %w", s.target, m.Version, m.Name, err)
 		}

@@ -307,3 +307,63 @@ func order(cmp int, op string) bool {
 	}
 	return false
 }
+
+// Folded is r with every case-insensitive string value folded (Fold), the
+// copy a store compares case-insensitive filters against, so that every
+// backend folds exactly as Match does.
+func (rt *ResourceType) Folded(r Resource) Resource {
+	out := Resource{}
+	for name, v := range r {
+		if ext := rt.extension(name); ext != nil {
+			obj, _ := v.(map[string]any)
+			sub := map[string]any{}
+			for an, av := range obj {
+				if a := ext.Attr(an); a != nil {
+					sub[an] = foldValue(a, av)
+				}
+			}
+			out[name] = sub
+			continue
+		}
+		_, a, _, err := rt.Resolve(AttrPath{Attr: name})
+		if err != nil {
+			out[name] = v
+			continue
+		}
+		out[name] = foldValue(a, v)
+	}
+	return out
+}
+
+func foldValue(a *Attribute, v any) any {
+	switch x := v.(type) {
+	case string:
+		if !a.CaseExact && a.Type != TypeBinary && a.Type != TypeDateTime {
+			return Fold(x)
+		}
+		return x
+	case []any:
+		out := make([]any, len(x))
+		for i, item := range x {
+			out[i] = foldValue(a, item)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, sv := range x {
+			if sub := a.Sub(k); sub != nil {
+				out[k] = foldValue(sub, sv)
+			} else {
+				out[k] = sv
+			}
+		}
+		return out
+	}
+	return v
+}
+
+// TargetOf resolves a filter's attribute path (relative to within, the
+// attribute of a value filter, when not nil), as Match does.
+func (rt *ResourceType) TargetOf(p AttrPath, within *Attribute) (Target, *Error) {
+	return rt.target(p, within)
+}

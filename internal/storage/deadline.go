@@ -270,6 +270,18 @@ func (a dUsers) GetByUsername(ctx context.Context, zone, username string) (model
 func (a dUsers) Update(ctx context.Context, id string, fn func(model.User) (model.User, error)) error {
 	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Update(ctx, id, fn) })
 }
+func (a dUsers) Delete(ctx context.Context, id string) error {
+	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Delete(ctx, id) })
+}
+func (a dUsers) Query(ctx context.Context, zone string, q model.UserQuery) ([]model.User, int, error) {
+	var total int
+	page, err := get(a.d, ctx, func(ctx context.Context) ([]model.User, error) {
+		p, n, err := a.a.Query(ctx, zone, q)
+		total = n
+		return p, err
+	})
+	return page, total, err
+}
 
 type dAudit struct {
 	a model.Audit

@@ -43,13 +43,13 @@ type AppliedMigration struct {
 // SchemaMax was migrated by a newer release; expand/contract keeps it
 // usable by this one.
 //
-// SchemaMin is 3: this binary counts failed code exchanges in
-// auth_codes.failed_attempts, which migration 3 adds. Every migration so
-// far only expands, so the previous release's binary still serves a
-// database at version 3 (it ignores the column).
+// SchemaMin is 4: this binary reads and writes the users' SCIM columns,
+// which migration 4 adds. Every migration so far only expands, so the
+// previous release's binary still serves a database at version 4 (it
+// ignores the columns).
 const (
-	SchemaMin = 3
-	SchemaMax = 3
+	SchemaMin = 4
+	SchemaMax = 4
 )
 
 // CheckSchemaVersion reports whether this binary can serve a database at

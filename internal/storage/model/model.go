@@ -7,6 +7,8 @@
 package model
 
 import (
+	"github.com/keygate/keygate/internal/scim"
+
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -280,6 +282,24 @@ type User struct {
 	Status       string
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// The user's SCIM representation (user-management profiles), without
+	// id, meta and password: ExternalID is the provisioning client's id,
+	// SCIM the attributes (nil for a user created otherwise), Version the
+	// resource version (ETag), which every Update increments.
+	ExternalID string
+	SCIM       map[string]any
+	Version    int64
+}
+
+// UserQuery selects the users of a zone for a SCIM list: Filter (nil: all)
+// with the meaning scim.ResourceType.Match gives it, ordered by SortBy
+// (nil: creation), Offset of them skipped and at most Limit returned.
+type UserQuery struct {
+	Filter     scim.Expr
+	SortBy     *scim.Target
+	Descending bool
+	Offset     int
+	Limit      int
 }
 
 // Users stores local accounts.
@@ -294,6 +314,11 @@ type Users interface {
 	// fn's error is returned as is. The ID cannot change; UpdatedAt is set
 	// to the current time. ErrConflict if the new username is taken.
 	Update(ctx context.Context, id string, fn func(old User) (User, error)) error
+	// Delete removes the user; ErrNotFound if there is none.
+	Delete(ctx context.Context, id string) error
+	// Query returns a page of the zone's users matching q and how many
+	// match in all.
+	Query(ctx context.Context, zone string, q UserQuery) (page []User, total int, err error)
 }
 
 // AuditEvent is one security-relevant event (login success or failure,

@@ -3,6 +3,7 @@ package postgres
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -66,6 +67,18 @@ var dialect = sqlstore.Dialect{
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505" // unique_violation
 	},
+
+	JSONText: func(doc string, path []string) string { return "(" + doc + " #>> '" + textPath(path) + "')" },
+	JSONHas:  func(doc string, path []string) string { return "(" + doc + " #> '" + textPath(path) + "') IS NOT NULL" },
+	JSONBool: func(doc string, path []string, b bool) string {
+		return "(" + doc + " #> '" + textPath(path) + "') = '" + fmt.Sprint(b) + "'::jsonb"
+	},
+	JSONEach: func(doc string, path []string) string {
+		p := "(" + doc + " #> '" + textPath(path) + "')"
+		return "jsonb_array_elements(CASE WHEN jsonb_typeof(" + p + ") = 'array' THEN " + p + " ELSE '[]'::jsonb END) AS e(value)"
+	},
+	Contains: func(s, sub string) string { return "strpos(" + s + ", " + sub + ") > 0" },
+	Collate:  ` COLLATE "C"`,
 }
 
 // timeCol reads timestamptz in UTC, NULL as the zero time.
@@ -110,4 +123,13 @@ func (c *objectCol) UnmarshalJSON(b []byte) error {
 	}
 	*c = m
 	return nil
+}
+
+// textPath is a path of schema names as a text[] literal: {"a","b","0"}.
+func textPath(path []string) string {
+	parts := make([]string, len(path))
+	for i, p := range path {
+		parts[i] = `"` + strings.Trim(p, "[]") + `"`
+	}
+	return "{" + strings.Join(parts, ",") + "}"
 }

@@ -43,6 +43,36 @@ var dialect = sqlstore.Dialect{
 	// No data-modifying WITH: Rotate reads and writes in a transaction.
 	RotateValues: "",
 	IsUnique:     isUnique,
+
+	JSONText: func(doc string, path []string) string {
+		if len(path) == 0 {
+			return doc
+		}
+		return "json_extract(" + doc + ", '" + jsonPath(path) + "')"
+	},
+	JSONHas: func(doc string, path []string) string {
+		return "json_type(" + doc + ", '" + jsonPath(path) + "') IS NOT NULL"
+	},
+	JSONBool: func(doc string, path []string, b bool) string {
+		return "json_type(" + doc + ", '" + jsonPath(path) + "') = '" + fmt.Sprint(b) + "'"
+	},
+	JSONEach: func(doc string, path []string) string { return "json_each(" + doc + ", '" + jsonPath(path) + "') AS e" },
+	Contains: func(s, sub string) string { return "instr(" + s + ", " + sub + ") > 0" },
+	Collate:  "", // BINARY, the default: byte order
+}
+
+// jsonPath is a JSON path of schema names: $."a"."b"[0].
+func jsonPath(path []string) string {
+	var b strings.Builder
+	b.WriteString("$")
+	for _, p := range path {
+		if strings.HasPrefix(p, "[") {
+			b.WriteString(p)
+			continue
+		}
+		b.WriteString(`."` + p + `"`)
+	}
+	return b.String()
 }
 
 func micros(t time.Time) any {

@@ -73,17 +73,25 @@ func (ss sessions) Delete(ctx context.Context, hash model.Hash) error {
 
 type users struct{ s *Store }
 
-const userCols = `id, zone, username, password_hash, claims, status, created_at, updated_at`
+const userCols = `id, zone, username, password_hash, claims, status, created_at, updated_at, external_id, scim, version`
 
 func (u users) Create(ctx context.Context, usr model.User) error {
 	if err := usr.Validate(); err != nil {
 		return err
 	}
 	d := u.s.d
+	if usr.Version == 0 {
+		usr.Version = 1
+	}
 	claims, err := d.Object(usr.Claims)
+	var doc, folded any
 	if err == nil {
-		_, err = u.s.w.Exec(ctx, `INSERT INTO users (`+userCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			usr.ID, usr.Zone, usr.Username, usr.PasswordHash, claims, usr.Status, d.Time(usr.CreatedAt), d.Time(usr.UpdatedAt))
+		doc, folded, err = u.scim(usr.SCIM)
+	}
+	if err == nil {
+		_, err = u.s.w.Exec(ctx, `INSERT INTO users (`+userCols+`, scim_folded) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			usr.ID, usr.Zone, usr.Username, usr.PasswordHash, claims, usr.Status, d.Time(usr.CreatedAt), d.Time(usr.UpdatedAt),
+			usr.ExternalID, doc, usr.Version, folded)
 	}
 	return u.s.failed("create user", err)
 }
@@ -98,9 +106,7 @@ func (u users) GetByUsername(ctx context.Context, zone, username string) (model.
 
 func (u users) get(ctx context.Context, q Querier, query string, args ...any) (model.User, error) {
 	var usr model.User
-	d := u.s.d
-	err := scan(q.QueryRow(ctx, query, args...), &usr.ID, &usr.Zone, &usr.Username, &usr.PasswordHash,
-		d.ScanObject(&usr.Claims), &usr.Status, d.ScanTime(&usr.CreatedAt), d.ScanTime(&usr.UpdatedAt))
+	err := scan(q.QueryRow(ctx, query, args...), u.dest(&usr)...)
 	return usr, found("user", err)
 }
 
@@ -121,15 +127,19 @@ func (u users) Update(ctx context.Context, id string, fn func(old model.User) (m
 	if err != nil {
 		return err
 	}
-	nu.ID, nu.CreatedAt, nu.UpdatedAt = old.ID, old.CreatedAt, time.Now()
+	nu.ID, nu.CreatedAt, nu.UpdatedAt, nu.Version = old.ID, old.CreatedAt, time.Now(), old.Version+1
 	if err := nu.Validate(); err != nil {
 		return err
 	}
 	claims, err := d.Object(nu.Claims)
+	var doc, folded any
+	if err == nil {
+		doc, folded, err = u.scim(nu.SCIM)
+	}
 	if err == nil {
 		_, err = tx.Exec(ctx, `UPDATE users SET zone = $2, username = $3, password_hash = $4, claims = $5,
-			status = $6, updated_at = $7 WHERE id = $1`,
-			id, nu.Zone, nu.Username, nu.PasswordHash, claims, nu.Status, d.Time(nu.UpdatedAt))
+			status = $6, updated_at = $7, external_id = $8, scim = $9, scim_folded = $10, version = $11 WHERE id = $1`,
+			id, nu.Zone, nu.Username, nu.PasswordHash, claims, nu.Status, d.Time(nu.UpdatedAt), nu.ExternalID, doc, folded, nu.Version)
 	}
 	if err == nil {
 		err = tx.Commit()

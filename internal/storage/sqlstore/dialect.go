@@ -93,6 +93,22 @@ type Dialect struct {
 	RotateValues string
 	// IsUnique reports a primary-key or unique-constraint violation.
 	IsUnique func(error) bool
+
+	// Reading JSON documents, for SCIM filters. A path's elements are
+	// attribute names from the schema (never a client's text), or an
+	// index written "[0]". JSONText is the string at path (NULL when
+	// absent; an empty path: the document itself, a JSON string);
+	// JSONHas the condition that path holds a value; JSONBool that it
+	// holds true (or false); JSONEach a FROM item "e" whose column
+	// e.value is each element of the array at path.
+	JSONText func(doc string, path []string) string
+	JSONHas  func(doc string, path []string) string
+	JSONBool func(doc string, path []string, b bool) string
+	JSONEach func(doc string, path []string) string
+	// Contains is the condition that s holds sub; Collate makes text
+	// order byte order of UTF-8, as Go's.
+	Contains func(s, sub string) string
+	Collate  string
 }
 
 // undecodable is a stored value that a scan destination cannot decode.

@@ -170,4 +170,16 @@ CREATE INDEX refresh_tokens_session_id ON refresh_tokens (session_id);
 	{Version: 3, Name: "auth_codes_failed_attempts", SQL: `
 ALTER TABLE auth_codes ADD COLUMN failed_attempts INTEGER NOT NULL DEFAULT 0;
 `},
+	// SCIM (user-management profiles): a user's representation, and the
+	// same with case-insensitive values folded, which filters compare
+	// (so both engines fold as Go does); the version is the ETag. Lists
+	// page by creation: (zone, created_at, id).
+	{Version: 4, Name: "users_scim", SQL: `
+ALTER TABLE users ADD COLUMN external_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN scim {json};
+ALTER TABLE users ADD COLUMN scim_folded {json};
+ALTER TABLE users ADD COLUMN version {int64} NOT NULL DEFAULT 1;
+CREATE INDEX users_zone_external_id ON users (zone, external_id);
+CREATE INDEX users_zone_created ON users (zone, created_at, id);
+`},
 }

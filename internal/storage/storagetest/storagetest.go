@@ -42,6 +42,7 @@ func Run(t *testing.T, open Opener) {
 		{"Sessions", testSessions},
 		{"Users", testUsers},
 		{"UsersUpdateConcurrent", testUsersUpdateConcurrent},
+		{"SCIMUsers", testSCIMUsers},
 		{"Audit", testAudit},
 		{"Nodes", testNodes},
 		{"GC", testGC},
@@ -689,7 +690,7 @@ func testUsers(t *testing.T, open Opener) {
 	alice := model.User{
 		ID: "u1", Zone: "local", Username: "alice", PasswordHash: "$argon2id$v=19$m=65536,t=1,p=2$c2FsdA$aGFzaA",
 		Claims: map[string]any{"name": "Alice", "email": "alice@example.com", "email_verified": true},
-		Status: model.UserActive, CreatedAt: at(0), UpdatedAt: at(0),
+		Status: model.UserActive, CreatedAt: at(0), UpdatedAt: at(0), Version: 1,
 	}
 	must(t, "Create", u.Create(ctx, alice))
 	got, err := u.Get(ctx, "u1")

@@ -1,0 +1,303 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/keygate/keygate/internal/scim"
+	"github.com/keygate/keygate/internal/storage/model"
+)
+
+// dest are the scan destinations of userCols.
+func (u users) dest(usr *model.User) []any {
+	d := u.s.d
+	return []any{&usr.ID, &usr.Zone, &usr.Username, &usr.PasswordHash, d.ScanObject(&usr.Claims), &usr.Status,
+		d.ScanTime(&usr.CreatedAt), d.ScanTime(&usr.UpdatedAt), &usr.ExternalID, d.ScanObject(&usr.SCIM), &usr.Version}
+}
+
+// scim encodes a user's SCIM representation and its folded copy (nil for
+// a user without one).
+func (u users) scim(r map[string]any) (doc, folded any, err error) {
+	if r == nil {
+		return nil, nil, nil
+	}
+	if doc, err = u.s.d.Object(r); err != nil {
+		return nil, nil, err
+	}
+	folded, err = u.s.d.Object(scim.Users.Folded(r))
+	return doc, folded, err
+}
+
+func (u users) Delete(ctx context.Context, id string) error {
+	n, err := u.s.w.Exec(ctx, `DELETE FROM users WHERE id = $1`, id)
+	if err != nil {
+		return u.s.failed("delete user", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("user: %w", model.ErrNotFound)
+	}
+	return nil
+}
+
+// Query translates q's filter into SQL (values always as parameters), with
+// the meaning scim.ResourceType.Match gives it, so that both engines and
+// the in-memory evaluation agree.
+func (u users) Query(ctx context.Context, zone string, q model.UserQuery) ([]model.User, int, error) {
+	f := &filterSQL{d: u.s.d, args: []any{zone}}
+	where := "zone = $1"
+	if q.Filter != nil {
+		cond, err := f.expr(q.Filter, nil)
+		if err != nil {
+			return nil, 0, err
+		}
+		where += " AND " + cond
+	}
+	var total int
+	if err := u.s.r.QueryRow(ctx, `SELECT COUNT(*) FROM users WHERE `+where, f.args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count users: %w", err)
+	}
+	if q.Limit <= 0 || q.Offset >= total {
+		return nil, total, nil
+	}
+	order := "created_at, id"
+	if q.SortBy != nil {
+		key := f.sortKey(*q.SortBy)
+		dir := ""
+		if q.Descending {
+			dir = " DESC"
+		}
+		order = "(" + key + ") IS NULL, " + key + u.s.d.Collate + dir + ", created_at, id"
+	}
+	args := append(f.args, q.Limit, q.Offset)
+	var out []model.User
+	err := u.s.r.Query(ctx, func(row Row) error {
+		var usr model.User
+		err := scan(row, u.dest(&usr)...)
+		out = append(out, usr)
+		return err
+	}, fmt.Sprintf(`SELECT %s FROM users WHERE %s ORDER BY %s LIMIT $%d OFFSET $%d`, userCols, where, order, len(args)-1, len(args)), args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list users: %w", err)
+	}
+	return out, total, nil
+}
+
+// filterSQL builds a WHERE condition and its arguments.
+type filterSQL struct {
+	d    Dialect
+	args []any
+}
+
+func (f *filterSQL) arg(v any) string {
+	f.args = append(f.args, v)
+	return fmt.Sprintf("$%d", len(f.args))
+}
+
+// Columns that hold a SCIM attribute outside the document.
+var userColumns = map[string]string{"id": "id", "externalId": "external_id", "userName": "username"}
+
+// expr is e as a two-valued SQL condition (every leaf is COALESCEd to
+// false, so NOT and OR behave as in Go). elem is the element of a value
+// filter ("e.value") when within is set.
+func (f *filterSQL) expr(e scim.Expr, within *scim.Attribute) (string, error) {
+	switch x := e.(type) {
+	case *scim.And:
+		l, err := f.expr(x.Left, within)
+		if err != nil {
+			return "", err
+		}
+		r, err := f.expr(x.Right, within)
+		return "(" + l + " AND " + r + ")", err
+	case *scim.Or:
+		l, err := f.expr(x.Left, within)
+		if err != nil {
+			return "", err
+		}
+		r, err := f.expr(x.Right, within)
+		return "(" + l + " OR " + r + ")", err
+	case *scim.Not:
+		inner, err := f.expr(x.X, within)
+		return "(NOT " + inner + ")", err
+	case *scim.ValuePath:
+		t, err := scim.Users.TargetOf(scim.AttrPath{URN: x.Path.URN, Attr: x.Path.Attr}, nil)
+		if err != nil {
+			return "", err
+		}
+		inner, ierr := f.expr(x.Filter, t.Attr)
+		if ierr != nil {
+			return "", ierr
+		}
+		return "EXISTS (SELECT 1 FROM " + f.d.JSONEach("scim_folded", docPath(t.URN, t.Attr.Name)) + " WHERE " + inner + ")", nil
+	case *scim.Present:
+		t, err := scim.Users.TargetOf(x.Path, within)
+		if err != nil {
+			return "", err
+		}
+		return f.leaf(t, within, func(v string, _ bool) string { return v + " IS NOT NULL" }, func(_ string, path []string, doc string) string {
+			return f.d.JSONHas(doc, path)
+		}), nil
+	case *scim.Compare:
+		t, err := scim.Users.TargetOf(x.Path, within)
+		if err != nil {
+			return "", err
+		}
+		if x.Value == nil {
+			has := f.leaf(t, within, func(v string, _ bool) string { return v + " IS NOT NULL" }, func(_ string, path []string, doc string) string {
+				return f.d.JSONHas(doc, path)
+			})
+			if x.Op == "eq" {
+				return "(NOT " + has + ")", nil
+			}
+			return has, nil
+		}
+		if x.Op == "ne" {
+			eq := *x
+			eq.Op = "eq"
+			inner, err := f.expr(&eq, within)
+			return "(NOT " + inner + ")", err
+		}
+		return f.compare(t, within, x)
+	}
+	return "", scim.Errorf(400, scim.InvalidFilter, "unsupported filter")
+}
+
+// docPath is an attribute's path in the stored document.
+func docPath(urn, name string, rest ...string) []string {
+	var p []string
+	if urn != "" && urn != scim.UserSchema {
+		p = append(p, urn)
+	}
+	return append(append(p, name), rest...)
+}
+
+// leaf builds a condition on a target's values: onColumn for attributes
+// held in a column, onDoc(docColumn-relative) for those in the document,
+// wrapped in EXISTS over the elements of a multi-valued attribute.
+func (f *filterSQL) leaf(t scim.Target, within *scim.Attribute, onColumn func(col string, exact bool) string,
+	onDoc func(doc string, path []string, docCol string) string) string {
+	doc := "scim"
+	if !t.Compared.CaseExact {
+		doc = "scim_folded"
+	}
+	switch {
+	case within != nil: // a sub-attribute of the element e
+		return "COALESCE(" + onDoc("e.value", []string{t.Sub.Name}, "e.value") + ", FALSE)"
+	case t.URN == "" && t.Attr.Name == "meta":
+		col := map[string]string{"created": "created_at", "lastModified": "updated_at"}[subName(t)]
+		if col == "" {
+			return "TRUE" // resourceType, location, version: always there
+		}
+		return "COALESCE(" + onColumn(col, true) + ", FALSE)"
+	case t.URN == "":
+		if col, ok := userColumns[t.Attr.Name]; ok {
+			if t.Attr.Name == "externalId" {
+				return "COALESCE(" + onColumn("NULLIF(external_id, '')", true) + ", FALSE)"
+			}
+			return "COALESCE(" + onColumn(col, true) + ", FALSE)"
+		}
+	case t.URN == scim.UserSchema && t.Attr.Name == "userName":
+		return "COALESCE(" + onColumn("username", true) + ", FALSE)"
+	}
+	if t.Attr.MultiValued {
+		var path []string
+		if t.Sub != nil {
+			path = []string{t.Sub.Name}
+		}
+		return "EXISTS (SELECT 1 FROM " + f.d.JSONEach(doc, docPath(t.URN, t.Attr.Name)) + " WHERE COALESCE(" + onDoc("e.value", path, "e.value") + ", FALSE))"
+	}
+	path := docPath(t.URN, t.Attr.Name)
+	if t.Sub != nil && t.Sub != t.Attr {
+		path = append(path, t.Sub.Name)
+	}
+	return "COALESCE(" + onDoc(doc, path, doc) + ", FALSE)"
+}
+
+func subName(t scim.Target) string {
+	if t.Sub != nil {
+		return t.Sub.Name
+	}
+	return ""
+}
+
+// compare is a comparison other than ne and null ones.
+func (f *filterSQL) compare(t scim.Target, within *scim.Attribute, c *scim.Compare) (string, error) {
+	a := t.Compared
+	switch a.Type {
+	case scim.TypeBoolean:
+		b := c.Value.(bool)
+		return f.leaf(t, within, func(col string, _ bool) string { return "FALSE" }, func(_ string, path []string, doc string) string {
+			return f.d.JSONBool(doc, path, b)
+		}), nil
+	case scim.TypeDateTime:
+		when, err := time.Parse(time.RFC3339, c.Value.(string))
+		if err != nil {
+			return "", scim.Errorf(400, scim.InvalidFilter, "%s: not a date and time", c.Path.String())
+		}
+		p := f.arg(f.d.Time(when))
+		op := sqlOp(c.Op)
+		if op == "" {
+			return "", scim.Errorf(400, scim.InvalidFilter, "%s is a date and time: compare it with eq, ne, gt, ge, lt or le", c.Path.String())
+		}
+		return f.leaf(t, within, func(col string, _ bool) string { return col + " " + op + " " + p }, func(string, []string, string) string {
+			return "FALSE" // no dateTime attribute lives in the document
+		}), nil
+	case scim.TypeDecimal, scim.TypeInteger, scim.TypeBinary, scim.TypeComplex:
+		return "", scim.Errorf(400, scim.InvalidFilter, "%s cannot be filtered on here", c.Path.String())
+	}
+	v := c.Value.(string)
+	if !a.CaseExact {
+		v = scim.Fold(v)
+	}
+	p := f.arg(v)
+	cond := func(x string) string {
+		switch c.Op {
+		case "co":
+			return f.d.Contains(x, p)
+		case "sw":
+			return "substr(" + x + ", 1, length(" + p + ")) = " + p
+		case "ew":
+			return "(length(" + x + ") >= length(" + p + ") AND substr(" + x + ", length(" + x + ") - length(" + p + ") + 1) = " + p + ")"
+		case "eq":
+			return x + " = " + p
+		}
+		return x + f.d.Collate + " " + sqlOp(c.Op) + " " + p
+	}
+	return f.leaf(t, within, func(col string, _ bool) string { return cond(col) }, func(_ string, path []string, doc string) string {
+		return cond(f.d.JSONText(doc, path))
+	}), nil
+}
+
+func sqlOp(op string) string {
+	return map[string]string{"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
+}
+
+// sortKey is the expression a list is ordered by: a column, the (folded)
+// string, or the first value of a multi-valued attribute.
+func (f *filterSQL) sortKey(t scim.Target) string {
+	doc := "scim"
+	if !t.Compared.CaseExact {
+		doc = "scim_folded"
+	}
+	switch {
+	case t.URN == "" && t.Attr.Name == "meta":
+		if subName(t) == "lastModified" {
+			return "updated_at"
+		}
+		return "created_at"
+	case t.URN == "" && t.Attr.Name == "externalId":
+		return "NULLIF(external_id, '')"
+	case t.URN == "":
+		return userColumns[t.Attr.Name]
+	case t.URN == scim.UserSchema && t.Attr.Name == "userName":
+		return "username"
+	}
+	path := docPath(t.URN, t.Attr.Name)
+	if t.Attr.MultiValued {
+		path = append(path, "[0]")
+	}
+	if t.Sub != nil {
+		path = append(path, t.Sub.Name)
+	}
+	return f.d.JSONText(doc, path)
+}

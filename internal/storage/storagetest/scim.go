@@ -1,0 +1,160 @@
+package storagetest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/scim"
+	"github.com/keygate/keygate/internal/storage/model"
+)
+
+// scimPeople are the users the filter table runs over: varied case,
+// missing attributes, several e-mails, the enterprise extension, values
+// that look like SQL.
+var scimPeople = []string{
+	`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],"userName":"BJensen","externalId":"E-701984","name":{"familyName":"Jensen","givenName":"Barbara"},"title":"Tour Guide","userType":"Employee","active":true,
+	  "emails":[{"value":"bjensen@example.com","type":"work","primary":true},{"value":"babs@jensen.org","type":"home"}],
+	  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"employeeNumber":"701984","department":"Tour Operations","manager":{"value":"m-1"}}}`,
+	`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"jsmith","externalId":"e-701984","name":{"familyName":"Smith","givenName":"John"},"userType":"Intern","active":false,
+	  "emails":[{"value":"JSmith@Example.COM","type":"work"}]}`,
+	`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"élodie","name":{"familyName":"Élan","givenName":"Élodie"},"active":true,"nickName":"Lo",
+	  "emails":[{"value":"elodie@example.fr","type":"other"}],"phoneNumbers":[{"value":"+33 1 23","type":"work"}]}`,
+	`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"o'malley","title":"x' OR '1'='1","emails":[{"value":"om@example.com","type":"work"},{"value":"om@example.org","type":"work"}]}`,
+	`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],"userName":"zed","active":true,"userType":"Employee",
+	  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"employeeNumber":"42","department":"tour operations"}}`,
+	`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"percent%under_score","displayName":"100% _real_","active":false}`,
+}
+
+var scimFilters = []string{
+	`userName eq "bjensen"`, `userName eq "BJENSEN"`, `userName ne "bjensen"`, `userName sw "j"`, `userName ew "SEN"`, `userName co "alle"`,
+	`userName gt "jsmith"`, `userName ge "jsmith"`, `userName lt "jsmith"`, `userName le "jsmith"`, `userName co "%"`, `userName co "_"`,
+	`externalId eq "E-701984"`, `externalId eq "e-701984"`, `externalId pr`, `externalId sw "E"`, `externalId co "-70"`,
+	`name.familyName eq "jensen"`, `name.familyName sw "é"`, `name.givenName co "O"`, `name pr`, `name.familyName pr`, `nickName eq null`, `nickName ne null`,
+	`title eq "x' OR '1'='1"`, `title pr`, `not (title pr)`, `displayName co "% _"`,
+	`active eq true`, `active eq false`, `active ne true`, `active pr`,
+	`emails co "example.com"`, `emails.value ew ".org"`, `emails.type eq "work"`, `emails ne "om@example.com"`, `emails pr`,
+	`emails[type eq "work" and value co "@example.com"]`, `emails[type eq "home"]`, `emails[not (type eq "work")]`, `emails[primary eq true]`,
+	`emails[type eq "work"] and userType eq "Employee"`, `emails[type eq "work"] or nickName pr`,
+	`phoneNumbers[type eq "work" and value sw "+33"]`,
+	`userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")`,
+	`userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")`,
+	`title pr or userName sw "z" and active eq true`, `(title pr or userName sw "z") and active eq true`,
+	`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "701984"`,
+	`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "TOUR OPERATIONS"`,
+	`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "m-1"`,
+	`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department pr`,
+	`meta.created gt "2026-01-01T00:00:02Z"`, `meta.created le "2026-01-01T00:00:02Z"`, `meta.lastModified ge "2026-01-01T00:00:00Z"`,
+	`id eq "scim-u-3"`, `id ne "scim-u-3"`, `id pr`, `meta pr`,
+}
+
+// testSCIMUsers: every filter gives the same users on the store as
+// scim.Users.Match gives in memory; sorting, paging, delete and versions.
+func testSCIMUsers(t *testing.T, open Opener) {
+	s := migrated(t, open)
+	ctx := context.Background()
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var people []model.User
+	var docs []scim.Resource
+	for i, raw := range scimPeople {
+		in, err := scim.Decode(strings.NewReader(raw))
+		if err != nil {
+			t.Fatalf("person %d: %v", i, err)
+		}
+		r, cerr := scim.Users.Check(in)
+		if cerr != nil {
+			t.Fatalf("person %d: %v", i, cerr)
+		}
+		u := model.User{ID: fmt.Sprintf("scim-u-%d", i), Zone: "eu", Username: strings.ToLower(r["userName"].(string)), Status: "active",
+			CreatedAt: base.Add(time.Duration(i) * time.Second), UpdatedAt: base.Add(time.Duration(i) * time.Second), SCIM: r}
+		if ext, ok := r["externalId"].(string); ok {
+			u.ExternalID = ext
+		}
+		must(t, "create", s.Users().Create(ctx, u))
+		people = append(people, u)
+		full := r.Clone()
+		full["id"] = u.ID
+		full["meta"] = map[string]any{"created": u.CreatedAt.Format(time.RFC3339), "lastModified": u.UpdatedAt.Format(time.RFC3339)}
+		docs = append(docs, full)
+	}
+	// A user of another zone never shows.
+	must(t, "create other zone", s.Users().Create(ctx, model.User{ID: "scim-us-1", Zone: "us", Username: "bjensen", Status: "active",
+		SCIM: map[string]any{"userName": "bjensen"}, CreatedAt: base, UpdatedAt: base}))
+
+	for _, f := range scimFilters {
+		e, err := scim.ParseFilter(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if err := scim.Users.CheckFilter(e); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		var want []string
+		for i, d := range docs {
+			if scim.Users.Match(e, d) {
+				want = append(want, people[i].ID)
+			}
+		}
+		page, total, qerr := s.Users().Query(ctx, "eu", model.UserQuery{Filter: e, Limit: 100})
+		if qerr != nil {
+			t.Errorf("%s: %v", f, qerr)
+			continue
+		}
+		var got []string
+		for _, u := range page {
+			got = append(got, u.ID)
+		}
+		if !slices.Equal(got, want) || total != len(want) {
+			t.Errorf("%s: store %v (total %d), in memory %v", f, got, total, want)
+		}
+	}
+
+	// Sort by a folded string in code point order (é after z), nulls last
+	// both ways; page through.
+	sortBy := func(path string, desc bool, offset, limit int) []string {
+		p, _ := scim.ParseFilter(path + " pr") // reuse the parser for the path
+		tgt, _ := scim.Users.TargetOf(p.(*scim.Present).Path, nil)
+		page, _, err := s.Users().Query(ctx, "eu", model.UserQuery{SortBy: &tgt, Descending: desc, Offset: offset, Limit: limit})
+		must(t, "sort", err)
+		var ids []string
+		for _, u := range page {
+			ids = append(ids, u.ID)
+		}
+		return ids
+	}
+	equal(t, "sort by name.familyName", sortBy("name.familyName", false, 0, 10), []string{"scim-u-0", "scim-u-1", "scim-u-2", "scim-u-3", "scim-u-4", "scim-u-5"})
+	equal(t, "sort by name.familyName descending", sortBy("name.familyName", true, 0, 10), []string{"scim-u-2", "scim-u-1", "scim-u-0", "scim-u-3", "scim-u-4", "scim-u-5"})
+	equal(t, "sort by userName, second page", sortBy("userName", false, 2, 2), []string{"scim-u-3", "scim-u-5"})
+	equal(t, "sort by emails (the first)", sortBy("emails", false, 0, 3), []string{"scim-u-0", "scim-u-2", "scim-u-1"})
+	if page, total, err := s.Users().Query(ctx, "eu", model.UserQuery{Limit: 0}); err != nil || len(page) != 0 || total != len(people) {
+		t.Errorf("count only: %d users, total %d, %v", len(page), total, err)
+	}
+	if page, total, err := s.Users().Query(ctx, "eu", model.UserQuery{Offset: 10, Limit: 5}); err != nil || len(page) != 0 || total != len(people) {
+		t.Errorf("past the end: %d users, total %d, %v", len(page), total, err)
+	}
+
+	// Versions count updates; the stored representation round-trips.
+	got, err := s.Users().Get(ctx, "scim-u-0")
+	must(t, "get", err)
+	if got.Version != 1 || got.ExternalID != "E-701984" || got.SCIM["userName"] != "BJensen" {
+		t.Errorf("stored %+v", got)
+	}
+	must(t, "update", s.Users().Update(ctx, "scim-u-0", func(old model.User) (model.User, error) {
+		old.SCIM["title"] = "Lead Guide"
+		return old, nil
+	}))
+	got, _ = s.Users().Get(ctx, "scim-u-0")
+	if got.Version != 2 || got.SCIM["title"] != "Lead Guide" {
+		t.Errorf("after update: version %d title %v", got.Version, got.SCIM["title"])
+	}
+	e, _ := scim.ParseFilter(`title eq "lead guide"`)
+	if page, _, _ := s.Users().Query(ctx, "eu", model.UserQuery{Filter: e, Limit: 10}); len(page) != 1 {
+		t.Errorf("the folded copy was not updated: %d", len(page))
+	}
+	must(t, "delete", s.Users().Delete(ctx, "scim-u-0"))
+	wantErr(t, "delete again", s.Users().Delete(ctx, "scim-u-0"), model.ErrNotFound)
+	wantErr(t, "get deleted", func() error { _, err := s.Users().Get(ctx, "scim-u-0"); return err }(), model.ErrNotFound)
+}

@@ -119,7 +119,7 @@ func runUserAdd(args, environ []string, stdout, stderr io.Writer) (int, error) {
 		return exitFailure, fmt.Errorf("no service role is in zone %q (user add finds the zone's data source through a role)", zone)
 	}
 	ds := snap.DataSources[snap.Zones[zone].DataSource]
-	params := zoneArgon2(snap, snap.ServiceRoles[role])
+	params := password.ForRole(snap, snap.ServiceRoles[role])
 
 	if err := checkSQLiteExists(ds, createDB); err != nil {
 		return exitFailure, err
@@ -187,24 +187,6 @@ func readPassword(r io.Reader) (string, error) {
 		return "", errors.New("the password on stdin has more than one line")
 	}
 	return string(b), nil
-}
-
-// zoneArgon2 is the argon2id cost for new hashes in the role's zone: that
-// of the role's first authentication profile's password authenticator
-// (by name), else the defaults.
-func zoneArgon2(snap *config.Snapshot, sr *config.ServiceRole) password.Params {
-	for _, name := range sr.Profiles {
-		p := snap.Profiles[name]
-		if p == nil || p.Type != config.ProfileAuthentication {
-			continue
-		}
-		for _, an := range sortedNames(p.Authenticators) {
-			if a := p.Authenticators[an]; a.Type == "password" {
-				return password.FromConfig(a.Argon2)
-			}
-		}
-	}
-	return password.Default
 }
 
 func sortedNames[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -204,9 +204,29 @@ type Profile struct {
 	// working directory.
 	Templates string `yaml:"templates"`
 
-	// User-management profiles.
-	TokenProfile string `yaml:"token-profile"`
+	// User-management profiles: SCIM 2.0, guarded by access tokens of
+	// TokenProfile whose aud names its issuer or one of Audiences, with
+	// the read or write scope of Scopes; lists return at most MaxResults.
+	TokenProfile string     `yaml:"token-profile"`
+	Scopes       SCIMScopes `yaml:"scopes"`
+	MaxResults   int        `yaml:"max-results"`
+	Audiences    []string   `yaml:"audiences"`
 }
+
+// SCIMScopes are the scopes a user-management profile requires: Read for
+// GET and searches, Write for every change (it implies Read).
+type SCIMScopes struct {
+	Read  string `yaml:"read"`
+	Write string `yaml:"write"`
+}
+
+// User-management defaults.
+const (
+	DefaultSCIMReadScope  = "scim:read"
+	DefaultSCIMWriteScope = "scim:write"
+	DefaultSCIMMaxResults = 200
+	MaxSCIMMaxResults     = 1000
+)
 
 // Access token formats.
 const (

@@ -30,7 +30,7 @@ const (
 var profileKeys = map[string][]string{
 	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "userinfo-audiences"},
 	ProfileAuthentication: {"authenticators", "sessions", "templates"},
-	ProfileUserManagement: {"token-profile"},
+	ProfileUserManagement: {"token-profile", "scopes", "max-results", "audiences"},
 }
 
 var (
@@ -379,6 +379,24 @@ func (l *loader) checkProfile(p *Profile) {
 	case ProfileUserManagement:
 		if l.required(path+".token-profile", p.TokenProfile) {
 			l.ref(path+".token-profile", "profiles", p.TokenProfile, ProfileToken)
+		}
+		if p.Scopes.Read == "" {
+			p.Scopes.Read = DefaultSCIMReadScope
+		}
+		if p.Scopes.Write == "" {
+			p.Scopes.Write = DefaultSCIMWriteScope
+		}
+		switch {
+		case p.MaxResults == 0:
+			p.MaxResults = DefaultSCIMMaxResults
+		case p.MaxResults < 1 || p.MaxResults > MaxSCIMMaxResults:
+			l.at(path+".max-results", "must be between 1 and %d, got %d", MaxSCIMMaxResults, p.MaxResults)
+		}
+		l.unique(path+".audiences", p.Audiences)
+		for i, a := range p.Audiences {
+			if u, err := url.Parse(a); err != nil || !u.IsAbs() {
+				l.at(fmt.Sprintf("%s.audiences[%d]", path, i), "must be an absolute URI, got %s", l.q(fmt.Sprintf("%s.audiences[%d]", path, i), a))
+			}
 		}
 	}
 }

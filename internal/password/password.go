@@ -10,6 +10,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -113,4 +115,26 @@ func decode(s string) (p Params, salt, key []byte, err error) {
 		return p, nil, nil, ErrMalformed
 	}
 	return p, salt, key, nil
+}
+
+// ForRole is the argon2id cost of new hashes for a role's users: that of
+// its first authentication profile's password authenticator (by name),
+// else the defaults, so that every way a password is set (keygate user
+// add, SCIM) hashes it as the login expects.
+func ForRole(snap *config.Snapshot, sr *config.ServiceRole) Params {
+	if sr == nil {
+		return Default
+	}
+	for _, name := range sr.Profiles {
+		p := snap.Profiles[name]
+		if p == nil || p.Type != config.ProfileAuthentication {
+			continue
+		}
+		for _, an := range slices.Sorted(maps.Keys(p.Authenticators)) {
+			if a := p.Authenticators[an]; a.Type == "password" {
+				return FromConfig(a.Argon2)
+			}
+		}
+	}
+	return Default
 }

@@ -24,8 +24,10 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/keys"
+	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/profile/authn"
 	"github.com/keygate/keygate/internal/profile/token"
+	"github.com/keygate/keygate/internal/profile/usermgmt"
 	"github.com/keygate/keygate/internal/storage/model"
 )
 
@@ -153,7 +155,8 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
 		authns   []*authn.Profile
 		signers  = map[string]*keys.Signer{} // parsed once per snapshot, shared by profiles
 		bad      = map[string]bool{}         // keys whose error is already reported
-		paths    = map[string]string{}       // mount path → profile, to catch shadowing
+		userMgmt []*config.Profile
+		paths    = map[string]string{} // mount path → profile, to catch shadowing
 		// RFC 8414 metadata path → token profile: the host-root route of
 		// each must be its own.
 		metadataPaths = map[string]string{}
@@ -167,9 +170,13 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
 		switch p.Type {
 		case config.ProfileToken, config.ProfileAuthentication:
 		case config.ProfileUserManagement:
-			// Refused rather than silently not served: a role that lists it
-			// expects SCIM to answer.
-			errs = append(errs, at(p.Pos, "profiles."+name+".type", fmt.Errorf("user-management profiles (SCIM) are not available in this version of keygate; remove %q from service role %q", name, snap.Role)))
+			// Built after the token profiles, whose tokens it accepts.
+			if other, dup := paths[strings.TrimSuffix(p.Path, "/")]; dup {
+				errs = append(errs, at(p.Pos, "profiles."+name+".path", fmt.Errorf("profile %q is already mounted at %q in role %q", other, p.Path, snap.Role)))
+				continue
+			}
+			paths[strings.TrimSuffix(p.Path, "/")] = name
+			userMgmt = append(userMgmt, p)
 			continue
 		default:
 			errs = append(errs, at(p.Pos, "profiles."+name+".type", fmt.Errorf("unknown profile type %q", p.Type)))
@@ -215,10 +222,25 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
 		profiles = append(profiles, tp)
 		r.tokens[name] = tp
 	}
+	var scims []*usermgmt.Profile
+	for _, p := range userMgmt {
+		tp := r.tokens[p.TokenProfile]
+		if tp == nil {
+			errs = append(errs, at(p.Pos, "profiles."+p.Name+".token-profile",
+				fmt.Errorf("token profile %q must be served by service role %q too: its access tokens guard this profile", p.TokenProfile, snap.Role)))
+			continue
+		}
+		up, err := usermgmt.New(p, usermgmt.Deps{Store: r.store, Zone: role.Zone, Tokens: tp, Hash: password.ForRole(snap, role), Logger: r.log})
+		if err != nil {
+			errs = append(errs, asConfigErrors(err, p.Pos, "profiles."+p.Name)...)
+			continue
+		}
+		scims = append(scims, up)
+	}
 	if len(errs) > 0 {
 		return nil, errs.Sorted()
 	}
-	r.handler = r.mount(profiles, authns)
+	r.handler = r.mount(profiles, authns, scims)
 	return r, nil
 }
 
@@ -345,7 +367,7 @@ func asConfigErrors(err error, pos config.Position, path string) config.Errors {
 }
 
 // mount builds the fiber app with every profile and returns its handler.
-func (r *Runtime) mount(profiles []*token.Profile, authns []*authn.Profile) fasthttp.RequestHandler {
+func (r *Runtime) mount(profiles []*token.Profile, authns []*authn.Profile, scims []*usermgmt.Profile) fasthttp.RequestHandler {
 	app := fiber.New(fiber.Config{
 		// Paths are exact: OAuth clients and discovery use them verbatim.
 		CaseSensitive:         true,
@@ -366,6 +388,10 @@ func (r *Runtime) mount(profiles []*token.Profile, authns []*authn.Profile) fast
 		name := p.Name()
 		p.MountWith(app, func(endpoint string) fiber.Handler { return r.instrument(name, endpoint) })
 	}
+	for _, p := range scims {
+		name := p.Name()
+		p.MountWith(app, func(endpoint string) fiber.Handler { return r.instrument(name, endpoint) })
+	}
 	type named interface {
 		Name() string
 		Path() string
@@ -375,6 +401,9 @@ func (r *Runtime) mount(profiles []*token.Profile, authns []*authn.Profile) fast
 		sorted = append(sorted, p)
 	}
 	for _, p := range authns {
+		sorted = append(sorted, p)
+	}
+	for _, p := range scims {
 		sorted = append(sorted, p)
 	}
 	sort.SliceStable(sorted, func(i, j int) bool { return len(sorted[i].Path()) > len(sorted[j].Path()) })

@@ -223,14 +223,21 @@ func TestBuildServesRoleProfiles(t *testing.T) {
 	}
 }
 
-// A role that lists a profile type this build does not serve is refused,
-// not served without it.
-func TestBuildRefusesUnbuiltProfileType(t *testing.T) {
+// A role that lists a user-management profile serves SCIM at its path,
+// guarded by its token profile's access tokens.
+func TestBuildServesUserManagement(t *testing.T) {
 	snap := testSnapshot(t)
 	snap.ServiceRoles["default"].Profiles = append(snap.ServiceRoles["default"].Profiles, "users")
-	_, err := Build(snap, Deps{})
-	if err == nil || !strings.Contains(err.Error(), `user-management profiles (SCIM) are not available in this version of keygate; remove "users" from service role "default"`) {
-		t.Fatalf("err = %v", err)
+	rt, err := Build(snap, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	if resp := serve(rt.handler, "GET", "/scim/v2/ServiceProviderConfig"); resp.status != 200 || !strings.Contains(resp.body, `"patch":{"supported":true}`) {
+		t.Fatalf("ServiceProviderConfig: %d %s", resp.status, resp.body)
+	}
+	if resp := serve(rt.handler, "GET", "/scim/v2/Users"); resp.status != 401 || !strings.Contains(resp.body, "urn:ietf:params:scim:api:messages:2.0:Error") {
+		t.Fatalf("Users without a token: %d %s", resp.status, resp.body)
 	}
 }
 

@@ -268,6 +268,8 @@ type Sessions interface {
 const (
 	UserActive = "active"
 	UserLocked = "locked"
+	// UserDisabled: deactivated through SCIM (active: false); no sign-in.
+	UserDisabled = "disabled"
 )
 
 // User is a local account in its home zone's data source.

@@ -1,0 +1,605 @@
+// Package usermgmt is the user-management profile: SCIM 2.0 (RFC 7643,
+// RFC 7644) over the zone's users, guarded by access tokens of its token
+// profile. The protocol — schemas, filters, PATCH, checks, errors — is
+// internal/scim; the users live in the store of the node's zone, where the
+// login finds them, so a user provisioned here signs in at once.
+package usermgmt
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/password"
+	"github.com/keygate/keygate/internal/profile/authn"
+	"github.com/keygate/keygate/internal/profile/token"
+	"github.com/keygate/keygate/internal/scim"
+	"github.com/keygate/keygate/internal/storage/model"
+)
+
+// Endpoints, for metrics labels.
+const (
+	EndpointDiscovery = "scim_discovery"
+	EndpointUsers     = "scim_users"
+)
+
+// Limits on a request. The public listener refuses bodies over 64 KiB
+// before any profile sees them (413); a user is a few KiB, and group
+// memberships change by PATCH, a few members at a time.
+const (
+	MaxBody     = 64 << 10
+	MaxPatchOps = 100
+)
+
+// Deps are what the profile needs from the runtime.
+type Deps struct {
+	Store  model.Store
+	Zone   string
+	Tokens *token.Profile // the token profile whose access tokens are accepted
+	Hash   password.Params
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Profile serves SCIM at its path.
+type Profile struct {
+	name, path  string
+	read, write string
+	audiences   []string
+	maxResults  int
+	store       model.Store
+	zone        string
+	tokens      *token.Profile
+	hash        password.Params
+	log         *slog.Logger
+	now         func() time.Time
+	limits      scim.Limits
+}
+
+// New builds the profile.
+func New(p *config.Profile, deps Deps) (*Profile, error) {
+	if p == nil || p.Type != config.ProfileUserManagement {
+		return nil, errors.New("not a user-management profile")
+	}
+	if deps.Tokens == nil {
+		return nil, fmt.Errorf("its token-profile %q must be served by the same service role", p.TokenProfile)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Profile{name: p.Name, path: strings.TrimSuffix(p.Path, "/"), read: p.Scopes.Read, write: p.Scopes.Write,
+		audiences: p.Audiences, maxResults: p.MaxResults, store: deps.Store, zone: deps.Zone, tokens: deps.Tokens,
+		hash: deps.Hash, log: deps.Logger, now: deps.Now,
+		limits: scim.Limits{MaxResults: p.MaxResults, MaxPatchOps: MaxPatchOps, MaxBodyBytes: MaxBody}}, nil
+}
+
+func (p *Profile) Name() string { return p.name }
+func (p *Profile) Path() string { return p.path }
+
+// Wrap wraps a route's handler (metrics).
+type Wrap = func(endpoint string) fiber.Handler
+
+// MountWith registers the routes on r.
+func (p *Profile) MountWith(r fiber.Router, wrap Wrap) {
+	chain := func(endpoint string, h fiber.Handler) []fiber.Handler {
+		if wrap == nil {
+			return []fiber.Handler{h}
+		}
+		return []fiber.Handler{wrap(endpoint), h}
+	}
+	r.Get(p.path+"/ServiceProviderConfig", chain(EndpointDiscovery, p.serviceProviderConfig)...)
+	r.Get(p.path+"/Schemas", chain(EndpointDiscovery, p.schemas)...)
+	r.Get(p.path+"/Schemas/:id", chain(EndpointDiscovery, p.schemas)...)
+	r.Get(p.path+"/ResourceTypes", chain(EndpointDiscovery, p.resourceTypes)...)
+	r.Get(p.path+"/ResourceTypes/:name", chain(EndpointDiscovery, p.resourceTypes)...)
+	users := p.path + "/Users"
+	r.Get(users, chain(EndpointUsers, p.guard(false, p.listUsers))...)
+	r.Post(users, chain(EndpointUsers, p.guard(true, p.createUser))...)
+	r.Post(users+"/.search", chain(EndpointUsers, p.guard(false, p.searchUsers))...)
+	r.Get(users+"/:id", chain(EndpointUsers, p.guard(false, p.getUser))...)
+	r.Put(users+"/:id", chain(EndpointUsers, p.guard(true, p.replaceUser))...)
+	r.Patch(users+"/:id", chain(EndpointUsers, p.guard(true, p.patchUser))...)
+	r.Delete(users+"/:id", chain(EndpointUsers, p.guard(true, p.deleteUser))...)
+	r.All(users+"/*", chain(EndpointUsers, func(c *fiber.Ctx) error {
+		return p.fail(c, scim.Errorf(http.StatusMethodNotAllowed, "", "method %s is not allowed here", c.Method()))
+	})...)
+}
+
+// actor is who makes a change: the client, and the user if the token has one.
+type actor struct{ client, subject string }
+
+type handler func(c *fiber.Ctx, who actor) error
+
+// guard checks the bearer token (RFC 6750) and its scope: write for
+// changes, read or write for reads.
+func (p *Profile) guard(write bool, h handler) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		auth := c.Get(fiber.HeaderAuthorization)
+		tok, ok := strings.CutPrefix(auth, "Bearer ")
+		if !ok {
+			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="`+p.name+`"`)
+			return p.fail(c, scim.Errorf(http.StatusUnauthorized, "", "an access token is required (Authorization: Bearer)"))
+		}
+		ctx, cancel := context.WithTimeout(c.Context(), 10*time.Second)
+		defer cancel()
+		acc, ok, err := p.tokens.Authorize(ctx, strings.TrimSpace(tok), p.audiences)
+		switch {
+		case err != nil:
+			p.log.Error("scim: token check failed", "profile", p.name, "error", err.Error())
+			c.Set(fiber.HeaderRetryAfter, "5")
+			return p.fail(c, scim.Errorf(http.StatusServiceUnavailable, "", "the token cannot be checked now; retry"))
+		case !ok:
+			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="`+p.name+`", error="invalid_token"`)
+			return p.fail(c, scim.Errorf(http.StatusUnauthorized, "", "the access token is invalid, expired, revoked or not meant for this service"))
+		}
+		need := []string{p.write}
+		if !write {
+			need = append(need, p.read)
+		}
+		if !slices.ContainsFunc(acc.Scopes, func(s string) bool { return slices.Contains(need, s) }) {
+			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="`+p.name+`", error="insufficient_scope", scope="`+need[0]+`"`)
+			return p.fail(c, scim.Errorf(http.StatusForbidden, "", "the access token lacks the %s scope", need[len(need)-1]))
+		}
+		if write || c.Method() == fiber.MethodPost {
+			if n := len(c.Body()); n > MaxBody {
+				return p.fail(c, scim.Errorf(http.StatusRequestEntityTooLarge, "", "the body is %d bytes; at most %d are accepted", n, MaxBody))
+			}
+			if c.Method() != fiber.MethodDelete {
+				ct := strings.ToLower(strings.TrimSpace(strings.Split(c.Get(fiber.HeaderContentType), ";")[0]))
+				if ct != "application/scim+json" && ct != "application/json" {
+					return p.fail(c, scim.Errorf(http.StatusUnsupportedMediaType, "", "send application/scim+json"))
+				}
+			}
+		}
+		return h(c, actor{client: acc.ClientID, subject: acc.Subject})
+	}
+}
+
+// send writes a SCIM JSON body.
+func send(c *fiber.Ctx, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentType, "application/scim+json; charset=utf-8")
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Status(status).Send(body)
+}
+
+func (p *Profile) fail(c *fiber.Ctx, e *scim.Error) error { return send(c, e.Status, e) }
+
+func (p *Profile) serviceProviderConfig(c *fiber.Ctx) error {
+	return send(c, http.StatusOK, scim.ServiceProviderConfig(p.location(c, ""), p.limits))
+}
+
+func (p *Profile) schemas(c *fiber.Ctx) error {
+	base := p.location(c, "")
+	all := []*scim.Schema{scim.User, scim.EnterpriseUser}
+	if id := c.Params("id"); id != "" {
+		for _, s := range all {
+			if strings.EqualFold(s.ID, id) {
+				return send(c, http.StatusOK, s.SchemaDoc(base))
+			}
+		}
+		return p.fail(c, scim.Errorf(http.StatusNotFound, "", "no schema %q", id))
+	}
+	var docs []map[string]any
+	for _, s := range all {
+		docs = append(docs, s.SchemaDoc(base))
+	}
+	return send(c, http.StatusOK, scim.ListResponse(len(docs), 1, docs))
+}
+
+func (p *Profile) resourceTypes(c *fiber.Ctx) error {
+	base := p.location(c, "")
+	doc := scim.Users.ResourceTypeDoc(base)
+	if name := c.Params("name"); name != "" {
+		if !strings.EqualFold(name, scim.Users.Name) {
+			return p.fail(c, scim.Errorf(http.StatusNotFound, "", "no resource type %q", name))
+		}
+		return send(c, http.StatusOK, doc)
+	}
+	return send(c, http.StatusOK, scim.ListResponse(1, 1, []map[string]any{doc}))
+}
+
+// location is the absolute URL of a path under the profile: the scheme
+// and host the client used (the public listener is behind TLS
+// termination in production; X-Forwarded-Proto is honoured only as the
+// scheme).
+func (p *Profile) location(c *fiber.Ctx, rest string) string {
+	scheme := "http"
+	if c.Protocol() == "https" || strings.EqualFold(c.Get("X-Forwarded-Proto"), "https") {
+		scheme = "https"
+	}
+	return scheme + "://" + c.Hostname() + p.path + rest
+}
+
+// ---- users ----
+
+// idSep joins a user's zone and its random part in its SCIM id: zone
+// names never contain it, so the home zone can be read from the id.
+const idSep = "~"
+
+func (p *Profile) newID() string { return p.zone + idSep + model.NewID() }
+
+// representation is a stored user as SCIM: the attributes, schemas, id
+// and meta (with the version as a weak ETag).
+func (p *Profile) representation(c *fiber.Ctx, u model.User) map[string]any {
+	doc := map[string]any{}
+	for k, v := range u.SCIM {
+		doc[k] = v
+	}
+	if doc["userName"] == nil {
+		doc["userName"] = u.Username // a user made with `keygate user add`
+	}
+	if u.ExternalID != "" {
+		doc["externalId"] = u.ExternalID
+	}
+	doc["active"] = u.Status == "" || u.Status == model.UserActive
+	schemas := []any{scim.UserSchema}
+	if _, ok := doc[scim.EnterpriseUserSchema]; ok {
+		schemas = append(schemas, scim.EnterpriseUserSchema)
+	}
+	doc["schemas"] = schemas
+	doc["id"] = u.ID
+	doc["meta"] = map[string]any{
+		"resourceType": "User",
+		"created":      u.CreatedAt.UTC().Format(time.RFC3339),
+		"lastModified": u.UpdatedAt.UTC().Format(time.RFC3339),
+		"location":     p.location(c, "/Users/"+u.ID),
+		"version":      etag(u.Version),
+	}
+	return doc
+}
+
+func etag(v int64) string { return `W/"` + strconv.FormatInt(v, 10) + `"` }
+
+// fromResource fills the stored user from a checked resource: username
+// (normalised as the login does), external id, status, password hash.
+func (p *Profile) fromResource(u *model.User, r scim.Resource) *scim.Error {
+	name, _ := r["userName"].(string)
+	if strings.TrimSpace(name) != name || strings.ContainsAny(name, "\x00\r\n\t") {
+		return scim.Errorf(http.StatusBadRequest, scim.InvalidValue, "userName must not start or end with spaces or hold control characters")
+	}
+	u.Username = authn.NormaliseUsername(name)
+	u.ExternalID, _ = r["externalId"].(string)
+	delete(r, "externalId")
+	u.Status = model.UserActive
+	if active, ok := r["active"].(bool); ok {
+		if !active {
+			u.Status = model.UserDisabled
+		}
+		delete(r, "active")
+	}
+	if pw, ok := r["password"].(string); ok {
+		if len(pw) < 8 || len(pw) > 1024 {
+			return scim.Errorf(http.StatusBadRequest, scim.InvalidValue, "password must be 8 to 1024 bytes long")
+		}
+		u.PasswordHash = password.Hash(pw, p.hash)
+		delete(r, "password")
+	}
+	u.SCIM = r
+	return nil
+}
+
+func (p *Profile) decode(c *fiber.Ctx) (map[string]any, *scim.Error) {
+	return scim.Decode(bytes.NewReader(c.Body()))
+}
+
+func (p *Profile) createUser(c *fiber.Ctx, who actor) error {
+	in, err := p.decode(c)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	r, err := scim.Users.Check(in)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	now := p.now().UTC()
+	u := model.User{ID: p.newID(), Zone: p.zone, CreatedAt: now, UpdatedAt: now, Version: 1, Claims: map[string]any{}}
+	if err := p.fromResource(&u, r); err != nil {
+		return p.fail(c, err)
+	}
+	u.Claims = claimsOf(r)
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	if serr := p.store.Users().Create(ctx, u); serr != nil {
+		if errors.Is(serr, model.ErrConflict) {
+			return p.fail(c, scim.Errorf(http.StatusConflict, scim.Uniqueness, "userName %q is taken in this zone", r["userName"]))
+		}
+		return p.storeFailed(c, "create user", serr)
+	}
+	p.audit(ctx, "scim_user_created", who, u.ID)
+	doc := p.representation(c, u)
+	c.Set(fiber.HeaderLocation, p.location(c, "/Users/"+u.ID))
+	c.Set(fiber.HeaderETag, etag(u.Version))
+	return send(c, http.StatusCreated, doc)
+}
+
+// claimsOf derives the OpenID Connect claims the token profile releases
+// (userinfo, ID tokens) from the SCIM attributes.
+func claimsOf(r scim.Resource) map[string]any {
+	claims := map[string]any{}
+	if name, ok := r["name"].(map[string]any); ok {
+		for scimName, claim := range map[string]string{"formatted": "name", "familyName": "family_name", "givenName": "given_name", "middleName": "middle_name"} {
+			if v, ok := name[scimName].(string); ok {
+				claims[claim] = v
+			}
+		}
+	}
+	if v, ok := r["displayName"].(string); ok && claims["name"] == nil {
+		claims["name"] = v
+	}
+	if v, ok := r["nickName"].(string); ok {
+		claims["nickname"] = v
+	}
+	if v, ok := r["locale"].(string); ok {
+		claims["locale"] = v
+	}
+	if v, ok := r["timezone"].(string); ok {
+		claims["zoneinfo"] = v
+	}
+	if emails, ok := r["emails"].([]any); ok {
+		var pick string
+		for _, e := range emails {
+			m, _ := e.(map[string]any)
+			v, _ := m["value"].(string)
+			if primary, _ := m["primary"].(bool); primary || pick == "" {
+				pick = v
+			}
+		}
+		if pick != "" {
+			claims["email"] = pick
+			claims["email_verified"] = false
+		}
+	}
+	return claims
+}
+
+func (p *Profile) ctx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Context(), 10*time.Second)
+}
+
+func (p *Profile) storeFailed(c *fiber.Ctx, op string, err error) error {
+	p.log.Error("scim: "+op+" failed", "profile", p.name, "error", err.Error())
+	c.Set(fiber.HeaderRetryAfter, "5")
+	return p.fail(c, scim.Errorf(http.StatusServiceUnavailable, "", "the user store is unavailable; retry"))
+}
+
+// load reads a user of this zone by its SCIM id.
+func (p *Profile) load(c *fiber.Ctx) (model.User, *scim.Error, error) {
+	id := c.Params("id")
+	if zone, _, ok := strings.Cut(id, idSep); !ok || zone != p.zone {
+		return model.User{}, scim.Errorf(http.StatusNotFound, "", "no user %q", id), nil
+	}
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	u, err := p.store.Users().Get(ctx, id)
+	if errors.Is(err, model.ErrNotFound) {
+		return model.User{}, scim.Errorf(http.StatusNotFound, "", "no user %q", id), nil
+	}
+	return u, nil, err
+}
+
+// preconditions answers If-Match (RFC 7644 §3.14): the client's version
+// must be the current one.
+func preconditions(c *fiber.Ctx, u model.User) *scim.Error {
+	im := c.Get(fiber.HeaderIfMatch)
+	if im == "" || im == "*" {
+		return nil
+	}
+	for _, tag := range strings.Split(im, ",") {
+		if strings.TrimSpace(tag) == etag(u.Version) || strings.TrimSpace(tag) == strings.TrimPrefix(etag(u.Version), "W/") {
+			return nil
+		}
+	}
+	return scim.Errorf(http.StatusPreconditionFailed, "", "the user has changed (now %s); read it again", etag(u.Version))
+}
+
+func (p *Profile) getUser(c *fiber.Ctx, _ actor) error {
+	u, nf, err := p.load(c)
+	switch {
+	case err != nil:
+		return p.storeFailed(c, "get user", err)
+	case nf != nil:
+		return p.fail(c, nf)
+	}
+	if inm := c.Get(fiber.HeaderIfNoneMatch); inm != "" && strings.Contains(inm, etag(u.Version)) {
+		return c.SendStatus(http.StatusNotModified)
+	}
+	proj, perr := scim.Users.ParseProjection(c.Query("attributes"), c.Query("excludedAttributes"))
+	if perr != nil {
+		return p.fail(c, perr)
+	}
+	c.Set(fiber.HeaderETag, etag(u.Version))
+	return send(c, http.StatusOK, scim.Users.Apply(proj, p.representation(c, u)))
+}
+
+// change runs a replace or a PATCH: it reads the user in the store's
+// update transaction, so concurrent changes serialise, and nothing is
+// stored unless the whole change is valid.
+func (p *Profile) change(c *fiber.Ctx, who actor, event string, apply func(old model.User, current scim.Resource) (scim.Resource, *scim.Error)) error {
+	id := c.Params("id")
+	if zone, _, ok := strings.Cut(id, idSep); !ok || zone != p.zone {
+		return p.fail(c, scim.Errorf(http.StatusNotFound, "", "no user %q", id))
+	}
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	var refused *scim.Error
+	var saved model.User
+	err := p.store.Users().Update(ctx, id, func(old model.User) (model.User, error) {
+		if e := preconditions(c, old); e != nil {
+			refused = e
+			return old, e
+		}
+		current := p.current(old)
+		next, e := apply(old, current)
+		if e != nil {
+			refused = e
+			return old, e
+		}
+		nu := old
+		if e := p.fromResource(&nu, next); e != nil {
+			refused = e
+			return old, e
+		}
+		if _, kept := next["password"]; !kept && nu.PasswordHash == "" {
+			nu.PasswordHash = old.PasswordHash
+		}
+		nu.Claims = claimsOf(next)
+		saved = nu
+		return nu, nil
+	})
+	switch {
+	case refused != nil:
+		return p.fail(c, refused)
+	case errors.Is(err, model.ErrNotFound):
+		return p.fail(c, scim.Errorf(http.StatusNotFound, "", "no user %q", id))
+	case errors.Is(err, model.ErrConflict):
+		return p.fail(c, scim.Errorf(http.StatusConflict, scim.Uniqueness, "that userName is taken in this zone"))
+	case err != nil:
+		return p.storeFailed(c, "update user", err)
+	}
+	u, err := p.store.Users().Get(ctx, id)
+	if err != nil {
+		u = saved
+	}
+	p.audit(ctx, event, who, id)
+	c.Set(fiber.HeaderETag, etag(u.Version))
+	return send(c, http.StatusOK, p.representation(c, u))
+}
+
+// current is the stored user as a checked resource (what a PATCH starts
+// from): its attributes with userName, externalId and active.
+func (p *Profile) current(u model.User) scim.Resource {
+	r := scim.Resource{}
+	for k, v := range u.SCIM {
+		r[k] = v
+	}
+	if r["userName"] == nil {
+		r["userName"] = u.Username
+	}
+	if u.ExternalID != "" {
+		r["externalId"] = u.ExternalID
+	}
+	r["active"] = u.Status == "" || u.Status == model.UserActive
+	return r
+}
+
+func (p *Profile) replaceUser(c *fiber.Ctx, who actor) error {
+	in, err := p.decode(c)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	r, err := scim.Users.Check(in)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	return p.change(c, who, "scim_user_replaced", func(old model.User, _ scim.Resource) (scim.Resource, *scim.Error) {
+		return r.Clone(), nil
+	})
+}
+
+func (p *Profile) patchUser(c *fiber.Ctx, who actor) error {
+	in, err := p.decode(c)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	ops, err := scim.DecodePatch(in, MaxPatchOps)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	return p.change(c, who, "scim_user_patched", func(_ model.User, current scim.Resource) (scim.Resource, *scim.Error) {
+		return scim.Users.Patch(current, ops)
+	})
+}
+
+func (p *Profile) deleteUser(c *fiber.Ctx, who actor) error {
+	u, nf, err := p.load(c)
+	switch {
+	case err != nil:
+		return p.storeFailed(c, "get user", err)
+	case nf != nil:
+		return p.fail(c, nf)
+	}
+	if e := preconditions(c, u); e != nil {
+		return p.fail(c, e)
+	}
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	if err := p.store.Users().Delete(ctx, u.ID); err != nil && !errors.Is(err, model.ErrNotFound) {
+		return p.storeFailed(c, "delete user", err)
+	}
+	p.audit(ctx, "scim_user_deleted", who, u.ID)
+	return c.SendStatus(http.StatusNoContent)
+}
+
+func (p *Profile) listUsers(c *fiber.Ctx, _ actor) error {
+	params, err := scim.ParamsFromQuery(func(k string) string { return c.Query(k) })
+	if err != nil {
+		return p.fail(c, err)
+	}
+	return p.query(c, params)
+}
+
+func (p *Profile) searchUsers(c *fiber.Ctx, _ actor) error {
+	in, err := p.decode(c)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	params, err := scim.ParamsFromSearch(in)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	return p.query(c, params)
+}
+
+func (p *Profile) query(c *fiber.Ctx, params scim.Params) error {
+	q, err := scim.Users.Query(params, p.maxResults)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	page, total, serr := p.store.Users().Query(ctx, p.zone, model.UserQuery{Filter: q.Filter, SortBy: q.SortBy, Descending: q.Descending,
+		Offset: q.StartIndex - 1, Limit: q.Count})
+	if serr != nil {
+		var se *scim.Error
+		if errors.As(serr, &se) {
+			return p.fail(c, se)
+		}
+		return p.storeFailed(c, "list users", serr)
+	}
+	docs := make([]map[string]any, 0, len(page))
+	for _, u := range page {
+		docs = append(docs, scim.Users.Apply(q.Projection, p.representation(c, u)))
+	}
+	return send(c, http.StatusOK, scim.ListResponse(total, q.StartIndex, docs))
+}
+
+// audit records a SCIM change in the zone's audit trail, with the actor.
+func (p *Profile) audit(ctx context.Context, typ string, who actor, userID string) {
+	ev := model.AuditEvent{Time: p.now().UTC(), Type: typ, Zone: p.zone, Subject: userID, ClientID: who.client,
+		Details: map[string]any{"profile": p.name}}
+	if who.subject != "" && who.subject != who.client {
+		ev.Details["actor_user"] = who.subject
+	}
+	if err := p.store.Audit().Append(ctx, ev); err != nil {
+		p.log.Error("scim: audit event not written", "type", typ, "error", err.Error())
+	}
+	p.log.Info("scim change", "type", typ, "user", userID, "client", who.client)
+}

@@ -139,7 +139,7 @@ func scimWalk(t *testing.T, n *node) {
 	if r := call("GET", "/ServiceProviderConfig", nil); r.code != 200 || r.body["patch"].(map[string]any)["supported"] != true || r.body["bulk"].(map[string]any)["supported"] != false {
 		t.Errorf("ServiceProviderConfig: %d %s", r.code, r.raw)
 	}
-	if r := call("GET", "/Schemas", nil); r.code != 200 || r.body["totalResults"] != float64(2) {
+	if r := call("GET", "/Schemas", nil); r.code != 200 || r.body["totalResults"] != float64(3) {
 		t.Errorf("Schemas: %d %.200s", r.code, r.raw)
 	}
 	if r := call("GET", "/ResourceTypes/User", nil); r.code != 200 || r.body["endpoint"] != "/Users" {
@@ -258,11 +258,40 @@ func scimWalk(t *testing.T, n *node) {
 		t.Errorf("startIndex 0, count -3: %d %s", r.code, r.raw)
 	}
 
-	// Delete.
+	// Groups: members both ways, PATCH of members with a value filter.
+	alice := call("GET", "/Users?filter="+url.QueryEscape(`userName eq "alice"`), nil).body["Resources"].([]any)[0].(map[string]any)["id"].(string)
+	r = call("POST", "/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Tour Guides","members":[{"value":"`+id+`"},{"value":"`+alice+`"}]}`)
+	if r.code != 201 || r.header.Get("ETag") != `W/"1"` {
+		t.Fatalf("create group: %d %s", r.code, r.raw)
+	}
+	gid := r.body["id"].(string)
+	if r := call("GET", "/Users/"+alice, nil); !strings.Contains(r.raw, `"display":"Tour Guides"`) {
+		t.Errorf("the member's groups: %s", r.raw)
+	}
+	wantError("an unknown member", call("POST", "/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"X","members":[{"value":"eu~nobody"}]}`), 400, "invalidValue")
+	r = call("PATCH", "/Groups/"+gid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"remove","path":"members[value eq \"`+alice+`\"]"}]}`)
+	if r.code != 200 || strings.Contains(r.raw, alice) || r.header.Get("ETag") != `W/"2"` {
+		t.Errorf("remove a member: %d %s", r.code, r.raw)
+	}
+	if r := call("GET", "/Groups?filter="+url.QueryEscape(`members[value eq "`+id+`"] and displayName sw "tour"`), nil); r.body["totalResults"] != float64(1) {
+		t.Errorf("filter groups: %s", r.raw)
+	}
+	wantError("a filter on a user's groups", call("GET", "/Users?filter="+url.QueryEscape(`groups.value eq "x"`), nil), 400, "invalidFilter")
+
+	// Delete: the user leaves its groups.
 	if r := call("DELETE", "/Users/"+id, nil); r.code != 204 {
 		t.Errorf("delete: %d %s", r.code, r.raw)
 	}
 	wantError("a deleted user", call("GET", "/Users/"+id, nil), 404, "")
+	if r := call("GET", "/Groups/"+gid, nil); r.code != 200 || strings.Contains(r.raw, id) {
+		t.Errorf("the deleted user is still a member: %s", r.raw)
+	}
+	if r := call("DELETE", "/Groups/"+gid, nil, "If-Match", `W/"1"`); r.code != 412 {
+		t.Errorf("delete a group with a stale If-Match: %d", r.code)
+	}
+	if r := call("DELETE", "/Groups/"+gid, nil); r.code != 204 {
+		t.Errorf("delete group: %d %s", r.code, r.raw)
+	}
 	for _, s := range []string{provisionerSecret, readerSecret, "correct horse battery"} {
 		if n.logs.contains(s) {
 			t.Error("a secret was logged")

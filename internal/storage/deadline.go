@@ -142,6 +142,7 @@ func (s *deadlineStore) RefreshTokens() model.RefreshTokens {
 func (s *deadlineStore) AuthCodes() model.AuthCodes { return dAuthCodes{s.s.AuthCodes(), s.d} }
 func (s *deadlineStore) Sessions() model.Sessions   { return dSessions{s.s.Sessions(), s.d} }
 func (s *deadlineStore) Users() model.Users         { return dUsers{s.s.Users(), s.d} }
+func (s *deadlineStore) Groups() model.Groups       { return dGroups{s.s.Groups(), s.d} }
 func (s *deadlineStore) Audit() model.Audit         { return dAudit{s.s.Audit(), s.d} }
 func (s *deadlineStore) Nodes() model.Nodes         { return dNodes{s.s.Nodes(), s.d} }
 
@@ -281,6 +282,36 @@ func (a dUsers) Query(ctx context.Context, zone string, q model.UserQuery) ([]mo
 		return p, err
 	})
 	return page, total, err
+}
+
+type dGroups struct {
+	a model.Groups
+	d time.Duration
+}
+
+func (a dGroups) Create(ctx context.Context, g model.Group) error {
+	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Create(ctx, g) })
+}
+func (a dGroups) Get(ctx context.Context, id string) (model.Group, error) {
+	return get(a.d, ctx, func(ctx context.Context) (model.Group, error) { return a.a.Get(ctx, id) })
+}
+func (a dGroups) Update(ctx context.Context, id string, fn func(model.Group) (model.Group, error)) error {
+	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Update(ctx, id, fn) })
+}
+func (a dGroups) Delete(ctx context.Context, id string) error {
+	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Delete(ctx, id) })
+}
+func (a dGroups) Query(ctx context.Context, zone string, q model.UserQuery) ([]model.Group, int, error) {
+	var total int
+	page, err := get(a.d, ctx, func(ctx context.Context) ([]model.Group, error) {
+		p, n, err := a.a.Query(ctx, zone, q)
+		total = n
+		return p, err
+	})
+	return page, total, err
+}
+func (a dGroups) Of(ctx context.Context, id string) ([]model.GroupRef, error) {
+	return get(a.d, ctx, func(ctx context.Context) ([]model.GroupRef, error) { return a.a.Of(ctx, id) })
 }
 
 type dAudit struct {

@@ -32,6 +32,7 @@ import (
 const (
 	EndpointDiscovery = "scim_discovery"
 	EndpointUsers     = "scim_users"
+	EndpointGroups    = "scim_groups"
 )
 
 // Limits on a request. The public listener refuses bodies over 64 KiB
@@ -114,6 +115,7 @@ func (p *Profile) MountWith(r fiber.Router, wrap Wrap) {
 	r.Put(users+"/:id", chain(EndpointUsers, p.guard(true, p.replaceUser))...)
 	r.Patch(users+"/:id", chain(EndpointUsers, p.guard(true, p.patchUser))...)
 	r.Delete(users+"/:id", chain(EndpointUsers, p.guard(true, p.deleteUser))...)
+	p.mountGroups(r, chain)
 	r.All(users+"/*", chain(EndpointUsers, func(c *fiber.Ctx) error {
 		return p.fail(c, scim.Errorf(http.StatusMethodNotAllowed, "", "method %s is not allowed here", c.Method()))
 	})...)
@@ -188,7 +190,7 @@ func (p *Profile) serviceProviderConfig(c *fiber.Ctx) error {
 
 func (p *Profile) schemas(c *fiber.Ctx) error {
 	base := p.location(c, "")
-	all := []*scim.Schema{scim.User, scim.EnterpriseUser}
+	all := scim.Schemas
 	if id := c.Params("id"); id != "" {
 		for _, s := range all {
 			if strings.EqualFold(s.ID, id) {
@@ -206,14 +208,17 @@ func (p *Profile) schemas(c *fiber.Ctx) error {
 
 func (p *Profile) resourceTypes(c *fiber.Ctx) error {
 	base := p.location(c, "")
-	doc := scim.Users.ResourceTypeDoc(base)
-	if name := c.Params("name"); name != "" {
-		if !strings.EqualFold(name, scim.Users.Name) {
-			return p.fail(c, scim.Errorf(http.StatusNotFound, "", "no resource type %q", name))
+	var docs []map[string]any
+	for _, rt := range scim.ResourceTypes {
+		if name := c.Params("name"); name != "" && strings.EqualFold(name, rt.Name) {
+			return send(c, http.StatusOK, rt.ResourceTypeDoc(base))
 		}
-		return send(c, http.StatusOK, doc)
+		docs = append(docs, rt.ResourceTypeDoc(base))
 	}
-	return send(c, http.StatusOK, scim.ListResponse(1, 1, []map[string]any{doc}))
+	if name := c.Params("name"); name != "" {
+		return p.fail(c, scim.Errorf(http.StatusNotFound, "", "no resource type %q", name))
+	}
+	return send(c, http.StatusOK, scim.ListResponse(len(docs), 1, docs))
 }
 
 // location is the absolute URL of a path under the profile: the scheme
@@ -239,6 +244,21 @@ func (p *Profile) newID() string { return p.zone + idSep + model.NewID() }
 // representation is a stored user as SCIM: the attributes, schemas, id
 // and meta (with the version as a weak ETag).
 func (p *Profile) representation(c *fiber.Ctx, u model.User) map[string]any {
+	doc := p.bare(c, u)
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	if refs, err := p.store.Groups().Of(ctx, u.ID); err == nil && len(refs) > 0 {
+		var gs []any
+		for _, g := range refs {
+			gs = append(gs, map[string]any{"value": g.ID, "display": g.DisplayName, "type": "direct", "$ref": p.location(c, "/Groups/"+g.ID)})
+		}
+		doc["groups"] = gs
+	}
+	return doc
+}
+
+// bare is the representation without the groups.
+func (p *Profile) bare(c *fiber.Ctx, u model.User) map[string]any {
 	doc := map[string]any{}
 	for k, v := range u.SCIM {
 		doc[k] = v
@@ -397,17 +417,19 @@ func (p *Profile) load(c *fiber.Ctx) (model.User, *scim.Error, error) {
 
 // preconditions answers If-Match (RFC 7644 §3.14): the client's version
 // must be the current one.
-func preconditions(c *fiber.Ctx, u model.User) *scim.Error {
+func preconditions(c *fiber.Ctx, u model.User) *scim.Error { return preconditionsVersion(c, u.Version) }
+
+func preconditionsVersion(c *fiber.Ctx, version int64) *scim.Error {
 	im := c.Get(fiber.HeaderIfMatch)
 	if im == "" || im == "*" {
 		return nil
 	}
 	for _, tag := range strings.Split(im, ",") {
-		if strings.TrimSpace(tag) == etag(u.Version) || strings.TrimSpace(tag) == strings.TrimPrefix(etag(u.Version), "W/") {
+		if strings.TrimSpace(tag) == etag(version) || strings.TrimSpace(tag) == strings.TrimPrefix(etag(version), "W/") {
 			return nil
 		}
 	}
-	return scim.Errorf(http.StatusPreconditionFailed, "", "the user has changed (now %s); read it again", etag(u.Version))
+	return scim.Errorf(http.StatusPreconditionFailed, "", "the resource has changed (now %s); read it again", etag(version))
 }
 
 func (p *Profile) getUser(c *fiber.Ctx, _ actor) error {

@@ -43,13 +43,13 @@ type AppliedMigration struct {
 // SchemaMax was migrated by a newer release; expand/contract keeps it
 // usable by this one.
 //
-// SchemaMin is 4: this binary reads and writes the users' SCIM columns,
-// which migration 4 adds. Every migration so far only expands, so the
-// previous release's binary still serves a database at version 4 (it
-// ignores the columns).
+// SchemaMin is 5: this binary reads and writes the users' SCIM columns
+// and the groups, which migrations 4 and 5 add. Every migration so far only expands, so the
+// previous release's binary still serves a database at version 5 (it
+// ignores the columns and tables).
 const (
-	SchemaMin = 4
-	SchemaMax = 4
+	SchemaMin = 5
+	SchemaMax = 5
 )
 
 // CheckSchemaVersion reports whether this binary can serve a database at

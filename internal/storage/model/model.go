@@ -304,6 +304,35 @@ type UserQuery struct {
 	Limit      int
 }
 
+// Group is a SCIM group of a zone: its representation (SCIM, with its
+// members), and the member ids, kept apart so a user's groups are found.
+type Group struct {
+	ID, Zone    string
+	DisplayName string
+	ExternalID  string
+	SCIM        map[string]any
+	Members     []string // ids of users (or groups) of the zone
+	Version     int64
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// GroupRef is a group a member belongs to.
+type GroupRef struct{ ID, DisplayName string }
+
+// Groups stores SCIM groups.
+type Groups interface {
+	// Create stores g; ErrConflict if its id exists.
+	Create(ctx context.Context, g Group) error
+	Get(ctx context.Context, id string) (Group, error)
+	// Update applies fn atomically, as Users.Update; the version goes up.
+	Update(ctx context.Context, id string, fn func(old Group) (Group, error)) error
+	Delete(ctx context.Context, id string) error
+	Query(ctx context.Context, zone string, q UserQuery) (page []Group, total int, err error)
+	// Of lists the groups whose members include id, by display name.
+	Of(ctx context.Context, id string) ([]GroupRef, error)
+}
+
 // Users stores local accounts.
 type Users interface {
 	// Create stores u; ErrConflict if its id or (zone, username) exists.
@@ -403,6 +432,7 @@ type Store interface {
 	AuthCodes() AuthCodes
 	Sessions() Sessions
 	Users() Users
+	Groups() Groups
 	Audit() Audit
 	Nodes() Nodes
 

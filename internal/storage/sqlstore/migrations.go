@@ -182,4 +182,26 @@ ALTER TABLE users ADD COLUMN version {int64} NOT NULL DEFAULT 1;
 CREATE INDEX users_zone_external_id ON users (zone, external_id);
 CREATE INDEX users_zone_created ON users (zone, created_at, id);
 `},
+	// SCIM groups; group_members finds a user's groups (the readOnly
+	// "groups" attribute) without reading every group.
+	{Version: 5, Name: "groups", SQL: `
+CREATE TABLE groups (
+	id           TEXT PRIMARY KEY,
+	zone         TEXT NOT NULL,
+	display_name TEXT NOT NULL,
+	external_id  TEXT NOT NULL DEFAULT '',
+	scim         {json},
+	scim_folded  {json},
+	version      {int64} NOT NULL DEFAULT 1,
+	created_at   {time},
+	updated_at   {time}
+);
+CREATE INDEX groups_zone_created ON groups (zone, created_at, id);
+CREATE TABLE group_members (
+	group_id  TEXT NOT NULL,
+	member_id TEXT NOT NULL,
+	PRIMARY KEY (group_id, member_id)
+);
+CREATE INDEX group_members_member ON group_members (member_id);
+`},
 }

@@ -29,64 +29,138 @@ func (u users) scim(r map[string]any) (doc, folded any, err error) {
 	return doc, folded, err
 }
 
+// Delete removes the user, and it from every group: the membership rows,
+// and the member entry in each group's representation (whose version goes
+// up), in one transaction.
 func (u users) Delete(ctx context.Context, id string) error {
-	n, err := u.s.w.Exec(ctx, `DELETE FROM users WHERE id = $1`, id)
+	tx, err := u.s.db.Begin(ctx)
+	if err != nil {
+		return u.s.failed("delete user", err)
+	}
+	defer tx.Rollback()
+	n, err := tx.Exec(ctx, `DELETE FROM users WHERE id = $1`, id)
 	if err != nil {
 		return u.s.failed("delete user", err)
 	}
 	if n == 0 {
 		return fmt.Errorf("user: %w", model.ErrNotFound)
 	}
-	return nil
+	var ids []string
+	if err := tx.Query(ctx, func(row Row) error {
+		var g string
+		err := row.Scan(&g)
+		ids = append(ids, g)
+		return err
+	}, `SELECT group_id FROM group_members WHERE member_id = $1`, id); err != nil {
+		return u.s.failed("delete user", err)
+	}
+	gs := groups{u.s}
+	for _, gid := range ids {
+		g, err := gs.get(ctx, tx, `SELECT `+groupCols+` FROM groups WHERE id = $1`+u.s.d.ForUpdate, gid)
+		if err != nil {
+			return u.s.failed("delete user", err)
+		}
+		g.SCIM = withoutMember(g.SCIM, id)
+		doc, folded, err := gs.encode(g)
+		if err == nil {
+			_, err = tx.Exec(ctx, `UPDATE groups SET scim = $2, scim_folded = $3, version = version + 1, updated_at = $4 WHERE id = $1`,
+				gid, doc, folded, u.s.d.Time(time.Now()))
+		}
+		if err != nil {
+			return u.s.failed("delete user", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM group_members WHERE member_id = $1`, id); err != nil {
+		return u.s.failed("delete user", err)
+	}
+	return u.s.failed("delete user", tx.Commit())
+}
+
+// withoutMember drops the member entries whose value is id.
+func withoutMember(doc map[string]any, id string) map[string]any {
+	list, _ := doc["members"].([]any)
+	kept := list[:0:0]
+	for _, m := range list {
+		if v, _ := m.(map[string]any); v["value"] != id {
+			kept = append(kept, m)
+		}
+	}
+	out := map[string]any{}
+	for k, v := range doc {
+		out[k] = v
+	}
+	if len(kept) == 0 {
+		delete(out, "members")
+	} else {
+		out["members"] = kept
+	}
+	return out
 }
 
 // Query translates q's filter into SQL (values always as parameters), with
 // the meaning scim.ResourceType.Match gives it, so that both engines and
 // the in-memory evaluation agree.
 func (u users) Query(ctx context.Context, zone string, q model.UserQuery) ([]model.User, int, error) {
-	f := &filterSQL{d: u.s.d, args: []any{zone}}
-	where := "zone = $1"
-	if q.Filter != nil {
-		cond, err := f.expr(q.Filter, nil)
-		if err != nil {
-			return nil, 0, err
-		}
-		where += " AND " + cond
-	}
-	var total int
-	if err := u.s.r.QueryRow(ctx, `SELECT COUNT(*) FROM users WHERE `+where, f.args...).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("count users: %w", err)
-	}
-	if q.Limit <= 0 || q.Offset >= total {
-		return nil, total, nil
-	}
-	order := "created_at, id"
-	if q.SortBy != nil {
-		key := f.sortKey(*q.SortBy)
-		dir := ""
-		if q.Descending {
-			dir = " DESC"
-		}
-		order = "(" + key + ") IS NULL, " + key + u.s.d.Collate + dir + ", created_at, id"
-	}
-	args := append(f.args, q.Limit, q.Offset)
 	var out []model.User
-	err := u.s.r.Query(ctx, func(row Row) error {
-		var usr model.User
-		err := scan(row, u.dest(&usr)...)
-		out = append(out, usr)
-		return err
-	}, fmt.Sprintf(`SELECT %s FROM users WHERE %s ORDER BY %s LIMIT $%d OFFSET $%d`, userCols, where, order, len(args)-1, len(args)), args...)
+	total, err := u.s.list(ctx, scimTable{"users", userCols, scim.Users, userColumns}, zone, q.Filter, q.SortBy, q.Descending, q.Offset, q.Limit,
+		func(row Row) error {
+			var usr model.User
+			err := scan(row, u.dest(&usr)...)
+			out = append(out, usr)
+			return err
+		})
 	if err != nil {
 		return nil, 0, fmt.Errorf("list users: %w", err)
 	}
 	return out, total, nil
 }
 
+// scimTable is a table of SCIM resources: its columns, resource type, and
+// the attributes it holds in columns rather than in the document.
+type scimTable struct {
+	name, cols string
+	rt         *scim.ResourceType
+	columns    map[string]string
+}
+
+// list counts the zone's rows matching filter and scans a page of them.
+func (s *Store) list(ctx context.Context, tbl scimTable, zone string, filter scim.Expr, sortBy *scim.Target, desc bool, offset, limit int, each func(Row) error) (int, error) {
+	f := &filterSQL{d: s.d, rt: tbl.rt, columns: tbl.columns, args: []any{zone}}
+	where := "zone = $1"
+	if filter != nil {
+		cond, err := f.expr(filter, nil)
+		if err != nil {
+			return 0, err
+		}
+		where += " AND " + cond
+	}
+	var total int
+	if err := s.r.QueryRow(ctx, `SELECT COUNT(*) FROM `+tbl.name+` WHERE `+where, f.args...).Scan(&total); err != nil {
+		return 0, err
+	}
+	if limit <= 0 || offset >= total {
+		return total, nil
+	}
+	order := "created_at, id"
+	if sortBy != nil {
+		key := f.sortKey(*sortBy)
+		dir := ""
+		if desc {
+			dir = " DESC"
+		}
+		order = "(" + key + ") IS NULL, " + key + s.d.Collate + dir + ", created_at, id"
+	}
+	args := append(f.args, limit, offset)
+	return total, s.r.Query(ctx, each, fmt.Sprintf(`SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT $%d OFFSET $%d`,
+		tbl.cols, tbl.name, where, order, len(args)-1, len(args)), args...)
+}
+
 // filterSQL builds a WHERE condition and its arguments.
 type filterSQL struct {
-	d    Dialect
-	args []any
+	d       Dialect
+	rt      *scim.ResourceType
+	columns map[string]string
+	args    []any
 }
 
 func (f *filterSQL) arg(v any) string {
@@ -94,8 +168,9 @@ func (f *filterSQL) arg(v any) string {
 	return fmt.Sprintf("$%d", len(f.args))
 }
 
-// Columns that hold a SCIM attribute outside the document.
-var userColumns = map[string]string{"id": "id", "externalId": "external_id", "userName": "username"}
+// The attributes users hold in columns (the username folded, as the login
+// keeps it).
+var userColumns = map[string]string{"id": "id", "externalId": "NULLIF(external_id, '')", "userName": "username"}
 
 // expr is e as a two-valued SQL condition (every leaf is COALESCEd to
 // false, so NOT and OR behave as in Go). elem is the element of a value
@@ -120,7 +195,7 @@ func (f *filterSQL) expr(e scim.Expr, within *scim.Attribute) (string, error) {
 		inner, err := f.expr(x.X, within)
 		return "(NOT " + inner + ")", err
 	case *scim.ValuePath:
-		t, err := scim.Users.TargetOf(scim.AttrPath{URN: x.Path.URN, Attr: x.Path.Attr}, nil)
+		t, err := f.target(scim.AttrPath{URN: x.Path.URN, Attr: x.Path.Attr}, nil)
 		if err != nil {
 			return "", err
 		}
@@ -128,9 +203,9 @@ func (f *filterSQL) expr(e scim.Expr, within *scim.Attribute) (string, error) {
 		if ierr != nil {
 			return "", ierr
 		}
-		return "EXISTS (SELECT 1 FROM " + f.d.JSONEach("scim_folded", docPath(t.URN, t.Attr.Name)) + " WHERE " + inner + ")", nil
+		return "EXISTS (SELECT 1 FROM " + f.d.JSONEach("scim_folded", f.docPath(t.URN, t.Attr.Name)) + " WHERE " + inner + ")", nil
 	case *scim.Present:
-		t, err := scim.Users.TargetOf(x.Path, within)
+		t, err := f.target(x.Path, within)
 		if err != nil {
 			return "", err
 		}
@@ -138,7 +213,7 @@ func (f *filterSQL) expr(e scim.Expr, within *scim.Attribute) (string, error) {
 			return f.d.JSONHas(doc, path)
 		}), nil
 	case *scim.Compare:
-		t, err := scim.Users.TargetOf(x.Path, within)
+		t, err := f.target(x.Path, within)
 		if err != nil {
 			return "", err
 		}
@@ -162,13 +237,26 @@ func (f *filterSQL) expr(e scim.Expr, within *scim.Attribute) (string, error) {
 	return "", scim.Errorf(400, scim.InvalidFilter, "unsupported filter")
 }
 
-// docPath is an attribute's path in the stored document.
-func docPath(urn, name string, rest ...string) []string {
-	var p []string
-	if urn != "" && urn != scim.UserSchema {
-		p = append(p, urn)
+// target resolves a path as Match does; a user's groups, which the store
+// keeps apart from the user, cannot be filtered on.
+func (f *filterSQL) target(p scim.AttrPath, within *scim.Attribute) (scim.Target, error) {
+	t, err := f.rt.TargetOf(p, within)
+	if err != nil {
+		return t, err
 	}
-	return append(append(p, name), rest...)
+	if f.rt == scim.Users && within == nil && t.Attr.Name == "groups" {
+		return t, scim.Errorf(400, scim.InvalidFilter, "groups cannot be filtered on; list the group's members instead (GET /Groups/{id})")
+	}
+	return t, nil
+}
+
+// docPath is an attribute's path in the stored document (an extension's
+// under its URN).
+func (f *filterSQL) docPath(urn, name string) []string {
+	if urn != "" && urn != f.rt.Schema.ID {
+		return []string{urn, name}
+	}
+	return []string{name}
 }
 
 // leaf builds a condition on a target's values: onColumn for attributes
@@ -189,24 +277,19 @@ func (f *filterSQL) leaf(t scim.Target, within *scim.Attribute, onColumn func(co
 			return "TRUE" // resourceType, location, version: always there
 		}
 		return "COALESCE(" + onColumn(col, true) + ", FALSE)"
-	case t.URN == "":
-		if col, ok := userColumns[t.Attr.Name]; ok {
-			if t.Attr.Name == "externalId" {
-				return "COALESCE(" + onColumn("NULLIF(external_id, '')", true) + ", FALSE)"
-			}
+	case t.URN == "" || t.URN == f.rt.Schema.ID:
+		if col, ok := f.columns[t.Attr.Name]; ok {
 			return "COALESCE(" + onColumn(col, true) + ", FALSE)"
 		}
-	case t.URN == scim.UserSchema && t.Attr.Name == "userName":
-		return "COALESCE(" + onColumn("username", true) + ", FALSE)"
 	}
 	if t.Attr.MultiValued {
 		var path []string
 		if t.Sub != nil {
 			path = []string{t.Sub.Name}
 		}
-		return "EXISTS (SELECT 1 FROM " + f.d.JSONEach(doc, docPath(t.URN, t.Attr.Name)) + " WHERE COALESCE(" + onDoc("e.value", path, "e.value") + ", FALSE))"
+		return "EXISTS (SELECT 1 FROM " + f.d.JSONEach(doc, f.docPath(t.URN, t.Attr.Name)) + " WHERE COALESCE(" + onDoc("e.value", path, "e.value") + ", FALSE))"
 	}
-	path := docPath(t.URN, t.Attr.Name)
+	path := f.docPath(t.URN, t.Attr.Name)
 	if t.Sub != nil && t.Sub != t.Attr {
 		path = append(path, t.Sub.Name)
 	}
@@ -285,14 +368,12 @@ func (f *filterSQL) sortKey(t scim.Target) string {
 			return "updated_at"
 		}
 		return "created_at"
-	case t.URN == "" && t.Attr.Name == "externalId":
-		return "NULLIF(external_id, '')"
-	case t.URN == "":
-		return userColumns[t.Attr.Name]
-	case t.URN == scim.UserSchema && t.Attr.Name == "userName":
-		return "username"
+	case t.URN == "" || t.URN == f.rt.Schema.ID:
+		if col, ok := f.columns[t.Attr.Name]; ok {
+			return col
+		}
 	}
-	path := docPath(t.URN, t.Attr.Name)
+	path := f.docPath(t.URN, t.Attr.Name)
 	if t.Attr.MultiValued {
 		path = append(path, "[0]")
 	}

@@ -68,6 +68,7 @@ func (s *Store) RefreshTokens() model.RefreshTokens { return refreshTokens{s} }
 func (s *Store) AuthCodes() model.AuthCodes         { return authCodes{s} }
 func (s *Store) Sessions() model.Sessions           { return sessions{s} }
 func (s *Store) Users() model.Users                 { return users{s} }
+func (s *Store) Groups() model.Groups               { return groups{s} }
 func (s *Store) Audit() model.Audit                 { return audit{s} }
 func (s *Store) Nodes() model.Nodes                 { return nodes{s} }
 

@@ -158,3 +158,69 @@ func testSCIMUsers(t *testing.T, open Opener) {
 	wantErr(t, "delete again", s.Users().Delete(ctx, "scim-u-0"), model.ErrNotFound)
 	wantErr(t, "get deleted", func() error { _, err := s.Users().Get(ctx, "scim-u-0"); return err }(), model.ErrNotFound)
 }
+
+// testSCIMGroups: members both ways, filters on groups, and a deleted
+// user leaves every group.
+func testSCIMGroups(t *testing.T, open Opener) {
+	s := migrated(t, open)
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, id := range []string{"u1", "u2"} {
+		must(t, "user", s.Users().Create(ctx, model.User{ID: id, Zone: "eu", Username: id, Status: "active", CreatedAt: now, UpdatedAt: now}))
+	}
+	group := func(id, name string, members ...string) model.Group {
+		var ms []any
+		for _, m := range members {
+			ms = append(ms, map[string]any{"value": m, "type": "User"})
+		}
+		doc := map[string]any{"displayName": name}
+		if len(ms) > 0 {
+			doc["members"] = ms
+		}
+		return model.Group{ID: id, Zone: "eu", DisplayName: name, SCIM: doc, Members: members, CreatedAt: now, UpdatedAt: now}
+	}
+	must(t, "g1", s.Groups().Create(ctx, group("g1", "Tour Guides", "u1", "u2")))
+	now = now.Add(time.Second)
+	must(t, "g2", s.Groups().Create(ctx, group("g2", "Admins", "u1")))
+	query := func(filter string) []string {
+		e, err := scim.ParseFilter(filter)
+		must(t, filter, err)
+		if cerr := scim.Groups.CheckFilter(e); cerr != nil {
+			t.Fatalf("%s: %v", filter, cerr)
+		}
+		page, _, err := s.Groups().Query(ctx, "eu", model.UserQuery{Filter: e, Limit: 10})
+		must(t, filter, err)
+		var ids []string
+		for _, g := range page {
+			ids = append(ids, g.ID)
+		}
+		return ids
+	}
+	equal(t, "members[value eq u2]", query(`members[value eq "u2"]`), []string{"g1"})
+	equal(t, "members eq u1", query(`members eq "u1"`), []string{"g1", "g2"})
+	equal(t, "displayName sw tour", query(`displayName sw "tour"`), []string{"g1"})
+	refs, err := s.Groups().Of(ctx, "u1")
+	must(t, "of", err)
+	equal(t, "groups of u1", refs, []model.GroupRef{{ID: "g2", DisplayName: "Admins"}, {ID: "g1", DisplayName: "Tour Guides"}})
+	g, err := s.Groups().Get(ctx, "g1")
+	must(t, "get", err)
+	equal(t, "members of g1", g.Members, []string{"u1", "u2"})
+
+	must(t, "delete u2", s.Users().Delete(ctx, "u2"))
+	g, _ = s.Groups().Get(ctx, "g1")
+	if len(g.Members) != 1 || g.Version != 2 || len(g.SCIM["members"].([]any)) != 1 {
+		t.Errorf("g1 after its member went: %+v", g)
+	}
+	equal(t, "members[value eq u2] after", query(`members[value eq "u2"]`), []string(nil))
+	must(t, "update", s.Groups().Update(ctx, "g2", func(old model.Group) (model.Group, error) {
+		old.DisplayName, old.SCIM["displayName"], old.Members = "Operators", "Operators", nil
+		delete(old.SCIM, "members")
+		return old, nil
+	}))
+	refs, _ = s.Groups().Of(ctx, "u1")
+	equal(t, "groups of u1 after", refs, []model.GroupRef{{ID: "g1", DisplayName: "Tour Guides"}})
+	must(t, "delete g1", s.Groups().Delete(ctx, "g1"))
+	wantErr(t, "delete g1 again", s.Groups().Delete(ctx, "g1"), model.ErrNotFound)
+	refs, _ = s.Groups().Of(ctx, "u1")
+	equal(t, "groups of u1 at the end", refs, []model.GroupRef(nil))
+}

@@ -43,6 +43,7 @@ func Run(t *testing.T, open Opener) {
 		{"Users", testUsers},
 		{"UsersUpdateConcurrent", testUsersUpdateConcurrent},
 		{"SCIMUsers", testSCIMUsers},
+		{"SCIMGroups", testSCIMGroups},
 		{"Audit", testAudit},
 		{"Nodes", testNodes},
 		{"GC", testGC},

@@ -1,0 +1,307 @@
+package usermgmt
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/keygate/keygate/internal/scim"
+	"github.com/keygate/keygate/internal/storage/model"
+)
+
+func (p *Profile) mountGroups(r fiber.Router, chain func(string, fiber.Handler) []fiber.Handler) {
+	groups := p.path + "/Groups"
+	r.Get(groups, chain(EndpointGroups, p.guard(false, p.listGroups))...)
+	r.Post(groups, chain(EndpointGroups, p.guard(true, p.createGroup))...)
+	r.Post(groups+"/.search", chain(EndpointGroups, p.guard(false, p.searchGroups))...)
+	r.Get(groups+"/:id", chain(EndpointGroups, p.guard(false, p.getGroup))...)
+	r.Put(groups+"/:id", chain(EndpointGroups, p.guard(true, p.replaceGroup))...)
+	r.Patch(groups+"/:id", chain(EndpointGroups, p.guard(true, p.patchGroup))...)
+	r.Delete(groups+"/:id", chain(EndpointGroups, p.guard(true, p.deleteGroup))...)
+}
+
+func (p *Profile) groupRepresentation(c *fiber.Ctx, g model.Group) map[string]any {
+	doc := map[string]any{}
+	for k, v := range g.SCIM {
+		doc[k] = v
+	}
+	if g.ExternalID != "" {
+		doc["externalId"] = g.ExternalID
+	}
+	if members, ok := doc["members"].([]any); ok {
+		out := make([]any, 0, len(members))
+		for _, m := range members {
+			mm, _ := m.(map[string]any)
+			entry := map[string]any{}
+			for k, v := range mm {
+				entry[k] = v
+			}
+			kind, _ := entry["type"].(string)
+			if kind == "" {
+				kind = "User"
+			}
+			if id, _ := entry["value"].(string); id != "" {
+				entry["$ref"] = p.location(c, "/"+kind+"s/"+id)
+			}
+			out = append(out, entry)
+		}
+		doc["members"] = out
+	}
+	doc["schemas"] = []any{scim.GroupSchema}
+	doc["id"] = g.ID
+	doc["meta"] = map[string]any{
+		"resourceType": "Group",
+		"created":      g.CreatedAt.UTC().Format(time.RFC3339),
+		"lastModified": g.UpdatedAt.UTC().Format(time.RFC3339),
+		"location":     p.location(c, "/Groups/"+g.ID),
+		"version":      etag(g.Version),
+	}
+	return doc
+}
+
+// groupFrom fills a group from a checked resource: its display name,
+// external id and members, each of which must be a user or a group of the
+// zone (nothing else may be named a member).
+func (p *Profile) groupFrom(c *fiber.Ctx, g *model.Group, r scim.Resource) *scim.Error {
+	g.DisplayName, _ = r["displayName"].(string)
+	g.ExternalID, _ = r["externalId"].(string)
+	delete(r, "externalId")
+	g.Members = nil
+	members, _ := r["members"].([]any)
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	for i, m := range members {
+		mm, _ := m.(map[string]any)
+		id, _ := mm["value"].(string)
+		kind, _ := mm["type"].(string)
+		if id == "" {
+			return scim.Errorf(http.StatusBadRequest, scim.InvalidValue, "members[%d] has no value (the member's id)", i)
+		}
+		if kind == "" {
+			kind = "User"
+			mm["type"] = kind
+		}
+		var err error
+		switch kind {
+		case "User":
+			_, err = p.store.Users().Get(ctx, id)
+		case "Group":
+			if id == g.ID {
+				return scim.Errorf(http.StatusBadRequest, scim.InvalidValue, "a group cannot be its own member")
+			}
+			_, err = p.store.Groups().Get(ctx, id)
+		default:
+			return scim.Errorf(http.StatusBadRequest, scim.InvalidValue, "members[%d].type must be User or Group", i)
+		}
+		zone, _, _ := strings.Cut(id, idSep)
+		if errors.Is(err, model.ErrNotFound) || zone != p.zone {
+			return scim.Errorf(http.StatusBadRequest, scim.InvalidValue, "members[%d]: no %s %q in this zone", i, strings.ToLower(kind), id)
+		}
+		if err != nil {
+			return scim.Errorf(http.StatusServiceUnavailable, "", "the user store is unavailable; retry")
+		}
+		g.Members = append(g.Members, id)
+	}
+	g.SCIM = r
+	return nil
+}
+
+func (p *Profile) createGroup(c *fiber.Ctx, who actor) error {
+	in, err := p.decode(c)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	r, err := scim.Groups.Check(in)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	now := p.now().UTC()
+	g := model.Group{ID: p.newID(), Zone: p.zone, CreatedAt: now, UpdatedAt: now, Version: 1}
+	if e := p.groupFrom(c, &g, r); e != nil {
+		return p.fail(c, e)
+	}
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	if serr := p.store.Groups().Create(ctx, g); serr != nil {
+		return p.storeFailed(c, "create group", serr)
+	}
+	p.audit(ctx, "scim_group_created", who, g.ID)
+	c.Set(fiber.HeaderLocation, p.location(c, "/Groups/"+g.ID))
+	c.Set(fiber.HeaderETag, etag(g.Version))
+	return send(c, http.StatusCreated, p.groupRepresentation(c, g))
+}
+
+func (p *Profile) loadGroup(c *fiber.Ctx) (model.Group, *scim.Error, error) {
+	id := c.Params("id")
+	if zone, _, ok := strings.Cut(id, idSep); !ok || zone != p.zone {
+		return model.Group{}, scim.Errorf(http.StatusNotFound, "", "no group %q", id), nil
+	}
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	g, err := p.store.Groups().Get(ctx, id)
+	if errors.Is(err, model.ErrNotFound) {
+		return model.Group{}, scim.Errorf(http.StatusNotFound, "", "no group %q", id), nil
+	}
+	return g, nil, err
+}
+
+func (p *Profile) getGroup(c *fiber.Ctx, _ actor) error {
+	g, nf, err := p.loadGroup(c)
+	switch {
+	case err != nil:
+		return p.storeFailed(c, "get group", err)
+	case nf != nil:
+		return p.fail(c, nf)
+	}
+	if inm := c.Get(fiber.HeaderIfNoneMatch); inm != "" && strings.Contains(inm, etag(g.Version)) {
+		return c.SendStatus(http.StatusNotModified)
+	}
+	proj, perr := scim.Groups.ParseProjection(c.Query("attributes"), c.Query("excludedAttributes"))
+	if perr != nil {
+		return p.fail(c, perr)
+	}
+	c.Set(fiber.HeaderETag, etag(g.Version))
+	return send(c, http.StatusOK, scim.Groups.Apply(proj, p.groupRepresentation(c, g)))
+}
+
+func (p *Profile) changeGroup(c *fiber.Ctx, who actor, event string, apply func(current scim.Resource) (scim.Resource, *scim.Error)) error {
+	g, nf, err := p.loadGroup(c)
+	switch {
+	case err != nil:
+		return p.storeFailed(c, "get group", err)
+	case nf != nil:
+		return p.fail(c, nf)
+	}
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	var refused *scim.Error
+	err = p.store.Groups().Update(ctx, g.ID, func(old model.Group) (model.Group, error) {
+		if e := preconditionsVersion(c, old.Version); e != nil {
+			refused = e
+			return old, e
+		}
+		current := scim.Resource{}
+		for k, v := range old.SCIM {
+			current[k] = v
+		}
+		if old.ExternalID != "" {
+			current["externalId"] = old.ExternalID
+		}
+		next, e := apply(current)
+		if e == nil {
+			e = p.groupFrom(c, &old, next)
+		}
+		if e != nil {
+			refused = e
+			return old, e
+		}
+		return old, nil
+	})
+	switch {
+	case refused != nil:
+		return p.fail(c, refused)
+	case errors.Is(err, model.ErrNotFound):
+		return p.fail(c, scim.Errorf(http.StatusNotFound, "", "no group %q", g.ID))
+	case err != nil:
+		return p.storeFailed(c, "update group", err)
+	}
+	saved, err := p.store.Groups().Get(ctx, g.ID)
+	if err != nil {
+		return p.storeFailed(c, "get group", err)
+	}
+	p.audit(ctx, event, who, g.ID)
+	c.Set(fiber.HeaderETag, etag(saved.Version))
+	return send(c, http.StatusOK, p.groupRepresentation(c, saved))
+}
+
+func (p *Profile) replaceGroup(c *fiber.Ctx, who actor) error {
+	in, err := p.decode(c)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	r, err := scim.Groups.Check(in)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	return p.changeGroup(c, who, "scim_group_replaced", func(scim.Resource) (scim.Resource, *scim.Error) { return r.Clone(), nil })
+}
+
+func (p *Profile) patchGroup(c *fiber.Ctx, who actor) error {
+	in, err := p.decode(c)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	ops, err := scim.DecodePatch(in, MaxPatchOps)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	return p.changeGroup(c, who, "scim_group_patched", func(current scim.Resource) (scim.Resource, *scim.Error) {
+		return scim.Groups.Patch(current, ops)
+	})
+}
+
+func (p *Profile) deleteGroup(c *fiber.Ctx, who actor) error {
+	g, nf, err := p.loadGroup(c)
+	switch {
+	case err != nil:
+		return p.storeFailed(c, "get group", err)
+	case nf != nil:
+		return p.fail(c, nf)
+	}
+	if e := preconditionsVersion(c, g.Version); e != nil {
+		return p.fail(c, e)
+	}
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	if err := p.store.Groups().Delete(ctx, g.ID); err != nil && !errors.Is(err, model.ErrNotFound) {
+		return p.storeFailed(c, "delete group", err)
+	}
+	p.audit(ctx, "scim_group_deleted", who, g.ID)
+	return c.SendStatus(http.StatusNoContent)
+}
+
+func (p *Profile) listGroups(c *fiber.Ctx, _ actor) error {
+	params, err := scim.ParamsFromQuery(func(k string) string { return c.Query(k) })
+	if err != nil {
+		return p.fail(c, err)
+	}
+	return p.queryGroups(c, params)
+}
+
+func (p *Profile) searchGroups(c *fiber.Ctx, _ actor) error {
+	in, err := p.decode(c)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	params, err := scim.ParamsFromSearch(in)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	return p.queryGroups(c, params)
+}
+
+func (p *Profile) queryGroups(c *fiber.Ctx, params scim.Params) error {
+	q, err := scim.Groups.Query(params, p.maxResults)
+	if err != nil {
+		return p.fail(c, err)
+	}
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	page, total, serr := p.store.Groups().Query(ctx, p.zone, model.UserQuery{Filter: q.Filter, SortBy: q.SortBy, Descending: q.Descending,
+		Offset: q.StartIndex - 1, Limit: q.Count})
+	if serr != nil {
+		var se *scim.Error
+		if errors.As(serr, &se) {
+			return p.fail(c, se)
+		}
+		return p.storeFailed(c, "list groups", serr)
+	}
+	docs := make([]map[string]any, 0, len(page))
+	for _, g := range page {
+		docs = append(docs, scim.Groups.Apply(q.Projection, p.groupRepresentation(c, g)))
+	}
+	return send(c, http.StatusOK, scim.ListResponse(total, q.StartIndex, docs))
+}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/go-git/go-billy/v5/memfs"
@@ -232,8 +231,7 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatalf("sign out: %v\n%s", err, br.text(t))
 	}
 	// Bob signs in on this browser: Ada's SSO session at the issuer goes.
-	_, err = chromedp.Call(br.tab, network.ClearBrowserCookies, cdp.Empty{})
-	check(t, err)
+	br.clearCookies(t)
 	signInAs("bob", "bob-password-0123")
 	check(t, br.do(chromedp.Navigate(edit), chromedp.WaitVisible(chromedp.ID("page-error"))))
 	if text := br.text(t); !strings.Contains(text, "needs the editor role") {

@@ -354,6 +354,9 @@ func (p *Profile) createUser(c *fiber.Ctx, who actor) error {
 // (userinfo, ID tokens) from the SCIM attributes.
 func claimsOf(r scim.Resource) map[string]any {
 	claims := map[string]any{}
+	if v, ok := r["userName"].(string); ok {
+		claims["preferred_username"] = v
+	}
 	if name, ok := r["name"].(map[string]any); ok {
 		for scimName, claim := range map[string]string{"formatted": "name", "familyName": "family_name", "givenName": "given_name", "middleName": "middle_name"} {
 			if v, ok := name[scimName].(string); ok {

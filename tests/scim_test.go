@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,6 +41,7 @@ profiles:
 clients:
   provisioner: {profile: token, secret: "` + provisionerSecret + `", grant-types: [client_credentials], scopes: ["scim:read", "scim:write"]}
   reader: {profile: token, secret: "` + readerSecret + `", grant-types: [client_credentials], scopes: ["scim:read"]}
+  auditor: {profile: token, secret: "` + readerSecret + `", grant-types: [client_credentials], scopes: ["audit:read"]}
 `,
 		"10-keys.yaml": keysConfig(map[string]string{"k1": newKeyFile(t, secrets, "k1")}),
 	})
@@ -84,9 +87,11 @@ func TestSCIMOverHTTP(t *testing.T) {
 			if backend == "postgres" {
 				ds = fmt.Sprintf("{type: postgres, url: %q}", pgtest.SchemaURL(t, pgtest.Schema(t)))
 			}
-			n := startNode(t, scimConfig(t, ds))
+			dir := scimConfig(t, ds)
+			n := startNode(t, dir)
 			n.waitReady(t)
 			scimWalk(t, n)
+			auditWalk(t, n, dir)
 		})
 	}
 }
@@ -296,5 +301,30 @@ func scimWalk(t *testing.T, n *node) {
 		if n.logs.contains(s) {
 			t.Error("a secret was logged")
 		}
+	}
+}
+
+// auditWalk reads the SCIM changes back from the audit trail: over HTTP
+// behind its own scope, and with `keygate audit`.
+func auditWalk(t *testing.T, n *node, dir string) {
+	base := n.public + "/scim/v2/AuditEvents"
+	scimTok := n.issue(t, url.Values{}, "provisioner", provisionerSecret)
+	if r := scimCall(t, "GET", base, scimTok, "", nil); r.code != 403 {
+		t.Errorf("audit events with the SCIM scope: %d %s", r.code, r.raw)
+	}
+	tok := n.issue(t, url.Values{}, "auditor", readerSecret)
+	r := scimCall(t, "GET", base+"?type=scim_user_deleted", tok, "", nil)
+	events, _ := r.body["events"].([]any)
+	if r.code != 200 || len(events) != 1 || events[0].(map[string]any)["client"] != "provisioner" || !strings.HasPrefix(events[0].(map[string]any)["user"].(string), "eu~") {
+		t.Errorf("audit events: %d %s", r.code, r.raw)
+	}
+	if r := scimCall(t, "GET", base+"?since=yesterday", tok, "", nil); r.code != 400 {
+		t.Errorf("a bad since: %d", r.code)
+	}
+	cmd := exec.Command(binary, "audit", "--dir", dir, "--zone", "eu", "--type", "scim_group_created", "--since", "1h")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Count(string(out), "scim_group_created") != 1 || !strings.Contains(string(out), "client=provisioner") {
+		t.Errorf("keygate audit: %v\n%s", err, out)
 	}
 }

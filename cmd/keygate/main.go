@@ -43,6 +43,8 @@ Usage:
   keygate migrate [flags]               create or upgrade the schema of every configured data source
   keygate user add --zone Z --username U [--name N] [--given-name G] [--family-name F] [--email E] [--email-verified]
                                         create a local user; the password is read from stdin
+  keygate audit --zone Z [--since T] [--until T] [--type T] [--user U] [--client C] [--limit N] [--json]
+                                        list the zone's audit events, oldest first
   keygate version                       print the version and supported schema versions
 
 Config flags: --dir DIR (default $KEYGATE_CONFIG_DIR or ./config.d), --env-file FILE
@@ -81,6 +83,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		code, err = runMigrate(args[1:], environ, stdout, stderr)
 	case "user":
 		code, err = runUser(args[1:], environ, stdout, stderr)
+	case "audit":
+		code, err = runAudit(args[1:], environ, stdout, stderr)
 	case "version", "--version":
 		printVersion(stdout)
 	case "help", "-h", "--help":

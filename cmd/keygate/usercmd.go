@@ -93,30 +93,9 @@ func runUserAdd(args, environ []string, stdout, stderr io.Writer) (int, error) {
 		return exitUsage, usageError{"user add: " + err.Error()}
 	}
 
-	roles := []string{role}
-	if role == "" {
-		if roles, err = config.Roles(opts("")); err != nil {
-			return exitFailure, err
-		}
-	}
-	var snap *config.Snapshot
-	var loadErrs []error
-	for _, r := range roles {
-		sn, err := config.Load(opts(r))
-		if err != nil {
-			loadErrs = append(loadErrs, fmt.Errorf("role %s: configuration not loaded\n%w", r, err))
-			continue
-		}
-		if sr := sn.ServiceRoles[r]; sr != nil && sr.Zone == zone {
-			snap, role = sn, r
-			break
-		}
-	}
-	if snap == nil {
-		if len(loadErrs) > 0 {
-			return exitFailure, errors.Join(append([]error{fmt.Errorf("no loadable service role is in zone %q", zone)}, loadErrs...)...)
-		}
-		return exitFailure, fmt.Errorf("no service role is in zone %q (user add finds the zone's data source through a role)", zone)
+	snap, role, err := zoneSnapshot(opts, role, zone, "user add")
+	if err != nil {
+		return exitFailure, err
 	}
 	ds := snap.DataSources[snap.Zones[zone].DataSource]
 	params := password.ForRole(snap, snap.ServiceRoles[role])
@@ -190,3 +169,31 @@ func readPassword(r io.Reader) (string, error) {
 }
 
 func sortedNames[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// zoneSnapshot loads the configuration of a service role in zone (role,
+// or the first role whose zone it is), so a command finds the zone's data
+// source through it; what is the command's name for errors.
+func zoneSnapshot(opts func(role string) config.Options, role, zone, what string) (*config.Snapshot, string, error) {
+	roles := []string{role}
+	if role == "" {
+		var err error
+		if roles, err = config.Roles(opts("")); err != nil {
+			return nil, "", err
+		}
+	}
+	var loadErrs []error
+	for _, r := range roles {
+		sn, err := config.Load(opts(r))
+		if err != nil {
+			loadErrs = append(loadErrs, fmt.Errorf("role %s: configuration not loaded\n%w", r, err))
+			continue
+		}
+		if sr := sn.ServiceRoles[r]; sr != nil && sr.Zone == zone {
+			return sn, r, nil
+		}
+	}
+	if len(loadErrs) > 0 {
+		return nil, "", errors.Join(append([]error{fmt.Errorf("no loadable service role is in zone %q", zone)}, loadErrs...)...)
+	}
+	return nil, "", fmt.Errorf("no service role is in zone %q (%s finds the zone's data source through a role)", zone, what)
+}

@@ -131,7 +131,13 @@ type DataSource struct {
 	// Timeout bounds every call to the data source (DefaultDataSourceTimeout):
 	// a database that hangs answers 503, not a request that waits minutes.
 	Timeout Duration `yaml:"timeout"`
+	// AuditRetention is how long audit events are kept: the periodic GC
+	// deletes older ones (DefaultAuditRetention).
+	AuditRetention Duration `yaml:"audit-retention"`
 }
+
+// DefaultAuditRetention keeps audit events 90 days.
+const DefaultAuditRetention = 90 * 24 * time.Hour
 
 // Key algorithms.
 const (
@@ -218,12 +224,15 @@ type Profile struct {
 type SCIMScopes struct {
 	Read  string `yaml:"read"`
 	Write string `yaml:"write"`
+	// Audit reads the zone's audit trail (GET <path>/AuditEvents).
+	Audit string `yaml:"audit"`
 }
 
 // User-management defaults.
 const (
 	DefaultSCIMReadScope  = "scim:read"
 	DefaultSCIMWriteScope = "scim:write"
+	DefaultAuditScope     = "audit:read"
 	DefaultSCIMMaxResults = 200
 	MaxSCIMMaxResults     = 1000
 )

@@ -327,6 +327,12 @@ func (l *loader) checkDataSource(ds *DataSource) {
 	if ds.Timeout == 0 {
 		ds.Timeout = Duration(DefaultDataSourceTimeout)
 	}
+	switch {
+	case ds.AuditRetention == 0:
+		ds.AuditRetention = Duration(DefaultAuditRetention)
+	case ds.AuditRetention < Duration(time.Hour):
+		l.at(path+".audit-retention", "must be at least 1h, got %s", ds.AuditRetention.D())
+	}
 }
 
 func (l *loader) checkKey(k *Key) {
@@ -385,6 +391,9 @@ func (l *loader) checkProfile(p *Profile) {
 		}
 		if p.Scopes.Write == "" {
 			p.Scopes.Write = DefaultSCIMWriteScope
+		}
+		if p.Scopes.Audit == "" {
+			p.Scopes.Audit = DefaultAuditScope
 		}
 		switch {
 		case p.MaxResults == 0:

@@ -293,6 +293,19 @@ func (n *Node) stopGC() {
 	}
 }
 
+// auditRetention is the current data source's audit-retention (0: none
+// known, nothing pruned).
+func (n *Node) auditRetention() time.Duration {
+	cur := n.holder.Current()
+	if cur == nil {
+		return 0
+	}
+	if ds := cur.Snapshot().DataSources[cur.DataSource()]; ds != nil {
+		return ds.AuditRetention.D()
+	}
+	return 0
+}
+
 // collect runs one GC on the current runtime's data source, counts it and
 // logs it (info when it deleted rows, debug when there was nothing to do).
 func (n *Node) collect(ctx context.Context, every time.Duration) {
@@ -302,7 +315,12 @@ func (n *Node) collect(ctx context.Context, every time.Duration) {
 	var stats model.GCStats
 	ds, err := n.withStore(ctx, func(st model.Store) error {
 		var err error
-		stats, err = st.GC(ctx, time.Now().Add(-gcGrace))
+		if stats, err = st.GC(ctx, time.Now().Add(-gcGrace)); err != nil {
+			return err
+		}
+		if retention := n.auditRetention(); retention > 0 {
+			stats.AuditEvents, err = st.Audit().Prune(ctx, time.Now().Add(-retention))
+		}
 		return err
 	})
 	switch {
@@ -316,7 +334,7 @@ func (n *Node) collect(ctx context.Context, every time.Duration) {
 	attrs := []any{"data_source", ds, "deleted", stats.Total(),
 		"access_tokens", stats.AccessTokens, "revocations", stats.Revocations, "assertions", stats.Assertions,
 		"refresh_tokens", stats.RefreshTokens, "auth_codes", stats.AuthCodes, "sessions", stats.Sessions,
-		"nodes", stats.Nodes, "duration", time.Since(start).Round(time.Microsecond)}
+		"nodes", stats.Nodes, "audit_events", stats.AuditEvents, "duration", time.Since(start).Round(time.Microsecond)}
 	switch {
 	case err != nil:
 		// Storage errors name the data source, never its URL.

@@ -325,6 +325,9 @@ func (a dAudit) Append(ctx context.Context, e model.AuditEvent) error {
 func (a dAudit) List(ctx context.Context, q model.AuditQuery) ([]model.AuditEvent, error) {
 	return get(a.d, ctx, func(ctx context.Context) ([]model.AuditEvent, error) { return a.a.List(ctx, q) })
 }
+func (a dAudit) Prune(ctx context.Context, before time.Time) (int64, error) {
+	return get(a.d, ctx, func(ctx context.Context) (int64, error) { return a.a.Prune(ctx, before) })
+}
 
 type dNodes struct {
 	a model.Nodes

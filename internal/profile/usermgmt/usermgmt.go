@@ -33,6 +33,7 @@ const (
 	EndpointDiscovery = "scim_discovery"
 	EndpointUsers     = "scim_users"
 	EndpointGroups    = "scim_groups"
+	EndpointAudit     = "audit_events"
 )
 
 // Limits on a request. The public listener refuses bodies over 64 KiB
@@ -57,6 +58,7 @@ type Deps struct {
 type Profile struct {
 	name, path  string
 	read, write string
+	auditScope  string
 	audiences   []string
 	maxResults  int
 	store       model.Store
@@ -82,7 +84,7 @@ func New(p *config.Profile, deps Deps) (*Profile, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Profile{name: p.Name, path: strings.TrimSuffix(p.Path, "/"), read: p.Scopes.Read, write: p.Scopes.Write,
+	return &Profile{name: p.Name, path: strings.TrimSuffix(p.Path, "/"), read: p.Scopes.Read, write: p.Scopes.Write, auditScope: p.Scopes.Audit,
 		audiences: p.Audiences, maxResults: p.MaxResults, store: deps.Store, zone: deps.Zone, tokens: deps.Tokens,
 		hash: deps.Hash, log: deps.Logger, now: deps.Now,
 		limits: scim.Limits{MaxResults: p.MaxResults, MaxPatchOps: MaxPatchOps, MaxBodyBytes: MaxBody}}, nil
@@ -116,6 +118,7 @@ func (p *Profile) MountWith(r fiber.Router, wrap Wrap) {
 	r.Patch(users+"/:id", chain(EndpointUsers, p.guard(true, p.patchUser))...)
 	r.Delete(users+"/:id", chain(EndpointUsers, p.guard(true, p.deleteUser))...)
 	p.mountGroups(r, chain)
+	r.Get(p.path+"/AuditEvents", chain(EndpointAudit, p.guardScopes([]string{p.auditScope}, false, p.auditEvents))...)
 	r.All(users+"/*", chain(EndpointUsers, func(c *fiber.Ctx) error {
 		return p.fail(c, scim.Errorf(http.StatusMethodNotAllowed, "", "method %s is not allowed here", c.Method()))
 	})...)
@@ -129,6 +132,15 @@ type handler func(c *fiber.Ctx, who actor) error
 // guard checks the bearer token (RFC 6750) and its scope: write for
 // changes, read or write for reads.
 func (p *Profile) guard(write bool, h handler) fiber.Handler {
+	need := []string{p.write}
+	if !write {
+		need = append(need, p.read)
+	}
+	return p.guardScopes(need, write, h)
+}
+
+// guardScopes checks the bearer token and that it has one of need.
+func (p *Profile) guardScopes(need []string, write bool, h handler) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		auth := c.Get(fiber.HeaderAuthorization)
 		tok, ok := strings.CutPrefix(auth, "Bearer ")
@@ -147,10 +159,6 @@ func (p *Profile) guard(write bool, h handler) fiber.Handler {
 		case !ok:
 			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="`+p.name+`", error="invalid_token"`)
 			return p.fail(c, scim.Errorf(http.StatusUnauthorized, "", "the access token is invalid, expired, revoked or not meant for this service"))
-		}
-		need := []string{p.write}
-		if !write {
-			need = append(need, p.read)
 		}
 		if !slices.ContainsFunc(acc.Scopes, func(s string) bool { return slices.Contains(need, s) }) {
 			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="`+p.name+`", error="insufficient_scope", scope="`+need[0]+`"`)
@@ -627,4 +635,49 @@ func (p *Profile) audit(ctx context.Context, typ string, who actor, userID strin
 		p.log.Error("scim: audit event not written", "type", typ, "error", err.Error())
 	}
 	p.log.Info("scim change", "type", typ, "user", userID, "client", who.client)
+}
+
+// auditEvents answers GET <path>/AuditEvents: the zone's audit trail,
+// oldest first, filtered by since/until (RFC 3339), type, user, client,
+// at most limit (default 100, at most 1000) events. Read-only, behind its
+// own scope.
+func (p *Profile) auditEvents(c *fiber.Ctx, _ actor) error {
+	q := model.AuditQuery{Zone: p.zone, Type: c.Query("type"), Subject: c.Query("user"), ClientID: c.Query("client"), Limit: 100}
+	for _, t := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &q.Since}, {"until", &q.Until}} {
+		if v := c.Query(t.name); v != "" {
+			at, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return p.fail(c, scim.Errorf(http.StatusBadRequest, scim.InvalidValue, "%s must be an RFC 3339 time", t.name))
+			}
+			*t.dst = at
+		}
+	}
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return p.fail(c, scim.Errorf(http.StatusBadRequest, scim.InvalidValue, "limit must be between 1 and 1000"))
+		}
+		q.Limit = n
+	}
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	events, err := p.store.Audit().List(ctx, q)
+	if err != nil {
+		return p.storeFailed(c, "list audit events", err)
+	}
+	out := make([]map[string]any, 0, len(events))
+	for _, e := range events {
+		out = append(out, map[string]any{"id": e.ID, "time": e.Time.UTC().Format(time.RFC3339Nano), "type": e.Type, "zone": e.Zone,
+			"user": e.Subject, "client": e.ClientID, "ip": e.IP, "details": e.Details})
+	}
+	body, err := json.Marshal(map[string]any{"events": out})
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentType, "application/json")
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Send(body)
 }

@@ -367,18 +367,23 @@ type AuditEvent struct {
 
 // AuditQuery selects events; zero fields do not filter.
 type AuditQuery struct {
-	Type    string
-	Subject string
-	Since   time.Time // inclusive
-	Limit   int       // default 100
+	Type     string
+	Subject  string
+	ClientID string
+	Zone     string
+	Since    time.Time // inclusive
+	Until    time.Time // exclusive
+	Limit    int       // default 100
 }
 
-// Audit is an append-only event log. GC never deletes from it: retention
-// is an operator's policy.
+// Audit is an append-only event log. Store.GC never deletes from it;
+// Prune enforces the data source's audit-retention.
 type Audit interface {
 	Append(ctx context.Context, e AuditEvent) error
 	// List returns matching events, oldest first.
 	List(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+	// Prune deletes the events older than before and says how many.
+	Prune(ctx context.Context, before time.Time) (int64, error)
 }
 
 // NodeStatus is a runtime node's heartbeat, read by the admin node.
@@ -415,11 +420,14 @@ type GCStats struct {
 	AuthCodes     int64
 	Sessions      int64
 	Nodes         int64
+	// AuditEvents are those past the data source's audit-retention
+	// (Audit.Prune, which the node's GC runs after Store.GC).
+	AuditEvents int64
 }
 
 // Total is the sum of every count.
 func (s GCStats) Total() int64 {
-	return s.AccessTokens + s.Revocations + s.Assertions + s.RefreshTokens + s.AuthCodes + s.Sessions + s.Nodes
+	return s.AccessTokens + s.Revocations + s.Assertions + s.RefreshTokens + s.AuthCodes + s.Sessions + s.Nodes + s.AuditEvents
 }
 
 // Store is one data source: every aggregate plus lifecycle. It is safe

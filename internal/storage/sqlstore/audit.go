@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/keygate/keygate/internal/storage/model"
 )
@@ -36,8 +37,17 @@ func (a audit) List(ctx context.Context, q model.AuditQuery) ([]model.AuditEvent
 	if q.Subject != "" {
 		add("subject = $%d", q.Subject)
 	}
+	if q.ClientID != "" {
+		add("client_id = $%d", q.ClientID)
+	}
+	if q.Zone != "" {
+		add("zone = $%d", q.Zone)
+	}
 	if !q.Since.IsZero() {
 		add("time >= $%d", a.s.d.Time(q.Since))
+	}
+	if !q.Until.IsZero() {
+		add("time < $%d", a.s.d.Time(q.Until))
 	}
 	limit := q.Limit
 	if limit <= 0 {
@@ -62,4 +72,21 @@ func (a audit) List(ctx context.Context, q model.AuditQuery) ([]model.AuditEvent
 		return nil, fmt.Errorf("list audit events: %w", err)
 	}
 	return out, nil
+}
+
+// Prune deletes old events in batches, so a large backlog never holds the
+// writer for long.
+func (a audit) Prune(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	q := fmt.Sprintf(`DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE time < $1 LIMIT %d)`, a.s.d.GCBatch)
+	for {
+		n, err := a.s.w.Exec(ctx, q, a.s.d.Time(before))
+		if err != nil {
+			return total, fmt.Errorf("%s: prune audit events: %w", a.s.target, err)
+		}
+		total += n
+		if n < int64(a.s.d.GCBatch) {
+			return total, nil
+		}
+	}
 }

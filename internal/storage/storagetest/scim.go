@@ -224,3 +224,31 @@ func testSCIMGroups(t *testing.T, open Opener) {
 	refs, _ = s.Groups().Of(ctx, "u1")
 	equal(t, "groups of u1 at the end", refs, []model.GroupRef(nil))
 }
+
+// testAuditPrune: the audit trail's filters and its retention.
+func testAuditPrune(t *testing.T, open Opener) {
+	s := migrated(t, open)
+	ctx := context.Background()
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, ev := range []model.AuditEvent{
+		{Type: "scim_user_created", Zone: "eu", Subject: "u1", ClientID: "c1"},
+		{Type: "scim_user_created", Zone: "us", Subject: "u2", ClientID: "c2"},
+		{Type: "login_success", Zone: "eu", Subject: "u1", ClientID: "c1"},
+		{Type: "scim_user_deleted", Zone: "eu", Subject: "u1", ClientID: "c2"},
+	} {
+		ev.Time = base.Add(time.Duration(i) * time.Hour)
+		must(t, "append", s.Audit().Append(ctx, ev))
+	}
+	count := func(q model.AuditQuery) int {
+		evs, err := s.Audit().List(ctx, q)
+		must(t, "list", err)
+		return len(evs)
+	}
+	equal(t, "zone eu", count(model.AuditQuery{Zone: "eu"}), 3)
+	equal(t, "client c2", count(model.AuditQuery{ClientID: "c2"}), 2)
+	equal(t, "until the third hour", count(model.AuditQuery{Until: base.Add(2 * time.Hour)}), 2)
+	n, err := s.Audit().Prune(ctx, base.Add(2*time.Hour))
+	must(t, "prune", err)
+	equal(t, "pruned", n, int64(2))
+	equal(t, "left", count(model.AuditQuery{}), 2)
+}

@@ -44,6 +44,7 @@ func Run(t *testing.T, open Opener) {
 		{"UsersUpdateConcurrent", testUsersUpdateConcurrent},
 		{"SCIMUsers", testSCIMUsers},
 		{"SCIMGroups", testSCIMGroups},
+		{"AuditPrune", testAuditPrune},
 		{"Audit", testAudit},
 		{"Nodes", testNodes},
 		{"GC", testGC},

@@ -145,7 +145,7 @@ func withConsole(api *admin.Server, s settings.Settings, token []byte, log *slog
 	}
 	c, err := console.New(console.Config{Admin: api, BaseURL: s.ConsoleURL, Issuer: s.ConsoleIssuer, ClientID: s.ConsoleClientID,
 		ClientSecret: secret, RoleClaim: s.ConsoleRoleClaim, Editors: s.ConsoleEditors, Viewers: s.ConsoleViewers,
-		AdminToken: token, Git: git, ClientsFile: s.ConsoleClientsFile, Title: s.ConsoleTitle, Logger: log})
+		AdminToken: token, Git: git, ClientsFile: s.ConsoleClientsFile, Title: s.ConsoleTitle, BrandingDir: s.ConsoleBrandingDir, Logger: log})
 	if err != nil {
 		return nil, err
 	}

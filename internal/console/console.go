@@ -15,6 +15,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -49,10 +51,13 @@ type Config struct {
 	// ClientsFile is the file a new client is added to (default: the file
 	// that holds the most clients).
 	ClientsFile string
-	// Title brands the pages (default "Keygate").
-	Title      string
-	HTTPClient *http.Client
-	Logger     *slog.Logger
+	// Title brands the pages (default "Keygate"); BrandingDir, if set,
+	// holds static/ files that replace the built-in ones of the same name
+	// (static/console.css).
+	Title       string
+	BrandingDir string
+	HTTPClient  *http.Client
+	Logger      *slog.Logger
 }
 
 // Server serves the console.
@@ -112,7 +117,11 @@ func New(c Config) (*Server, error) {
 // Handler serves /admin/ui/.
 func (c *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	static, _ := fs.Sub(assets, "static")
+	var static fs.FS
+	static, _ = fs.Sub(assets, "static")
+	if c.c.BrandingDir != "" {
+		static = overlay{os.DirFS(filepath.Join(c.c.BrandingDir, "static")), static}
+	}
 	mux.Handle("GET "+basePath+"static/", http.StripPrefix(basePath+"static/", http.FileServer(http.FS(static))))
 	mux.HandleFunc("GET "+basePath+"login", c.loginPage)
 	mux.HandleFunc("GET "+basePath+"login/sso", c.startSSO)
@@ -138,6 +147,19 @@ func (c *Server) Handler() http.Handler {
 	c.page(mux, "GET "+basePath+"idps/new", RoleEditor, c.newIdP)
 	c.page(mux, "POST "+basePath+"idps/new", RoleEditor, c.createIdP)
 	return headers(mux)
+}
+
+// overlay serves a file from top when it has it, else from base.
+type overlay struct{ top, base fs.FS }
+
+func (o overlay) Open(name string) (fs.File, error) {
+	if f, err := o.top.Open(name); err == nil {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			return f, nil
+		}
+		f.Close()
+	}
+	return o.base.Open(name)
 }
 
 // page registers a handler that needs a session with at least role; a

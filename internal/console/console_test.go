@@ -7,6 +7,8 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -306,5 +308,39 @@ func TestIdPEditor(t *testing.T) {
 		"issuer": {"https://acme.example.com"}, "client-id": {"keygate-at-acme"}, "scopes": {"openid email"}})
 	if code != 200 || !strings.Contains(body, "the variable <strong>AUTHN_ACME_CLIENT_SECRET</strong>") {
 		t.Errorf("new IdP: %d\n%s", code, body)
+	}
+}
+
+// A branding directory's static files replace the built-in ones; the rest
+// stay.
+func TestBranding(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "static"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "static", "console.css"), []byte("body{color:rebeccapurple}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "static", "logo.svg"), []byte("<svg/>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := publish.New(t.TempDir(), 2)
+	api := admin.New(admin.Config{Publisher: p, SigningKey: ed25519.NewKeyFromSeed(make([]byte, 32)), Token: []byte(adminToken), ConfigDir: t.TempDir()})
+	c, err := New(Config{Admin: api, BaseURL: "http://console.test", Title: "Acme IAM", BrandingDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+	for path, want := range map[string]string{"/admin/ui/static/console.css": "rebeccapurple", "/admin/ui/static/logo.svg": "<svg/>", "/admin/ui/login": "Acme IAM admin"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("%s: %d %.100s", path, resp.StatusCode, b)
+		}
 	}
 }

@@ -108,6 +108,7 @@ type Settings struct {
 	ConsoleEditors          []string `envconfig:"KEYGATE_CONSOLE_EDITORS"`
 	ConsoleViewers          []string `envconfig:"KEYGATE_CONSOLE_VIEWERS"`
 	ConsoleTitle            string   `envconfig:"KEYGATE_CONSOLE_TITLE"`
+	ConsoleBrandingDir      string   `envconfig:"KEYGATE_CONSOLE_BRANDING_DIR"`
 	ConsoleClientsFile      string   `envconfig:"KEYGATE_CONSOLE_CLIENTS_FILE"`
 	// The configuration repository the console's edits are committed to
 	// (each on a new branch of GitBase, for review).

@@ -179,7 +179,6 @@ func scimWalk(t *testing.T, n *node) {
 		{"no userName", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"]}`, ct, 400, "invalidValue"},
 		{"SQL in a value", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"x'); DROP TABLE users; --","title":"1' OR '1'='1"}`, ct, 201, ""},
 		{"another media type", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"y"}`, "text/plain", 415, ""},
-		{"an oversized body", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"z","title":"` + strings.Repeat("a", 70000) + `"}`, ct, 413, "listener"},
 	} {
 		r := scimCall(t, "POST", base+"/Users", tok, c.contentType, []byte(c.body))
 		if c.status == 201 {
@@ -189,13 +188,14 @@ func scimWalk(t *testing.T, n *node) {
 			before++
 			continue
 		}
-		if c.scimType == "listener" { // refused by the public listener, before SCIM
-			if r.code != c.status {
-				t.Errorf("%s: %d %s", c.what, r.code, r.raw)
-			}
-			continue
-		}
 		wantError(c.what, r, c.status, c.scimType)
+	}
+	// An oversized body is refused by the public listener from its
+	// Content-Length, before any profile (sent without the body, so the
+	// refusal cannot race the upload).
+	if resp, body := rawRequest(t, strings.TrimPrefix(n.public, "http://"), "POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tok+
+		"\r\nContent-Type: application/scim+json\r\nContent-Length: 70000\r\n\r\n"); resp.StatusCode != 413 {
+		t.Errorf("an oversized body: %d %s", resp.StatusCode, body)
 	}
 	if after := count(); after != before {
 		t.Errorf("refused creates stored users: %v → %v", before, after)

@@ -57,6 +57,16 @@ func (l *loader) resolve() *Snapshot {
 				addProfile(ref)
 			}
 		}
+		// The other zones a user-management profile serves users of: the
+		// node reaches their data sources, so the role needs them.
+		for _, zn := range p.Zones {
+			if z, ok := r.Zones[zn]; ok {
+				s.Zones[z.Name] = z
+				if ds, ok := r.DataSources[z.DataSource]; ok {
+					s.DataSources[ds.Name] = ds
+				}
+			}
+		}
 	}
 	for _, name := range role.Profiles {
 		addProfile(name)

@@ -217,6 +217,9 @@ type Profile struct {
 	Scopes       SCIMScopes `yaml:"scopes"`
 	MaxResults   int        `yaml:"max-results"`
 	Audiences    []string   `yaml:"audiences"`
+	// Zones are other zones whose users the profile serves too, through
+	// their data sources (a user's id names its home zone).
+	Zones []string `yaml:"zones"`
 }
 
 // SCIMScopes are the scopes a user-management profile requires: Read for

@@ -30,7 +30,7 @@ const (
 var profileKeys = map[string][]string{
 	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "userinfo-audiences"},
 	ProfileAuthentication: {"authenticators", "sessions", "templates"},
-	ProfileUserManagement: {"token-profile", "scopes", "max-results", "audiences"},
+	ProfileUserManagement: {"token-profile", "scopes", "max-results", "audiences", "zones"},
 }
 
 var (
@@ -400,6 +400,10 @@ func (l *loader) checkProfile(p *Profile) {
 			p.MaxResults = DefaultSCIMMaxResults
 		case p.MaxResults < 1 || p.MaxResults > MaxSCIMMaxResults:
 			l.at(path+".max-results", "must be between 1 and %d, got %d", MaxSCIMMaxResults, p.MaxResults)
+		}
+		l.unique(path+".zones", p.Zones)
+		for i, z := range p.Zones {
+			l.ref(fmt.Sprintf("%s.zones[%d]", path, i), "zones", z, "")
 		}
 		l.unique(path+".audiences", p.Audiences)
 		for i, a := range p.Audiences {

@@ -230,7 +230,12 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
 				fmt.Errorf("token profile %q must be served by service role %q too: its access tokens guard this profile", p.TokenProfile, snap.Role)))
 			continue
 		}
-		up, err := usermgmt.New(p, usermgmt.Deps{Store: r.store, Zone: role.Zone, Tokens: tp, Hash: password.ForRole(snap, role), Logger: r.log})
+		others, oerr := r.zoneStores(snap, role, p, deps)
+		if oerr != nil {
+			errs = append(errs, oerr)
+			continue
+		}
+		up, err := usermgmt.New(p, usermgmt.Deps{Store: r.store, Zone: role.Zone, Zones: others, Tokens: tp, Hash: password.ForRole(snap, role), Logger: r.log})
 		if err != nil {
 			errs = append(errs, asConfigErrors(err, p.Pos, "profiles."+p.Name)...)
 			continue
@@ -279,6 +284,38 @@ func (r *Runtime) acquireStore(snap *config.Snapshot, role *config.ServiceRole, 
 	r.store = st
 	r.closers = append(r.closers, func() error { release(); return nil })
 	return nil
+}
+
+// zoneStores acquires the stores of the other zones a user-management
+// profile serves (none without deps.Stores: a check opens nothing).
+func (r *Runtime) zoneStores(snap *config.Snapshot, role *config.ServiceRole, p *config.Profile, deps Deps) (map[string]model.Store, *config.Error) {
+	out := map[string]model.Store{}
+	for i, zn := range p.Zones {
+		if zn == role.Zone {
+			continue
+		}
+		z := snap.Zones[zn]
+		if z == nil || snap.DataSources[z.DataSource] == nil {
+			return nil, at(p.Pos, fmt.Sprintf("profiles.%s.zones[%d]", p.Name, i), fmt.Errorf("zone %q or its data source is not defined", zn))
+		}
+		if deps.Stores == nil {
+			out[zn] = nil
+			continue
+		}
+		timeout := deps.StoreTimeout
+		if timeout <= 0 {
+			timeout = DefaultStoreTimeout
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		st, release, err := deps.Stores.Acquire(ctx, snap.DataSources[z.DataSource])
+		cancel()
+		if err != nil {
+			return nil, at(p.Pos, fmt.Sprintf("profiles.%s.zones[%d]", p.Name, i), fmt.Errorf("zone %s: %w", zn, err))
+		}
+		r.closers = append(r.closers, func() error { release(); return nil })
+		out[zn] = st
+	}
+	return out, nil
 }
 
 // keySet parses the profile's signing keys (each key once per snapshot)

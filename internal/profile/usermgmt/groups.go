@@ -119,7 +119,7 @@ func (p *Profile) createGroup(c *fiber.Ctx, who actor) error {
 		return p.fail(c, err)
 	}
 	now := p.now().UTC()
-	g := model.Group{ID: p.newID(), Zone: p.zone, CreatedAt: now, UpdatedAt: now, Version: 1}
+	g := model.Group{ID: newID(p.zone), Zone: p.zone, CreatedAt: now, UpdatedAt: now, Version: 1}
 	if e := p.groupFrom(c, &g, r); e != nil {
 		return p.fail(c, e)
 	}
@@ -128,7 +128,7 @@ func (p *Profile) createGroup(c *fiber.Ctx, who actor) error {
 	if serr := p.store.Groups().Create(ctx, g); serr != nil {
 		return p.storeFailed(c, "create group", serr)
 	}
-	p.audit(ctx, "scim_group_created", who, g.ID)
+	p.audit(ctx, p.store, p.zone, "scim_group_created", who, g.ID)
 	c.Set(fiber.HeaderLocation, p.location(c, "/Groups/"+g.ID))
 	c.Set(fiber.HeaderETag, etag(g.Version))
 	return send(c, http.StatusCreated, p.groupRepresentation(c, g))
@@ -212,7 +212,7 @@ func (p *Profile) changeGroup(c *fiber.Ctx, who actor, event string, apply func(
 	if err != nil {
 		return p.storeFailed(c, "get group", err)
 	}
-	p.audit(ctx, event, who, g.ID)
+	p.audit(ctx, p.store, p.zone, event, who, g.ID)
 	c.Set(fiber.HeaderETag, etag(saved.Version))
 	return send(c, http.StatusOK, p.groupRepresentation(c, saved))
 }
@@ -259,7 +259,7 @@ func (p *Profile) deleteGroup(c *fiber.Ctx, who actor) error {
 	if err := p.store.Groups().Delete(ctx, g.ID); err != nil && !errors.Is(err, model.ErrNotFound) {
 		return p.storeFailed(c, "delete group", err)
 	}
-	p.audit(ctx, "scim_group_deleted", who, g.ID)
+	p.audit(ctx, p.store, p.zone, "scim_group_deleted", who, g.ID)
 	return c.SendStatus(http.StatusNoContent)
 }
 

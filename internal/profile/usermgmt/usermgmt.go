@@ -46,8 +46,10 @@ const (
 
 // Deps are what the profile needs from the runtime.
 type Deps struct {
-	Store  model.Store
-	Zone   string
+	Store model.Store
+	Zone  string
+	// Zones are the stores of the other zones the profile serves, by zone.
+	Zones  map[string]model.Store
 	Tokens *token.Profile // the token profile whose access tokens are accepted
 	Hash   password.Params
 	Logger *slog.Logger
@@ -63,6 +65,7 @@ type Profile struct {
 	maxResults  int
 	store       model.Store
 	zone        string
+	zones       map[string]model.Store
 	tokens      *token.Profile
 	hash        password.Params
 	log         *slog.Logger
@@ -85,7 +88,7 @@ func New(p *config.Profile, deps Deps) (*Profile, error) {
 		deps.Now = time.Now
 	}
 	return &Profile{name: p.Name, path: strings.TrimSuffix(p.Path, "/"), read: p.Scopes.Read, write: p.Scopes.Write, auditScope: p.Scopes.Audit,
-		audiences: p.Audiences, maxResults: p.MaxResults, store: deps.Store, zone: deps.Zone, tokens: deps.Tokens,
+		audiences: p.Audiences, maxResults: p.MaxResults, store: deps.Store, zone: deps.Zone, zones: deps.Zones, tokens: deps.Tokens,
 		hash: deps.Hash, log: deps.Logger, now: deps.Now,
 		limits: scim.Limits{MaxResults: p.MaxResults, MaxPatchOps: MaxPatchOps, MaxBodyBytes: MaxBody}}, nil
 }
@@ -247,7 +250,38 @@ func (p *Profile) location(c *fiber.Ctx, rest string) string {
 // names never contain it, so the home zone can be read from the id.
 const idSep = "~"
 
-func (p *Profile) newID() string { return p.zone + idSep + model.NewID() }
+func newID(zone string) string { return zone + idSep + model.NewID() }
+
+// storeOf is the store of a zone this profile serves: the node's own, or
+// one of its zones; nil for any other.
+func (p *Profile) storeOf(zone string) model.Store {
+	if zone == p.zone {
+		return p.store
+	}
+	return p.zones[zone]
+}
+
+// homeOf is the zone and store of a resource id ("", nil: not ours).
+func (p *Profile) homeOf(id string) (string, model.Store) {
+	zone, _, ok := strings.Cut(id, idSep)
+	if !ok {
+		return "", nil
+	}
+	return zone, p.storeOf(zone)
+}
+
+// requestZone is the zone a create or a list is for: ?zone= names another
+// zone the profile serves, else the node's.
+func (p *Profile) requestZone(c *fiber.Ctx) (string, model.Store, *scim.Error) {
+	zone := c.Query("zone")
+	if zone == "" {
+		return p.zone, p.store, nil
+	}
+	if st := p.storeOf(zone); st != nil {
+		return zone, st, nil
+	}
+	return "", nil, scim.Errorf(http.StatusBadRequest, scim.InvalidValue, "this service does not serve zone %q", zone)
+}
 
 // representation is a stored user as SCIM: the attributes, schemas, id
 // and meta (with the version as a weak ETag).
@@ -255,7 +289,15 @@ func (p *Profile) representation(c *fiber.Ctx, u model.User) map[string]any {
 	doc := p.bare(c, u)
 	ctx, cancel := p.ctx(c)
 	defer cancel()
-	if refs, err := p.store.Groups().Of(ctx, u.ID); err == nil && len(refs) > 0 {
+	if _, st := p.homeOf(u.ID); st != nil {
+		doc = p.withGroups(ctx, c, st, u.ID, doc)
+	}
+	return doc
+}
+
+// withGroups adds the groups the user is a direct member of.
+func (p *Profile) withGroups(ctx context.Context, c *fiber.Ctx, st model.Store, id string, doc map[string]any) map[string]any {
+	if refs, err := st.Groups().Of(ctx, id); err == nil && len(refs) > 0 {
 		var gs []any
 		for _, g := range refs {
 			gs = append(gs, map[string]any{"value": g.ID, "display": g.DisplayName, "type": "direct", "$ref": p.location(c, "/Groups/"+g.ID)})
@@ -337,21 +379,25 @@ func (p *Profile) createUser(c *fiber.Ctx, who actor) error {
 	if err != nil {
 		return p.fail(c, err)
 	}
+	zone, st, zerr := p.requestZone(c)
+	if zerr != nil {
+		return p.fail(c, zerr)
+	}
 	now := p.now().UTC()
-	u := model.User{ID: p.newID(), Zone: p.zone, CreatedAt: now, UpdatedAt: now, Version: 1, Claims: map[string]any{}}
+	u := model.User{ID: newID(zone), Zone: zone, CreatedAt: now, UpdatedAt: now, Version: 1, Claims: map[string]any{}}
 	if err := p.fromResource(&u, r); err != nil {
 		return p.fail(c, err)
 	}
 	u.Claims = claimsOf(r)
 	ctx, cancel := p.ctx(c)
 	defer cancel()
-	if serr := p.store.Users().Create(ctx, u); serr != nil {
+	if serr := st.Users().Create(ctx, u); serr != nil {
 		if errors.Is(serr, model.ErrConflict) {
 			return p.fail(c, scim.Errorf(http.StatusConflict, scim.Uniqueness, "userName %q is taken in this zone", r["userName"]))
 		}
 		return p.storeFailed(c, "create user", serr)
 	}
-	p.audit(ctx, "scim_user_created", who, u.ID)
+	p.audit(ctx, st, zone, "scim_user_created", who, u.ID)
 	doc := p.representation(c, u)
 	c.Set(fiber.HeaderLocation, p.location(c, "/Users/"+u.ID))
 	c.Set(fiber.HeaderETag, etag(u.Version))
@@ -414,12 +460,13 @@ func (p *Profile) storeFailed(c *fiber.Ctx, op string, err error) error {
 // load reads a user of this zone by its SCIM id.
 func (p *Profile) load(c *fiber.Ctx) (model.User, *scim.Error, error) {
 	id := c.Params("id")
-	if zone, _, ok := strings.Cut(id, idSep); !ok || zone != p.zone {
+	_, st := p.homeOf(id)
+	if st == nil {
 		return model.User{}, scim.Errorf(http.StatusNotFound, "", "no user %q", id), nil
 	}
 	ctx, cancel := p.ctx(c)
 	defer cancel()
-	u, err := p.store.Users().Get(ctx, id)
+	u, err := st.Users().Get(ctx, id)
 	if errors.Is(err, model.ErrNotFound) {
 		return model.User{}, scim.Errorf(http.StatusNotFound, "", "no user %q", id), nil
 	}
@@ -467,14 +514,15 @@ func (p *Profile) getUser(c *fiber.Ctx, _ actor) error {
 // stored unless the whole change is valid.
 func (p *Profile) change(c *fiber.Ctx, who actor, event string, apply func(old model.User, current scim.Resource) (scim.Resource, *scim.Error)) error {
 	id := c.Params("id")
-	if zone, _, ok := strings.Cut(id, idSep); !ok || zone != p.zone {
+	zone, st := p.homeOf(id)
+	if st == nil {
 		return p.fail(c, scim.Errorf(http.StatusNotFound, "", "no user %q", id))
 	}
 	ctx, cancel := p.ctx(c)
 	defer cancel()
 	var refused *scim.Error
 	var saved model.User
-	err := p.store.Users().Update(ctx, id, func(old model.User) (model.User, error) {
+	err := st.Users().Update(ctx, id, func(old model.User) (model.User, error) {
 		if e := preconditions(c, old); e != nil {
 			refused = e
 			return old, e
@@ -507,11 +555,11 @@ func (p *Profile) change(c *fiber.Ctx, who actor, event string, apply func(old m
 	case err != nil:
 		return p.storeFailed(c, "update user", err)
 	}
-	u, err := p.store.Users().Get(ctx, id)
+	u, err := st.Users().Get(ctx, id)
 	if err != nil {
 		u = saved
 	}
-	p.audit(ctx, event, who, id)
+	p.audit(ctx, st, zone, event, who, id)
 	c.Set(fiber.HeaderETag, etag(u.Version))
 	return send(c, http.StatusOK, p.representation(c, u))
 }
@@ -574,10 +622,11 @@ func (p *Profile) deleteUser(c *fiber.Ctx, who actor) error {
 	}
 	ctx, cancel := p.ctx(c)
 	defer cancel()
-	if err := p.store.Users().Delete(ctx, u.ID); err != nil && !errors.Is(err, model.ErrNotFound) {
+	zone, st := p.homeOf(u.ID)
+	if err := st.Users().Delete(ctx, u.ID); err != nil && !errors.Is(err, model.ErrNotFound) {
 		return p.storeFailed(c, "delete user", err)
 	}
-	p.audit(ctx, "scim_user_deleted", who, u.ID)
+	p.audit(ctx, st, zone, "scim_user_deleted", who, u.ID)
 	return c.SendStatus(http.StatusNoContent)
 }
 
@@ -606,9 +655,13 @@ func (p *Profile) query(c *fiber.Ctx, params scim.Params) error {
 	if err != nil {
 		return p.fail(c, err)
 	}
+	zone, st, zerr := p.requestZone(c)
+	if zerr != nil {
+		return p.fail(c, zerr)
+	}
 	ctx, cancel := p.ctx(c)
 	defer cancel()
-	page, total, serr := p.store.Users().Query(ctx, p.zone, model.UserQuery{Filter: q.Filter, SortBy: q.SortBy, Descending: q.Descending,
+	page, total, serr := st.Users().Query(ctx, zone, model.UserQuery{Filter: q.Filter, SortBy: q.SortBy, Descending: q.Descending,
 		Offset: q.StartIndex - 1, Limit: q.Count})
 	if serr != nil {
 		var se *scim.Error
@@ -624,14 +677,15 @@ func (p *Profile) query(c *fiber.Ctx, params scim.Params) error {
 	return send(c, http.StatusOK, scim.ListResponse(total, q.StartIndex, docs))
 }
 
-// audit records a SCIM change in the zone's audit trail, with the actor.
-func (p *Profile) audit(ctx context.Context, typ string, who actor, userID string) {
-	ev := model.AuditEvent{Time: p.now().UTC(), Type: typ, Zone: p.zone, Subject: userID, ClientID: who.client,
+// audit records a SCIM change in the audit trail of the zone it concerns
+// (the resource's home), with the actor.
+func (p *Profile) audit(ctx context.Context, st model.Store, zone, typ string, who actor, userID string) {
+	ev := model.AuditEvent{Time: p.now().UTC(), Type: typ, Zone: zone, Subject: userID, ClientID: who.client,
 		Details: map[string]any{"profile": p.name}}
 	if who.subject != "" && who.subject != who.client {
 		ev.Details["actor_user"] = who.subject
 	}
-	if err := p.store.Audit().Append(ctx, ev); err != nil {
+	if err := st.Audit().Append(ctx, ev); err != nil {
 		p.log.Error("scim: audit event not written", "type", typ, "error", err.Error())
 	}
 	p.log.Info("scim change", "type", typ, "user", userID, "client", who.client)

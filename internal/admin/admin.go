@@ -254,6 +254,7 @@ func (s *Server) postBundle(w http.ResponseWriter, r *http.Request) {
 	}
 	s.c.Logger.Info("bundle published", "version", version, "content_hash", b.Manifest.ContentHash[:12], "author", up.Author,
 		"rollout", ro.State, "first", strings.Join(ro.First, ","))
+	go s.auditBundle("bundle_published", version, up.Author, ro)
 	writeJSON(w, http.StatusCreated, published{Manifest: b.Manifest, Stage: stage, Lint: findingLines(findings), NotChecked: orEmpty(c.notChecked), Rollout: ro})
 }
 

@@ -87,6 +87,7 @@ func (s *Server) Activate(version, actor string) error {
 		return err
 	}
 	s.c.Logger.Info("bundle activated", "version", version, "actor", actor)
+	go s.auditBundle("bundle_activated", version, actor, nil)
 	return nil
 }
 

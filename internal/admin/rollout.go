@@ -255,6 +255,7 @@ func (s *Server) Check(ctx context.Context) {
 			err = s.apply(&next)
 		}
 		s.c.Logger.Info("rollout promoted", "version", next.Version, "roles", strings.Join(next.Rest, ","))
+		go s.auditBundle("rollout_promoted", next.Version, "admin node", &next)
 	case verdictStop:
 		next.FinishedAt = ptr(time.Now().UTC())
 		err = s.save(&next)
@@ -403,6 +404,7 @@ func (s *Server) rolloutAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.c.Logger.Info("rollout "+action, "version", next.Version, "state", next.State)
+	go s.auditBundle("rollout_"+action, next.Version, "admin API", &next)
 	writeJSON(w, http.StatusOK, rolloutView{Rollout: &next})
 }
 

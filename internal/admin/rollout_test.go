@@ -279,3 +279,35 @@ func TestResumeFinishesTheRecordedMove(t *testing.T) {
 		t.Errorf("channels after resume %v", got)
 	}
 }
+
+// Publishes and rollbacks are audit events in the zones' own data sources.
+func TestBundleEventsAreAudited(t *testing.T) {
+	f := newFixture(t)
+	if code, _, body := f.do(t, "POST", "/admin/v1/bundles", token, Upload{Files: twoRoles(f.db, "one", ""), Author: "ci"}); code != http.StatusCreated {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	if code, _, body := f.do(t, "POST", "/admin/v1/rollout/rollback", token, nil); code != http.StatusOK {
+		t.Fatalf("rollback: %d %s", code, body)
+	}
+	st, err := datasource.Open(context.Background(), &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: f.db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var types []string
+		if evs, err := st.Audit().List(context.Background(), model.AuditQuery{Zone: "z"}); err == nil {
+			for _, e := range evs {
+				types = append(types, e.Type+":"+fmt.Sprint(e.Details["actor"]))
+			}
+		}
+		if strings.Contains(strings.Join(types, ","), "bundle_published:ci") && strings.Contains(strings.Join(types, ","), "rollout_rollback:admin API") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit events %v", types)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -14,7 +14,7 @@ type groups struct{ s *Store }
 
 const groupCols = `id, zone, display_name, external_id, scim, version, created_at, updated_at`
 
-var groupColumns = map[string]string{"id": "id", "externalId": "NULLIF(external_id, '')"}
+var groupColumns = map[string]string{"id": "id", "externalId": "external_id"}
 
 func (g groups) dest(gr *model.Group) []any {
 	d := g.s.d

@@ -168,9 +168,9 @@ func (f *filterSQL) arg(v any) string {
 	return fmt.Sprintf("$%d", len(f.args))
 }
 
-// The attributes users hold in columns (the username folded, as the login
-// keeps it).
-var userColumns = map[string]string{"id": "id", "externalId": "NULLIF(external_id, '')", "userName": "username"}
+// The attributes users hold in NOT NULL columns (the username folded, as
+// the login keeps it), compared without COALESCE so their indexes serve.
+var userColumns = map[string]string{"id": "id", "externalId": "external_id", "userName": "username"}
 
 // expr is e as a two-valued SQL condition (every leaf is COALESCEd to
 // false, so NOT and OR behave as in Go). elem is the element of a value
@@ -279,7 +279,10 @@ func (f *filterSQL) leaf(t scim.Target, within *scim.Attribute, onColumn func(co
 		return "COALESCE(" + onColumn(col, true) + ", FALSE)"
 	case t.URN == "" || t.URN == f.rt.Schema.ID:
 		if col, ok := f.columns[t.Attr.Name]; ok {
-			return "COALESCE(" + onColumn(col, true) + ", FALSE)"
+			if col == "external_id" { // '' is no external id
+				return "(external_id <> '' AND " + onColumn(col, true) + ")"
+			}
+			return "(" + onColumn(col, true) + ")"
 		}
 	}
 	if t.Attr.MultiValued {
@@ -370,6 +373,9 @@ func (f *filterSQL) sortKey(t scim.Target) string {
 		return "created_at"
 	case t.URN == "" || t.URN == f.rt.Schema.ID:
 		if col, ok := f.columns[t.Attr.Name]; ok {
+			if col == "external_id" {
+				return "NULLIF(external_id, '')"
+			}
 			return col
 		}
 	}

@@ -37,24 +37,35 @@ var clientFields = []string{"redirect-uris", "post-logout-redirect-uris", "grant
 var allGrantTypes = []string{config.GrantAuthorizationCode, config.GrantClientCredentials, config.GrantRefreshToken}
 
 func (c *Server) editClient(w http.ResponseWriter, r *http.Request, s *session) {
-	if c.c.Git == nil {
-		c.render(w, r, http.StatusConflict, "error", page{Title: "Editing is off", Session: s, Error: "no configuration repository is set (KEYGATE_GIT_URL): edits go to git, never straight to the nodes"})
-		return
-	}
 	name := r.PathValue("name")
-	head, err := c.c.Git.ReadHead(r.Context())
-	if err != nil {
-		c.fail(w, r, s, err)
-		return
-	}
-	file, doc, err := findClient(head.Files, name)
-	if err != nil {
-		c.fail(w, r, s, err)
+	_, file, doc, ok := c.fromRepo(w, r, s, func(files map[string][]byte) (string, *yamledit.Doc, error) { return findClient(files, name) })
+	if !ok {
 		return
 	}
 	f := formFromDoc(doc, name)
 	f.File = file
 	c.render(w, r, http.StatusOK, "client", page{Title: "Client " + name, Nav: "config", Session: s, Data: f})
+}
+
+// fromRepo reads the repository's head and finds the file an entry is
+// in; it answers the request itself (and returns false) when editing is
+// off, the repository cannot be read or the entry is not there.
+func (c *Server) fromRepo(w http.ResponseWriter, r *http.Request, s *session, find func(map[string][]byte) (string, *yamledit.Doc, error)) (map[string][]byte, string, *yamledit.Doc, bool) {
+	if c.c.Git == nil {
+		c.render(w, r, http.StatusConflict, "error", page{Title: "Editing is off", Session: s, Error: "no configuration repository is set (KEYGATE_GIT_URL): edits go to git, never straight to the nodes"})
+		return nil, "", nil, false
+	}
+	head, err := c.c.Git.ReadHead(r.Context())
+	if err != nil {
+		c.fail(w, r, s, err)
+		return nil, "", nil, false
+	}
+	file, doc, err := find(head.Files)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return nil, "", nil, false
+	}
+	return head.Files, file, doc, true
 }
 
 // findClient finds the file that defines clients.<name>.
@@ -179,20 +190,10 @@ func (f *clientForm) apply(doc *yamledit.Doc, old *clientForm) error {
 }
 
 func (c *Server) saveClient(w http.ResponseWriter, r *http.Request, s *session) {
-	if c.c.Git == nil {
-		c.render(w, r, http.StatusConflict, "error", page{Title: "Editing is off", Session: s, Error: "no configuration repository is set"})
-		return
-	}
 	name := r.PathValue("name")
 	f := formFromRequest(r, name)
-	head, err := c.c.Git.ReadHead(r.Context())
-	if err != nil {
-		c.fail(w, r, s, err)
-		return
-	}
-	file, doc, err := findClient(head.Files, name)
-	if err != nil {
-		c.fail(w, r, s, err)
+	files, file, doc, ok := c.fromRepo(w, r, s, func(files map[string][]byte) (string, *yamledit.Doc, error) { return findClient(files, name) })
+	if !ok {
 		return
 	}
 	f.File, f.Profile = file, formFromDoc(doc, name).Profile
@@ -201,7 +202,7 @@ func (c *Server) saveClient(w http.ResponseWriter, r *http.Request, s *session) 
 		c.render(w, r, http.StatusUnprocessableEntity, "client", page{Title: "Client " + name, Nav: "config", Session: s, Data: f})
 		return
 	}
-	c.propose(w, r, s, f, head.Files, file, doc.Bytes(), "client "+name+": edited in the console")
+	c.propose(w, r, s, f, files, file, doc.Bytes(), "client "+name+": edited in the console")
 }
 
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)

@@ -90,19 +90,9 @@ func (f *idpForm) apply(doc *yamledit.Doc, old *idpForm) error {
 }
 
 func (c *Server) editIdP(w http.ResponseWriter, r *http.Request, s *session) {
-	if c.c.Git == nil {
-		c.render(w, r, http.StatusConflict, "error", page{Title: "Editing is off", Session: s, Error: "no configuration repository is set (KEYGATE_GIT_URL): edits go to git, never straight to the nodes"})
-		return
-	}
 	profile, name := r.PathValue("profile"), r.PathValue("name")
-	head, err := c.c.Git.ReadHead(r.Context())
-	if err != nil {
-		c.fail(w, r, s, err)
-		return
-	}
-	file, doc, err := findIdP(head.Files, profile, name)
-	if err != nil {
-		c.fail(w, r, s, err)
+	_, file, doc, ok := c.fromRepo(w, r, s, func(files map[string][]byte) (string, *yamledit.Doc, error) { return findIdP(files, profile, name) })
+	if !ok {
 		return
 	}
 	f := idpFromDoc(doc, profile, name)
@@ -111,19 +101,9 @@ func (c *Server) editIdP(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 func (c *Server) saveIdP(w http.ResponseWriter, r *http.Request, s *session) {
-	if c.c.Git == nil {
-		c.render(w, r, http.StatusConflict, "error", page{Title: "Editing is off", Session: s, Error: "no configuration repository is set"})
-		return
-	}
 	profile, name := r.PathValue("profile"), r.PathValue("name")
-	head, err := c.c.Git.ReadHead(r.Context())
-	if err != nil {
-		c.fail(w, r, s, err)
-		return
-	}
-	file, doc, err := findIdP(head.Files, profile, name)
-	if err != nil {
-		c.fail(w, r, s, err)
+	files, file, doc, ok := c.fromRepo(w, r, s, func(files map[string][]byte) (string, *yamledit.Doc, error) { return findIdP(files, profile, name) })
+	if !ok {
 		return
 	}
 	f := idpFromRequest(r, profile, name)
@@ -133,7 +113,7 @@ func (c *Server) saveIdP(w http.ResponseWriter, r *http.Request, s *session) {
 		c.render(w, r, http.StatusUnprocessableEntity, "idp", page{Title: "IdP connection " + name, Nav: "config", Session: s, Data: f})
 		return
 	}
-	c.proposeIdP(w, r, s, f, head.Files, file, doc.Bytes(), "IdP "+name+" of "+profile+": edited in the console")
+	c.proposeIdP(w, r, s, f, files, file, doc.Bytes(), "IdP "+name+" of "+profile+": edited in the console")
 }
 
 func (c *Server) newIdP(w http.ResponseWriter, r *http.Request, s *session) {

@@ -1,6 +1,7 @@
 package usermgmt
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -14,9 +15,10 @@ import (
 
 func (p *Profile) mountGroups(r fiber.Router, chain func(string, fiber.Handler) []fiber.Handler) {
 	groups := p.path + "/Groups"
-	r.Get(groups, chain(EndpointGroups, p.guard(false, p.listGroups))...)
+	listGroups, searchGroups := p.lister(scim.Groups, p.groupPage)
+	r.Get(groups, chain(EndpointGroups, p.guard(false, listGroups))...)
 	r.Post(groups, chain(EndpointGroups, p.guard(true, p.createGroup))...)
-	r.Post(groups+"/.search", chain(EndpointGroups, p.guard(false, p.searchGroups))...)
+	r.Post(groups+"/.search", chain(EndpointGroups, p.guard(false, searchGroups))...)
 	r.Get(groups+"/:id", chain(EndpointGroups, p.guard(false, p.getGroup))...)
 	r.Put(groups+"/:id", chain(EndpointGroups, p.guard(true, p.replaceGroup))...)
 	r.Patch(groups+"/:id", chain(EndpointGroups, p.guard(true, p.patchGroup))...)
@@ -263,45 +265,11 @@ func (p *Profile) deleteGroup(c *fiber.Ctx, who actor) error {
 	return c.SendStatus(http.StatusNoContent)
 }
 
-func (p *Profile) listGroups(c *fiber.Ctx, _ actor) error {
-	params, err := scim.ParamsFromQuery(func(k string) string { return c.Query(k) })
-	if err != nil {
-		return p.fail(c, err)
+func (p *Profile) groupPage(ctx context.Context, c *fiber.Ctx, zone string, st model.Store, q scim.Query) ([]map[string]any, int, error) {
+	groups, total, err := st.Groups().Query(ctx, zone, userQuery(q))
+	docs := make([]map[string]any, 0, len(groups))
+	for _, g := range groups {
+		docs = append(docs, p.groupRepresentation(c, g))
 	}
-	return p.queryGroups(c, params)
-}
-
-func (p *Profile) searchGroups(c *fiber.Ctx, _ actor) error {
-	in, err := p.decode(c)
-	if err != nil {
-		return p.fail(c, err)
-	}
-	params, err := scim.ParamsFromSearch(in)
-	if err != nil {
-		return p.fail(c, err)
-	}
-	return p.queryGroups(c, params)
-}
-
-func (p *Profile) queryGroups(c *fiber.Ctx, params scim.Params) error {
-	q, err := scim.Groups.Query(params, p.maxResults)
-	if err != nil {
-		return p.fail(c, err)
-	}
-	ctx, cancel := p.ctx(c)
-	defer cancel()
-	page, total, serr := p.store.Groups().Query(ctx, p.zone, model.UserQuery{Filter: q.Filter, SortBy: q.SortBy, Descending: q.Descending,
-		Offset: q.StartIndex - 1, Limit: q.Count})
-	if serr != nil {
-		var se *scim.Error
-		if errors.As(serr, &se) {
-			return p.fail(c, se)
-		}
-		return p.storeFailed(c, "list groups", serr)
-	}
-	docs := make([]map[string]any, 0, len(page))
-	for _, g := range page {
-		docs = append(docs, scim.Groups.Apply(q.Projection, p.groupRepresentation(c, g)))
-	}
-	return send(c, http.StatusOK, scim.ListResponse(total, q.StartIndex, docs))
+	return docs, total, err
 }

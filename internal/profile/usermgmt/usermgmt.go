@@ -113,9 +113,10 @@ func (p *Profile) MountWith(r fiber.Router, wrap Wrap) {
 	r.Get(p.path+"/ResourceTypes", chain(EndpointDiscovery, p.resourceTypes)...)
 	r.Get(p.path+"/ResourceTypes/:name", chain(EndpointDiscovery, p.resourceTypes)...)
 	users := p.path + "/Users"
-	r.Get(users, chain(EndpointUsers, p.guard(false, p.listUsers))...)
+	listUsers, searchUsers := p.lister(scim.Users, p.userPage)
+	r.Get(users, chain(EndpointUsers, p.guard(false, listUsers))...)
 	r.Post(users, chain(EndpointUsers, p.guard(true, p.createUser))...)
-	r.Post(users+"/.search", chain(EndpointUsers, p.guard(false, p.searchUsers))...)
+	r.Post(users+"/.search", chain(EndpointUsers, p.guard(false, searchUsers))...)
 	r.Get(users+"/:id", chain(EndpointUsers, p.guard(false, p.getUser))...)
 	r.Put(users+"/:id", chain(EndpointUsers, p.guard(true, p.replaceUser))...)
 	r.Patch(users+"/:id", chain(EndpointUsers, p.guard(true, p.patchUser))...)
@@ -630,51 +631,70 @@ func (p *Profile) deleteUser(c *fiber.Ctx, who actor) error {
 	return c.SendStatus(http.StatusNoContent)
 }
 
-func (p *Profile) listUsers(c *fiber.Ctx, _ actor) error {
-	params, err := scim.ParamsFromQuery(func(k string) string { return c.Query(k) })
-	if err != nil {
-		return p.fail(c, err)
-	}
-	return p.query(c, params)
-}
+// page is one page of a list: the resources as represented, and how many
+// match in all.
+type page func(ctx context.Context, c *fiber.Ctx, zone string, st model.Store, q scim.Query) ([]map[string]any, int, error)
 
-func (p *Profile) searchUsers(c *fiber.Ctx, _ actor) error {
-	in, err := p.decode(c)
-	if err != nil {
-		return p.fail(c, err)
-	}
-	params, err := scim.ParamsFromSearch(in)
-	if err != nil {
-		return p.fail(c, err)
-	}
-	return p.query(c, params)
-}
-
-func (p *Profile) query(c *fiber.Ctx, params scim.Params) error {
-	q, err := scim.Users.Query(params, p.maxResults)
-	if err != nil {
-		return p.fail(c, err)
-	}
-	zone, st, zerr := p.requestZone(c)
-	if zerr != nil {
-		return p.fail(c, zerr)
-	}
-	ctx, cancel := p.ctx(c)
-	defer cancel()
-	page, total, serr := st.Users().Query(ctx, zone, model.UserQuery{Filter: q.Filter, SortBy: q.SortBy, Descending: q.Descending,
-		Offset: q.StartIndex - 1, Limit: q.Count})
-	if serr != nil {
-		var se *scim.Error
-		if errors.As(serr, &se) {
-			return p.fail(c, se)
+// lister answers GET <type> and POST <type>/.search for a resource type:
+// the parameters checked, the zone chosen (?zone=), the page read, the
+// attributes projected.
+func (p *Profile) lister(rt *scim.ResourceType, read page) (list, search handler) {
+	run := func(c *fiber.Ctx, params scim.Params) error {
+		q, err := rt.Query(params, p.maxResults)
+		if err != nil {
+			return p.fail(c, err)
 		}
-		return p.storeFailed(c, "list users", serr)
+		zone, st, zerr := p.requestZone(c)
+		if zerr != nil {
+			return p.fail(c, zerr)
+		}
+		ctx, cancel := p.ctx(c)
+		defer cancel()
+		docs, total, serr := read(ctx, c, zone, st, q)
+		if serr != nil {
+			var se *scim.Error
+			if errors.As(serr, &se) {
+				return p.fail(c, se)
+			}
+			return p.storeFailed(c, "list "+strings.ToLower(rt.Name)+"s", serr)
+		}
+		for i := range docs {
+			docs[i] = rt.Apply(q.Projection, docs[i])
+		}
+		return send(c, http.StatusOK, scim.ListResponse(total, q.StartIndex, docs))
 	}
-	docs := make([]map[string]any, 0, len(page))
-	for _, u := range page {
-		docs = append(docs, scim.Users.Apply(q.Projection, p.representation(c, u)))
+	list = func(c *fiber.Ctx, _ actor) error {
+		params, err := scim.ParamsFromQuery(func(k string) string { return c.Query(k) })
+		if err != nil {
+			return p.fail(c, err)
+		}
+		return run(c, params)
 	}
-	return send(c, http.StatusOK, scim.ListResponse(total, q.StartIndex, docs))
+	search = func(c *fiber.Ctx, _ actor) error {
+		in, err := p.decode(c)
+		if err != nil {
+			return p.fail(c, err)
+		}
+		params, err := scim.ParamsFromSearch(in)
+		if err != nil {
+			return p.fail(c, err)
+		}
+		return run(c, params)
+	}
+	return list, search
+}
+
+func userQuery(q scim.Query) model.UserQuery {
+	return model.UserQuery{Filter: q.Filter, SortBy: q.SortBy, Descending: q.Descending, Offset: q.StartIndex - 1, Limit: q.Count}
+}
+
+func (p *Profile) userPage(ctx context.Context, c *fiber.Ctx, zone string, st model.Store, q scim.Query) ([]map[string]any, int, error) {
+	users, total, err := st.Users().Query(ctx, zone, userQuery(q))
+	docs := make([]map[string]any, 0, len(users))
+	for _, u := range users {
+		docs = append(docs, p.representation(c, u))
+	}
+	return docs, total, err
 }
 
 // audit records a SCIM change in the audit trail of the zone it concerns

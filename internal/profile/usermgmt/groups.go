@@ -152,30 +152,16 @@ func (p *Profile) loadGroup(c *fiber.Ctx) (model.Group, *scim.Error, error) {
 
 func (p *Profile) getGroup(c *fiber.Ctx, _ actor) error {
 	g, nf, err := p.loadGroup(c)
-	switch {
-	case err != nil:
-		return p.storeFailed(c, "get group", err)
-	case nf != nil:
-		return p.fail(c, nf)
+	if r := p.loaded("group", nf, err); r != nil {
+		return r(c)
 	}
-	if inm := c.Get(fiber.HeaderIfNoneMatch); inm != "" && strings.Contains(inm, etag(g.Version)) {
-		return c.SendStatus(http.StatusNotModified)
-	}
-	proj, perr := scim.Groups.ParseProjection(c.Query("attributes"), c.Query("excludedAttributes"))
-	if perr != nil {
-		return p.fail(c, perr)
-	}
-	c.Set(fiber.HeaderETag, etag(g.Version))
-	return send(c, http.StatusOK, scim.Groups.Apply(proj, p.groupRepresentation(c, g)))
+	return p.sendResource(c, scim.Groups, g.Version, func() map[string]any { return p.groupRepresentation(c, g) })
 }
 
 func (p *Profile) changeGroup(c *fiber.Ctx, who actor, event string, apply func(current scim.Resource) (scim.Resource, *scim.Error)) error {
 	g, nf, err := p.loadGroup(c)
-	switch {
-	case err != nil:
-		return p.storeFailed(c, "get group", err)
-	case nf != nil:
-		return p.fail(c, nf)
+	if r := p.loaded("group", nf, err); r != nil {
+		return r(c)
 	}
 	ctx, cancel := p.ctx(c)
 	defer cancel()
@@ -247,22 +233,10 @@ func (p *Profile) patchGroup(c *fiber.Ctx, who actor) error {
 
 func (p *Profile) deleteGroup(c *fiber.Ctx, who actor) error {
 	g, nf, err := p.loadGroup(c)
-	switch {
-	case err != nil:
-		return p.storeFailed(c, "get group", err)
-	case nf != nil:
-		return p.fail(c, nf)
+	if r := p.loaded("group", nf, err); r != nil {
+		return r(c)
 	}
-	if e := preconditionsVersion(c, g.Version); e != nil {
-		return p.fail(c, e)
-	}
-	ctx, cancel := p.ctx(c)
-	defer cancel()
-	if err := p.store.Groups().Delete(ctx, g.ID); err != nil && !errors.Is(err, model.ErrNotFound) {
-		return p.storeFailed(c, "delete group", err)
-	}
-	p.audit(ctx, p.store, p.zone, "scim_group_deleted", who, g.ID)
-	return c.SendStatus(http.StatusNoContent)
+	return p.deleted(c, who, "group", g.ID, g.Version, func(ctx context.Context, st model.Store) error { return st.Groups().Delete(ctx, g.ID) })
 }
 
 func (p *Profile) groupPage(ctx context.Context, c *fiber.Ctx, zone string, st model.Store, q scim.Query) ([]map[string]any, int, error) {

@@ -493,21 +493,51 @@ func preconditionsVersion(c *fiber.Ctx, version int64) *scim.Error {
 
 func (p *Profile) getUser(c *fiber.Ctx, _ actor) error {
 	u, nf, err := p.load(c)
+	if r := p.loaded("user", nf, err); r != nil {
+		return r(c)
+	}
+	return p.sendResource(c, scim.Users, u.Version, func() map[string]any { return p.representation(c, u) })
+}
+
+// loaded answers a failed load (nil when there is none to answer).
+func (p *Profile) loaded(kind string, nf *scim.Error, err error) func(*fiber.Ctx) error {
 	switch {
 	case err != nil:
-		return p.storeFailed(c, "get user", err)
+		return func(c *fiber.Ctx) error { return p.storeFailed(c, "get "+kind, err) }
 	case nf != nil:
-		return p.fail(c, nf)
+		return func(c *fiber.Ctx) error { return p.fail(c, nf) }
 	}
-	if inm := c.Get(fiber.HeaderIfNoneMatch); inm != "" && strings.Contains(inm, etag(u.Version)) {
+	return nil
+}
+
+// sendResource answers a GET: 304 for a matching If-None-Match, else the
+// representation with the request's projection and the ETag.
+func (p *Profile) sendResource(c *fiber.Ctx, rt *scim.ResourceType, version int64, doc func() map[string]any) error {
+	if inm := c.Get(fiber.HeaderIfNoneMatch); inm != "" && strings.Contains(inm, etag(version)) {
 		return c.SendStatus(http.StatusNotModified)
 	}
-	proj, perr := scim.Users.ParseProjection(c.Query("attributes"), c.Query("excludedAttributes"))
+	proj, perr := rt.ParseProjection(c.Query("attributes"), c.Query("excludedAttributes"))
 	if perr != nil {
 		return p.fail(c, perr)
 	}
-	c.Set(fiber.HeaderETag, etag(u.Version))
-	return send(c, http.StatusOK, scim.Users.Apply(proj, p.representation(c, u)))
+	c.Set(fiber.HeaderETag, etag(version))
+	return send(c, http.StatusOK, rt.Apply(proj, doc()))
+}
+
+// deleted answers a DELETE once the resource is loaded: If-Match, the
+// delete in its home store, the audit event, 204.
+func (p *Profile) deleted(c *fiber.Ctx, who actor, kind, id string, version int64, del func(ctx context.Context, st model.Store) error) error {
+	if e := preconditionsVersion(c, version); e != nil {
+		return p.fail(c, e)
+	}
+	ctx, cancel := p.ctx(c)
+	defer cancel()
+	zone, st := p.homeOf(id)
+	if err := del(ctx, st); err != nil && !errors.Is(err, model.ErrNotFound) {
+		return p.storeFailed(c, "delete "+kind, err)
+	}
+	p.audit(ctx, st, zone, "scim_"+kind+"_deleted", who, id)
+	return c.SendStatus(http.StatusNoContent)
 }
 
 // change runs a replace or a PATCH: it reads the user in the store's
@@ -612,23 +642,10 @@ func (p *Profile) patchUser(c *fiber.Ctx, who actor) error {
 
 func (p *Profile) deleteUser(c *fiber.Ctx, who actor) error {
 	u, nf, err := p.load(c)
-	switch {
-	case err != nil:
-		return p.storeFailed(c, "get user", err)
-	case nf != nil:
-		return p.fail(c, nf)
+	if r := p.loaded("user", nf, err); r != nil {
+		return r(c)
 	}
-	if e := preconditions(c, u); e != nil {
-		return p.fail(c, e)
-	}
-	ctx, cancel := p.ctx(c)
-	defer cancel()
-	zone, st := p.homeOf(u.ID)
-	if err := st.Users().Delete(ctx, u.ID); err != nil && !errors.Is(err, model.ErrNotFound) {
-		return p.storeFailed(c, "delete user", err)
-	}
-	p.audit(ctx, st, zone, "scim_user_deleted", who, u.ID)
-	return c.SendStatus(http.StatusNoContent)
+	return p.deleted(c, who, "user", u.ID, u.Version, func(ctx context.Context, st model.Store) error { return st.Users().Delete(ctx, u.ID) })
 }
 
 // page is one page of a list: the resources as represented, and how many

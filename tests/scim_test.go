@@ -324,7 +324,7 @@ func auditWalk(t *testing.T, n *node, dir string) {
 	cmd := exec.Command(binary, "audit", "--dir", dir, "--zone", "eu", "--type", "scim_group_created", "--since", "1h")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	out, err := cmd.CombinedOutput()
-	if err != nil || strings.Count(string(out), "scim_group_created") != 1 || !strings.Contains(string(out), "client=provisioner") {
+	if err != nil || strings.Count(string(out), "scim_group_created") != 1 || !strings.Contains(string(out), `client="provisioner"`) {
 		t.Errorf("keygate audit: %v\n%s", err, out)
 	}
 }

@@ -93,7 +93,9 @@ func runAudit(args, environ []string, stdout, stderr io.Writer) (int, error) {
 			continue
 		}
 		details, _ := json.Marshal(e.Details)
-		fmt.Fprintf(stdout, "%s  %-28s user=%s client=%s ip=%s %s\n", e.Time.UTC().Format(time.RFC3339), e.Type, orDash(e.Subject), orDash(e.ClientID), orDash(e.IP), details)
+		// Quoted: a username typed at a login is in the trail, and must
+		// not forge a line or reach the terminal as escapes.
+		fmt.Fprintf(stdout, "%s  %-28q user=%q client=%q ip=%q %s\n", e.Time.UTC().Format(time.RFC3339), e.Type, orDash(e.Subject), orDash(e.ClientID), orDash(e.IP), details)
 	}
 	if len(events) == q.Limit {
 		fmt.Fprintf(stderr, "(%d events shown, the limit; narrow with --since, --type, --user or raise --limit)\n", q.Limit)

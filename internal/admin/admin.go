@@ -98,6 +98,9 @@ type Server struct {
 	// publish dir) and guards rollout, the last publish's record.
 	mu      sync.Mutex
 	rollout *Rollout
+	// unapplied: the record's channel moves failed after it was saved;
+	// Run retries them.
+	unapplied bool
 	// sources caches the data sources each published version's roles
 	// resolve to with the admin's environment, by version directory.
 	sourcesMu sync.Mutex
@@ -697,6 +700,9 @@ func (s *Server) versionSources(dir string) versionSources {
 		}
 	}
 	vs := versionSources{sources: map[string]*config.DataSource{}}
+	if err == nil {
+		dir = key // the version the key names, even if ..data moves meanwhile
+	}
 	opts := config.Options{Dir: dir, EnvFiles: s.c.EnvFiles, Environ: s.c.Environ, Lenient: true, NoFileReads: true}
 	roles, rerr := config.Roles(opts)
 	if rerr != nil {

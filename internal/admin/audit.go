@@ -17,7 +17,10 @@ func (s *Server) auditBundle(typ, version, actor string, r *Rollout) {
 	if s.c.Pools == nil {
 		return
 	}
-	dir := s.c.Publisher.Dir()
+	dir, ok := s.VersionDir(version) // the zones of the version, not of the top level
+	if !ok {
+		return
+	}
 	opts := config.Options{Dir: dir, EnvFiles: s.c.EnvFiles, Environ: s.c.Environ, Lenient: true, NoFileReads: true}
 	roles, err := config.Roles(opts)
 	if err != nil {

@@ -68,6 +68,12 @@ func cached[T any](c *versionCache, dir, what string, compute func() T) T {
 	return out
 }
 
-func (c *versionCache) snapshot(dir, role string, load func() *config.Snapshot) *config.Snapshot {
-	return cached(c, dir, "snapshot\x00"+role, load)
+// snapshot loads dir for role once per version, from the version
+// directory itself, so a switch of ..data during the load cannot cache
+// one version's snapshot under another's key.
+func (c *versionCache) snapshot(dir, role string, load func(dir string) *config.Snapshot) *config.Snapshot {
+	if k := c.key(dir); k != "" {
+		dir = k
+	}
+	return cached(c, dir, "snapshot\x00"+role, func() *config.Snapshot { return load(dir) })
 }

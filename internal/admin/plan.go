@@ -135,7 +135,7 @@ func (s *Server) rolePlan(role, dir, activeDir string, vars, activeVars []string
 		if d == "" {
 			return nil
 		}
-		return s.cache.snapshot(d, role, func() *config.Snapshot {
+		return s.cache.snapshot(d, role, func(d string) *config.Snapshot {
 			snap, err := config.Load(config.Options{Dir: d, Role: role, EnvFiles: s.c.EnvFiles, Environ: s.c.Environ, Lenient: true, NoFileReads: true})
 			if err != nil {
 				return nil

@@ -154,7 +154,29 @@ func (s *Server) start(version string, schema int, roles []string, spec *Rollout
 	if err := s.save(r); err != nil {
 		return nil, err
 	}
-	return r, s.apply(r)
+	return r, s.applyRecorded(r)
+}
+
+// applyRecorded moves the channels as the saved record says; a failure
+// is retried by Run until the move is done (the record stays the truth).
+func (s *Server) applyRecorded(r *Rollout) error {
+	err := s.apply(r)
+	s.unapplied = err != nil
+	return err
+}
+
+// retryApply finishes a move that failed after its record was saved.
+func (s *Server) retryApply() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.unapplied || s.rollout == nil {
+		return
+	}
+	if err := s.applyRecorded(s.rollout); err != nil {
+		s.c.Logger.Error("rollout: the recorded move still fails; retrying", "version", s.rollout.Version, "error", err.Error())
+		return
+	}
+	s.c.Logger.Info("rollout: the recorded move is done", "version", s.rollout.Version, "state", s.rollout.State)
 }
 
 // apply moves the channels to where the record says they are (idempotent).
@@ -225,6 +247,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			s.retryApply()
 			s.Check(ctx)
 		}
 	}
@@ -252,10 +275,12 @@ func (s *Server) Check(ctx context.Context) {
 		next.State, next.Reason = RolloutComplete, "every live node of "+strings.Join(next.First, ", ")+" served "+next.Version+" for "+time.Duration(next.Soak).String()
 		next.FinishedAt = ptr(time.Now().UTC())
 		if err = s.save(&next); err == nil {
-			err = s.apply(&next)
+			err = s.applyRecorded(&next)
 		}
-		s.c.Logger.Info("rollout promoted", "version", next.Version, "roles", strings.Join(next.Rest, ","))
-		go s.auditBundle("rollout_promoted", next.Version, "admin node", &next)
+		if err == nil {
+			s.c.Logger.Info("rollout promoted", "version", next.Version, "roles", strings.Join(next.Rest, ","))
+			go s.auditBundle("rollout_promoted", next.Version, "admin node", &next)
+		}
 	case verdictStop:
 		next.FinishedAt = ptr(time.Now().UTC())
 		err = s.save(&next)
@@ -393,7 +418,7 @@ func (s *Server) rolloutAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.save(&next); err == nil {
-		if err := s.apply(&next); err != nil {
+		if err := s.applyRecorded(&next); err != nil {
 			s.c.Logger.Error("rollout "+action+" failed", "version", next.Version, "error", err.Error())
 			writeJSON(w, http.StatusInternalServerError, problem{Error: "server_error", Description: "moving the role channels failed; see the admin node's log (the rollout record says where they should be, and a restart finishes the move)"})
 			return

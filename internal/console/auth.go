@@ -121,6 +121,10 @@ func (c *Server) callback(w http.ResponseWriter, r *http.Request) {
 					claims[k] = v
 				}
 			}
+			// An e-mail and its verification come from one source.
+			if _, fromID := claims["email_verified"]; fromID && more["email"] != nil && claims["email"] != more["email"] {
+				claims["email_verified"] = false
+			}
 		}
 	}
 	role := c.roleOf(claims)
@@ -135,7 +139,9 @@ func (c *Server) callback(w http.ResponseWriter, r *http.Request) {
 }
 
 // roleOf maps the configured claim to a role: editor if a value is in
-// Editors, viewer if in Viewers (or Viewers is "*"), else none.
+// Editors, viewer if in Viewers (or Viewers is "*"), else none. An e-mail
+// counts only when the issuer says it is verified: anyone who may set a
+// user's e-mail (a provisioning client) must not thereby pick a role.
 func (c *Server) roleOf(claims map[string]any) string {
 	var values []string
 	switch v := claims[c.c.RoleClaim].(type) {
@@ -147,6 +153,9 @@ func (c *Server) roleOf(claims map[string]any) string {
 				values = append(values, s)
 			}
 		}
+	}
+	if c.c.RoleClaim == "email" && claims["email_verified"] != true {
+		return ""
 	}
 	match := func(list []string) bool {
 		for _, v := range values {

@@ -16,6 +16,7 @@ import (
 // the repository (placeholders unresolved).
 type clientForm struct {
 	Name, File, Profile     string
+	Base                    string // the commit the form was read at
 	New, Public             bool
 	RedirectURIs            []string
 	PostLogoutRedirectURIs  []string
@@ -38,34 +39,43 @@ var allGrantTypes = []string{config.GrantAuthorizationCode, config.GrantClientCr
 
 func (c *Server) editClient(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PathValue("name")
-	_, file, doc, ok := c.fromRepo(w, r, s, func(files map[string][]byte) (string, *yamledit.Doc, error) { return findClient(files, name) })
+	_, file, doc, commit, ok := c.fromRepo(w, r, s, func(files map[string][]byte) (string, *yamledit.Doc, error) { return findClient(files, name) })
 	if !ok {
 		return
 	}
 	f := formFromDoc(doc, name)
-	f.File = file
+	f.File, f.Base = file, commit
 	c.render(w, r, http.StatusOK, "client", page{Title: "Client " + name, Nav: "config", Session: s, Data: f})
 }
 
 // fromRepo reads the repository's head and finds the file an entry is
 // in; it answers the request itself (and returns false) when editing is
 // off, the repository cannot be read or the entry is not there.
-func (c *Server) fromRepo(w http.ResponseWriter, r *http.Request, s *session, find func(map[string][]byte) (string, *yamledit.Doc, error)) (map[string][]byte, string, *yamledit.Doc, bool) {
+//
+// A form carries the commit it was read at (base): a save against a
+// repository that moved since is refused, so it cannot undo what was
+// merged meanwhile.
+func (c *Server) fromRepo(w http.ResponseWriter, r *http.Request, s *session, find func(map[string][]byte) (string, *yamledit.Doc, error)) (files map[string][]byte, file string, doc *yamledit.Doc, commit string, ok bool) {
 	if c.c.Git == nil {
 		c.render(w, r, http.StatusConflict, "error", page{Title: "Editing is off", Session: s, Error: "no configuration repository is set (KEYGATE_GIT_URL): edits go to git, never straight to the nodes"})
-		return nil, "", nil, false
+		return nil, "", nil, "", false
 	}
 	head, err := c.c.Git.ReadHead(r.Context())
 	if err != nil {
 		c.fail(w, r, s, err)
-		return nil, "", nil, false
+		return nil, "", nil, "", false
 	}
-	file, doc, err := find(head.Files)
+	if base := r.PostFormValue("base"); r.Method == http.MethodPost && base != head.Commit {
+		c.render(w, r, http.StatusConflict, "error", page{Title: "The repository changed", Session: s,
+			Error: "the configuration repository changed since this form was opened; open it again to edit the current version"})
+		return nil, "", nil, "", false
+	}
+	file, doc, err = find(head.Files)
 	if err != nil {
 		c.fail(w, r, s, err)
-		return nil, "", nil, false
+		return nil, "", nil, "", false
 	}
-	return head.Files, file, doc, true
+	return head.Files, file, doc, head.Commit, true
 }
 
 // findClient finds the file that defines clients.<name>.
@@ -192,10 +202,11 @@ func (f *clientForm) apply(doc *yamledit.Doc, old *clientForm) error {
 func (c *Server) saveClient(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PathValue("name")
 	f := formFromRequest(r, name)
-	files, file, doc, ok := c.fromRepo(w, r, s, func(files map[string][]byte) (string, *yamledit.Doc, error) { return findClient(files, name) })
+	files, file, doc, commit, ok := c.fromRepo(w, r, s, func(files map[string][]byte) (string, *yamledit.Doc, error) { return findClient(files, name) })
 	if !ok {
 		return
 	}
+	f.Base = commit
 	f.File, f.Profile = file, formFromDoc(doc, name).Profile
 	if err := f.apply(doc, formFromDoc(doc, name)); err != nil {
 		f.Errors = map[string][]string{"": {err.Error()}}
@@ -317,7 +328,7 @@ func (c *Server) propose(w http.ResponseWriter, r *http.Request, s *session, f *
 	if f.New && !f.Public {
 		vault = secretVariable(f.Name)
 	}
-	c.commit(w, r, s, files, file, edited, message, func(errs, lint []string) {
+	c.commit(w, r, s, f.Base, files, file, edited, message, func(errs, lint []string) {
 		f.Errors, f.Lint = fieldErrors(errs, f.Name), lint
 		title := "Client " + f.Name
 		if f.New {
@@ -331,7 +342,7 @@ func (c *Server) propose(w http.ResponseWriter, r *http.Request, s *session, f *
 // repository's head, as the gate would, and commits it to a new branch.
 // When the checks refuse it, refused gets the loader's messages and the
 // lint's findings, and nothing is committed.
-func (c *Server) commit(w http.ResponseWriter, r *http.Request, s *session, files map[string][]byte, file string, edited []byte, message string,
+func (c *Server) commit(w http.ResponseWriter, r *http.Request, s *session, base string, files map[string][]byte, file string, edited []byte, message string,
 	refused func(errs, lint []string), vault string, details map[string]any) {
 	all := map[string]string{}
 	for name, data := range files {
@@ -347,7 +358,7 @@ func (c *Server) commit(w http.ResponseWriter, r *http.Request, s *session, file
 		refused(errs, lint)
 		return
 	}
-	p, err := c.c.Git.Propose(r.Context(), gitback.Author{Name: orDefault(s.Name, s.Actor()), Email: orDefault(s.Email, "break-glass@keygate.invalid")}, message,
+	p, err := c.c.Git.Propose(r.Context(), gitback.Author{Name: orDefault(s.Name, s.Actor()), Email: orDefault(s.Email, "break-glass@keygate.invalid")}, message, base,
 		func(map[string][]byte) (map[string][]byte, error) { return map[string][]byte{file: edited}, nil })
 	if err != nil {
 		c.fail(w, r, s, err)

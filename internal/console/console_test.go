@@ -156,7 +156,19 @@ func (f *fixture) post(t *testing.T, path string, form url.Values) (int, string)
 	return resp.StatusCode, string(b)
 }
 
-var csrfRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+var (
+	csrfRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	baseRe = regexp.MustCompile(`name="base" value="([^"]+)"`)
+)
+
+func baseOf(t *testing.T, page string) string {
+	t.Helper()
+	m := baseRe.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no base commit in the form:\n%s", page)
+	}
+	return m[1]
+}
 
 func csrfOf(t *testing.T, page string) string {
 	t.Helper()
@@ -204,7 +216,7 @@ func TestEditCommitsOnlyTheChangedLine(t *testing.T) {
 	f.post(t, "/admin/ui/break-glass", url.Values{"token": {adminToken}})
 	_, page := f.get(t, "/admin/ui/clients/web/edit")
 	csrf := csrfOf(t, page)
-	form := url.Values{"csrf": {csrf}, "redirect-uris": {"https://app.example.com/cb\nhttps://staging.example.com/cb"},
+	form := url.Values{"csrf": {csrf}, "base": {baseOf(t, page)}, "redirect-uris": {"https://app.example.com/cb\nhttps://staging.example.com/cb"},
 		"grant-types": {"authorization_code"}, "scopes": {"openid"}, "enabled": {"on"}}
 
 	// Without the token: refused, nothing committed.
@@ -238,6 +250,15 @@ func TestEditCommitsOnlyTheChangedLine(t *testing.T) {
 	if branches(t, f.repo) != 2 {
 		t.Error("no branch pushed")
 	}
+	// A form read at an older commit is refused: the repository moved.
+	stale := url.Values{}
+	for k, v := range form {
+		stale[k] = v
+	}
+	stale.Set("base", "0123456789abcdef0123456789abcdef01234567")
+	if code, body := f.post(t, "/admin/ui/clients/web/edit", stale); code != 409 || !strings.Contains(body, "repository changed") {
+		t.Errorf("a stale form: %d", code)
+	}
 }
 
 func TestNewClientGetsASecretPlaceholder(t *testing.T) {
@@ -257,7 +278,7 @@ func TestNewClientGetsASecretPlaceholder(t *testing.T) {
 func TestRoleOf(t *testing.T) {
 	c := &Server{c: Config{RoleClaim: "email", Editors: []string{"ada@example.com"}, Viewers: []string{"*"}}}
 	for claims, want := range map[string]string{"ada@example.com": RoleEditor, "ADA@example.com": RoleEditor, "bob@example.com": RoleViewer, "": ""} {
-		m := map[string]any{}
+		m := map[string]any{"email_verified": true}
 		if claims != "" {
 			m["email"] = claims
 		}
@@ -265,8 +286,12 @@ func TestRoleOf(t *testing.T) {
 			t.Errorf("%q: %q, want %q", claims, got, want)
 		}
 	}
+	// An unverified e-mail gives no role (a provisioning client may set it).
+	if got := c.roleOf(map[string]any{"email": "ada@example.com", "email_verified": false}); got != "" {
+		t.Errorf("unverified e-mail: %q", got)
+	}
 	c.c.Viewers = nil
-	if got := c.roleOf(map[string]any{"email": "bob@example.com"}); got != "" {
+	if got := c.roleOf(map[string]any{"email": "bob@example.com", "email_verified": true}); got != "" {
 		t.Errorf("unlisted: %q", got)
 	}
 	c.c.RoleClaim, c.c.Editors = "groups", []string{"iam-admins"}
@@ -294,12 +319,12 @@ func TestIdPEditor(t *testing.T) {
 	if code != 200 || !strings.Contains(page, `value="https://partner.example.com"`) {
 		t.Fatalf("edit page: %d\n%s", code, page)
 	}
-	csrf := csrfOf(t, page)
-	code, body := f.post(t, "/admin/ui/idps/authn/partner/edit", url.Values{"csrf": {csrf}, "issuer": {"http://partner.example.com"}, "client-id": {"keygate"}})
+	csrf, base := csrfOf(t, page), baseOf(t, page)
+	code, body := f.post(t, "/admin/ui/idps/authn/partner/edit", url.Values{"csrf": {csrf}, "base": {base}, "issuer": {"http://partner.example.com"}, "client-id": {"keygate"}})
 	if code != 422 || !strings.Contains(body, "profiles.authn.authenticators.partner.issuer") || branches(t, f.repo) != 1 {
 		t.Errorf("an http issuer: %d\n%s", code, body)
 	}
-	code, body = f.post(t, "/admin/ui/idps/authn/partner/edit", url.Values{"csrf": {csrf}, "issuer": {"https://login.partner.example.com"}, "client-id": {"keygate"}, "display-name": {"Partner"}})
+	code, body = f.post(t, "/admin/ui/idps/authn/partner/edit", url.Values{"csrf": {csrf}, "base": {base}, "issuer": {"https://login.partner.example.com"}, "client-id": {"keygate"}, "display-name": {"Partner"}})
 	if code != 200 || !strings.Contains(body, `+       partner: {type: oidc, issuer: &#34;https://login.partner.example.com&#34;, client-id: keygate, client-secret: $PARTNER_SECRET, display-name: Partner}`) {
 		t.Errorf("edit: %d\n%s", code, body)
 	}

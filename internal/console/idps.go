@@ -14,6 +14,7 @@ import (
 // of type oidc in an authentication profile) as the editor shows it.
 type idpForm struct {
 	Profile, Name, File string
+	Base                string // the commit the form was read at
 	New                 bool
 	Issuer, ClientID    string
 	DisplayName         string
@@ -91,22 +92,23 @@ func (f *idpForm) apply(doc *yamledit.Doc, old *idpForm) error {
 
 func (c *Server) editIdP(w http.ResponseWriter, r *http.Request, s *session) {
 	profile, name := r.PathValue("profile"), r.PathValue("name")
-	_, file, doc, ok := c.fromRepo(w, r, s, func(files map[string][]byte) (string, *yamledit.Doc, error) { return findIdP(files, profile, name) })
+	_, file, doc, commit, ok := c.fromRepo(w, r, s, func(files map[string][]byte) (string, *yamledit.Doc, error) { return findIdP(files, profile, name) })
 	if !ok {
 		return
 	}
 	f := idpFromDoc(doc, profile, name)
-	f.File = file
+	f.File, f.Base = file, commit
 	c.render(w, r, http.StatusOK, "idp", page{Title: "IdP connection " + name, Nav: "config", Session: s, Data: f})
 }
 
 func (c *Server) saveIdP(w http.ResponseWriter, r *http.Request, s *session) {
 	profile, name := r.PathValue("profile"), r.PathValue("name")
-	files, file, doc, ok := c.fromRepo(w, r, s, func(files map[string][]byte) (string, *yamledit.Doc, error) { return findIdP(files, profile, name) })
+	files, file, doc, commit, ok := c.fromRepo(w, r, s, func(files map[string][]byte) (string, *yamledit.Doc, error) { return findIdP(files, profile, name) })
 	if !ok {
 		return
 	}
 	f := idpFromRequest(r, profile, name)
+	f.Base = commit
 	f.File = file
 	if err := f.apply(doc, idpFromDoc(doc, profile, name)); err != nil {
 		f.Errors = map[string][]string{"": {err.Error()}}
@@ -205,7 +207,7 @@ func idpSecretVariable(profile, name string) string {
 
 func (c *Server) proposeIdP(w http.ResponseWriter, r *http.Request, s *session, f *idpForm, files map[string][]byte, file string, edited []byte, message string) {
 	prefix := "profiles." + f.Profile + ".authenticators." + f.Name + "."
-	c.commit(w, r, s, files, file, edited, message, func(errs, lint []string) {
+	c.commit(w, r, s, f.Base, files, file, edited, message, func(errs, lint []string) {
 		f.Lint = lint
 		f.Errors = map[string][]string{}
 		for _, e := range errs {

@@ -229,11 +229,16 @@ func (w *Writer) readDir(wt *git.Worktree) (map[string][]byte, error) {
 	return out, nil
 }
 
+// ErrMoved: the base branch is no longer at the commit a change was made
+// against.
+var ErrMoved = errors.New("the configuration repository changed since the change was made; make it again on the current version")
+
 // Propose commits change to a new branch off the base and pushes it.
 // change receives the configuration files by name and returns the ones it
-// changed (new or edited; a file it does not return is untouched). Nothing
-// is pushed when it returns an error or changes nothing.
-func (w *Writer) Propose(ctx context.Context, by Author, message string, change func(files map[string][]byte) (map[string][]byte, error)) (*Proposal, error) {
+// changed (new or edited; a file it does not return is untouched). With
+// at (a commit), the base branch must still be there (ErrMoved). Nothing
+// is pushed when change returns an error or changes nothing.
+func (w *Writer) Propose(ctx context.Context, by Author, message, at string, change func(files map[string][]byte) (map[string][]byte, error)) (*Proposal, error) {
 	if by.Name == "" || by.Email == "" {
 		return nil, errors.New("a commit needs the author's name and e-mail")
 	}
@@ -242,6 +247,11 @@ func (w *Writer) Propose(ctx context.Context, by Author, message string, change 
 	repo, wt, err := w.clone(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if at != "" {
+		if ref, err := repo.Head(); err != nil || ref.Hash().String() != at {
+			return nil, ErrMoved
+		}
 	}
 	files, err := w.readDir(wt)
 	if err != nil {

@@ -71,7 +71,7 @@ func TestProposePushesABranchWithOnlyTheEdit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := w.Propose(context.Background(), Author{Name: "Ada Lovelace", Email: "ada@example.com"}, "web-app: add a redirect URI",
+	p, err := w.Propose(context.Background(), Author{Name: "Ada Lovelace", Email: "ada@example.com"}, "web-app: add a redirect URI", "",
 		func(files map[string][]byte) (map[string][]byte, error) {
 			d, err := yamledit.Parse(files["40-clients.yaml"])
 			if err != nil {
@@ -138,7 +138,7 @@ func TestProposePushesABranchWithOnlyTheEdit(t *testing.T) {
 func TestProposeRefusesNoOpAndBadRemotes(t *testing.T) {
 	dir := bareRepo(t)
 	w, _ := New(Config{URL: "file://" + dir})
-	_, err := w.Propose(context.Background(), Author{Name: "A", Email: "a@example.com"}, "nothing", func(files map[string][]byte) (map[string][]byte, error) {
+	_, err := w.Propose(context.Background(), Author{Name: "A", Email: "a@example.com"}, "nothing", "", func(files map[string][]byte) (map[string][]byte, error) {
 		return map[string][]byte{"40-clients.yaml": files["40-clients.yaml"]}, nil
 	})
 	if err == nil || !strings.Contains(err.Error(), "leaves every file as it was") {

@@ -98,7 +98,7 @@ func (p *Profile) groupFrom(c *fiber.Ctx, g *model.Group, r scim.Resource) *scim
 		default:
 			return scim.Errorf(http.StatusBadRequest, scim.InvalidValue, "members[%d].type must be User or Group", i)
 		}
-		zone, _, _ := strings.Cut(id, idSep)
+		zone, _ := p.homeOf(id)
 		if errors.Is(err, model.ErrNotFound) || zone != p.zone {
 			return scim.Errorf(http.StatusBadRequest, scim.InvalidValue, "members[%d]: no %s %q in this zone", i, strings.ToLower(kind), id)
 		}
@@ -144,7 +144,7 @@ func (p *Profile) loadGroup(c *fiber.Ctx) (model.Group, *scim.Error, error) {
 	ctx, cancel := p.ctx(c)
 	defer cancel()
 	g, err := p.store.Groups().Get(ctx, id)
-	if errors.Is(err, model.ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) || (err == nil && g.Zone != p.zone) {
 		return model.Group{}, scim.Errorf(http.StatusNotFound, "", "no group %q", id), nil
 	}
 	return g, nil, err

@@ -262,11 +262,13 @@ func (p *Profile) storeOf(zone string) model.Store {
 	return p.zones[zone]
 }
 
-// homeOf is the zone and store of a resource id ("", nil: not ours).
+// homeOf is the zone and store of a resource id ("", nil: not ours). An
+// id without a zone (a user made by keygate user add or a federated
+// sign-in) is one of the node's zone.
 func (p *Profile) homeOf(id string) (string, model.Store) {
 	zone, _, ok := strings.Cut(id, idSep)
 	if !ok {
-		return "", nil
+		return p.zone, p.store
 	}
 	return zone, p.storeOf(zone)
 }
@@ -340,7 +342,10 @@ func (p *Profile) bare(c *fiber.Ctx, u model.User) map[string]any {
 func etag(v int64) string { return `W/"` + strconv.FormatInt(v, 10) + `"` }
 
 // fromResource fills the stored user from a checked resource: username
-// (normalised as the login does), external id, status, password hash.
+// (normalised as the login does), external id, status, password hash. The
+// status changes only when the resource says active: a replace that omits
+// it keeps a disabled user disabled; active: true re-enables a disabled
+// user but does not lift a lock, which SCIM does not set.
 func (p *Profile) fromResource(u *model.User, r scim.Resource) *scim.Error {
 	name, _ := r["userName"].(string)
 	if strings.TrimSpace(name) != name || strings.ContainsAny(name, "\x00\r\n\t") {
@@ -349,10 +354,15 @@ func (p *Profile) fromResource(u *model.User, r scim.Resource) *scim.Error {
 	u.Username = authn.NormaliseUsername(name)
 	u.ExternalID, _ = r["externalId"].(string)
 	delete(r, "externalId")
-	u.Status = model.UserActive
+	if u.Status == "" {
+		u.Status = model.UserActive
+	}
 	if active, ok := r["active"].(bool); ok {
-		if !active {
+		switch {
+		case !active:
 			u.Status = model.UserDisabled
+		case u.Status == model.UserDisabled:
+			u.Status = model.UserActive
 		}
 		delete(r, "active")
 	}
@@ -461,14 +471,14 @@ func (p *Profile) storeFailed(c *fiber.Ctx, op string, err error) error {
 // load reads a user of this zone by its SCIM id.
 func (p *Profile) load(c *fiber.Ctx) (model.User, *scim.Error, error) {
 	id := c.Params("id")
-	_, st := p.homeOf(id)
+	zone, st := p.homeOf(id)
 	if st == nil {
 		return model.User{}, scim.Errorf(http.StatusNotFound, "", "no user %q", id), nil
 	}
 	ctx, cancel := p.ctx(c)
 	defer cancel()
 	u, err := st.Users().Get(ctx, id)
-	if errors.Is(err, model.ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) || (err == nil && u.Zone != zone) {
 		return model.User{}, scim.Errorf(http.StatusNotFound, "", "no user %q", id), nil
 	}
 	return u, nil, err
@@ -554,6 +564,9 @@ func (p *Profile) change(c *fiber.Ctx, who actor, event string, apply func(old m
 	var refused *scim.Error
 	var saved model.User
 	err := st.Users().Update(ctx, id, func(old model.User) (model.User, error) {
+		if old.Zone != zone {
+			return old, model.ErrNotFound
+		}
 		if e := preconditions(c, old); e != nil {
 			refused = e
 			return old, e
@@ -608,7 +621,6 @@ func (p *Profile) current(u model.User) scim.Resource {
 	if u.ExternalID != "" {
 		r["externalId"] = u.ExternalID
 	}
-	r["active"] = u.Status == "" || u.Status == model.UserActive
 	return r
 }
 

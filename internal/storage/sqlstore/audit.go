@@ -41,7 +41,9 @@ func (a audit) List(ctx context.Context, q model.AuditQuery) ([]model.AuditEvent
 		add("client_id = $%d", q.ClientID)
 	}
 	if q.Zone != "" {
-		add("zone = $%d", q.Zone)
+		// An event written without a zone (before events carried one)
+		// belongs to the data source it is in, which is the zone's.
+		add("(zone = $%d OR zone = '')", q.Zone)
 	}
 	if !q.Since.IsZero() {
 		add("time >= $%d", a.s.d.Time(q.Since))

@@ -123,6 +123,8 @@ func (g groups) Update(ctx context.Context, id string, fn func(old model.Group) 
 	return g.s.failed("update group", err)
 }
 
+// Delete removes the group and it from every group it is a member of
+// (their rows and their representations), in one transaction.
 func (g groups) Delete(ctx context.Context, id string) error {
 	tx, err := g.s.db.Begin(ctx)
 	if err != nil {
@@ -130,17 +132,52 @@ func (g groups) Delete(ctx context.Context, id string) error {
 	}
 	defer tx.Rollback()
 	n, err := tx.Exec(ctx, `DELETE FROM groups WHERE id = $1`, id)
-	if err == nil && n == 0 {
+	if err != nil {
+		return g.s.failed("delete group", err)
+	}
+	if n == 0 {
 		return fmt.Errorf("group: %w", model.ErrNotFound)
 	}
-	if err == nil {
-		// As a member of other groups, it goes too.
-		_, err = tx.Exec(ctx, `DELETE FROM group_members WHERE group_id = $1 OR member_id = $1`, id)
+	if _, err := tx.Exec(ctx, `DELETE FROM group_members WHERE group_id = $1`, id); err != nil {
+		return g.s.failed("delete group", err)
 	}
-	if err == nil {
-		err = tx.Commit()
+	if err := g.s.leaveGroups(ctx, tx, id); err != nil {
+		return g.s.failed("delete group", err)
 	}
-	return g.s.failed("delete group", err)
+	return g.s.failed("delete group", tx.Commit())
+}
+
+// leaveGroups removes member id from every group that has it: the
+// membership rows, and the member entry of each group's representation,
+// whose version goes up.
+func (s *Store) leaveGroups(ctx context.Context, tx Tx, id string) error {
+	var ids []string
+	if err := tx.Query(ctx, func(row Row) error {
+		var g string
+		err := row.Scan(&g)
+		ids = append(ids, g)
+		return err
+	}, `SELECT group_id FROM group_members WHERE member_id = $1`, id); err != nil {
+		return err
+	}
+	gs := groups{s}
+	for _, gid := range ids {
+		g, err := gs.get(ctx, tx, `SELECT `+groupCols+` FROM groups WHERE id = $1`+s.d.ForUpdate, gid)
+		if err != nil {
+			return err
+		}
+		g.SCIM = withoutMember(g.SCIM, id)
+		doc, folded, err := gs.encode(g)
+		if err == nil {
+			_, err = tx.Exec(ctx, `UPDATE groups SET scim = $2, scim_folded = $3, version = version + 1, updated_at = $4 WHERE id = $1`,
+				gid, doc, folded, s.d.Time(time.Now()))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	_, err := tx.Exec(ctx, `DELETE FROM group_members WHERE member_id = $1`, id)
+	return err
 }
 
 func (g groups) Query(ctx context.Context, zone string, q model.UserQuery) ([]model.Group, int, error) {

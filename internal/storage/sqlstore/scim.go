@@ -45,32 +45,7 @@ func (u users) Delete(ctx context.Context, id string) error {
 	if n == 0 {
 		return fmt.Errorf("user: %w", model.ErrNotFound)
 	}
-	var ids []string
-	if err := tx.Query(ctx, func(row Row) error {
-		var g string
-		err := row.Scan(&g)
-		ids = append(ids, g)
-		return err
-	}, `SELECT group_id FROM group_members WHERE member_id = $1`, id); err != nil {
-		return u.s.failed("delete user", err)
-	}
-	gs := groups{u.s}
-	for _, gid := range ids {
-		g, err := gs.get(ctx, tx, `SELECT `+groupCols+` FROM groups WHERE id = $1`+u.s.d.ForUpdate, gid)
-		if err != nil {
-			return u.s.failed("delete user", err)
-		}
-		g.SCIM = withoutMember(g.SCIM, id)
-		doc, folded, err := gs.encode(g)
-		if err == nil {
-			_, err = tx.Exec(ctx, `UPDATE groups SET scim = $2, scim_folded = $3, version = version + 1, updated_at = $4 WHERE id = $1`,
-				gid, doc, folded, u.s.d.Time(time.Now()))
-		}
-		if err != nil {
-			return u.s.failed("delete user", err)
-		}
-	}
-	if _, err := tx.Exec(ctx, `DELETE FROM group_members WHERE member_id = $1`, id); err != nil {
+	if err := u.s.leaveGroups(ctx, tx, id); err != nil {
 		return u.s.failed("delete user", err)
 	}
 	return u.s.failed("delete user", tx.Commit())
@@ -148,7 +123,11 @@ func (s *Store) list(ctx context.Context, tbl scimTable, zone string, filter sci
 		if desc {
 			dir = " DESC"
 		}
-		order = "(" + key + ") IS NULL, " + key + s.d.Collate + dir + ", created_at, id"
+		collate := s.d.Collate
+		if sortBy.Compared.Type == scim.TypeDateTime || sortBy.Compared.Type == scim.TypeBoolean {
+			collate = "" // not text: no collation
+		}
+		order = "(" + key + ") IS NULL, " + key + collate + dir + ", created_at, id"
 	}
 	args := append(f.args, limit, offset)
 	return total, s.r.Query(ctx, each, fmt.Sprintf(`SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT $%d OFFSET $%d`,
@@ -209,6 +188,9 @@ func (f *filterSQL) expr(e scim.Expr, within *scim.Attribute) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		if f.rt == scim.Users && within == nil && t.Attr.Name == "active" {
+			return "TRUE", nil // every user is active or not
+		}
 		return f.leaf(t, within, func(v string, _ bool) string { return v + " IS NOT NULL" }, func(_ string, path []string, doc string) string {
 			return f.d.JSONHas(doc, path)
 		}), nil
@@ -244,8 +226,11 @@ func (f *filterSQL) target(p scim.AttrPath, within *scim.Attribute) (scim.Target
 	if err != nil {
 		return t, err
 	}
-	if f.rt == scim.Users && within == nil && t.Attr.Name == "groups" {
+	switch {
+	case f.rt == scim.Users && within == nil && t.Attr.Name == "groups":
 		return t, scim.Errorf(400, scim.InvalidFilter, "groups cannot be filtered on; list the group's members instead (GET /Groups/{id})")
+	case within == nil && (t.Attr.Name == "schemas" || (t.Attr.Name == "meta" && t.Sub != nil && subName(t) != "created" && subName(t) != "lastModified")):
+		return t, scim.Errorf(400, scim.InvalidFilter, "%s cannot be filtered on (meta.created and meta.lastModified can)", p.String())
 	}
 	return t, nil
 }
@@ -312,6 +297,13 @@ func (f *filterSQL) compare(t scim.Target, within *scim.Attribute, c *scim.Compa
 	switch a.Type {
 	case scim.TypeBoolean:
 		b := c.Value.(bool)
+		if f.rt == scim.Users && within == nil && t.Attr.Name == "active" {
+			// The status column holds it, not the document.
+			if b {
+				return "(status = 'active')", nil
+			}
+			return "(status <> 'active')", nil
+		}
 		return f.leaf(t, within, func(col string, _ bool) string { return "FALSE" }, func(_ string, path []string, doc string) string {
 			return f.d.JSONBool(doc, path, b)
 		}), nil
@@ -371,6 +363,8 @@ func (f *filterSQL) sortKey(t scim.Target) string {
 			return "updated_at"
 		}
 		return "created_at"
+	case f.rt == scim.Users && t.Attr.Name == "active":
+		return "(status = 'active')"
 	case t.URN == "" || t.URN == f.rt.Schema.ID:
 		if col, ok := f.columns[t.Attr.Name]; ok {
 			if col == "external_id" {

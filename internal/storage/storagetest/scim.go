@@ -49,6 +49,7 @@ var scimFilters = []string{
 	`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department pr`,
 	`meta.created gt "2026-01-01T00:00:02Z"`, `meta.created le "2026-01-01T00:00:02Z"`, `meta.lastModified ge "2026-01-01T00:00:00Z"`,
 	`id eq "scim-u-3"`, `id ne "scim-u-3"`, `id pr`, `meta pr`,
+	`active eq true and userType eq "Employee"`, `not (active eq false)`,
 }
 
 // testSCIMUsers: every filter gives the same users on the store as
@@ -68,14 +69,23 @@ func testSCIMUsers(t *testing.T, open Opener) {
 		if cerr != nil {
 			t.Fatalf("person %d: %v", i, cerr)
 		}
-		u := model.User{ID: fmt.Sprintf("scim-u-%d", i), Zone: "eu", Username: strings.ToLower(r["userName"].(string)), Status: "active",
-			CreatedAt: base.Add(time.Duration(i) * time.Second), UpdatedAt: base.Add(time.Duration(i) * time.Second), SCIM: r}
+		// Stored as the user-management profile stores it: active in the
+		// status, not in the document.
+		status := model.UserActive
+		if active, ok := r["active"].(bool); ok && !active {
+			status = model.UserDisabled
+		}
+		stored := r.Clone()
+		delete(stored, "active")
+		u := model.User{ID: fmt.Sprintf("scim-u-%d", i), Zone: "eu", Username: strings.ToLower(r["userName"].(string)), Status: status,
+			CreatedAt: base.Add(time.Duration(i) * time.Second), UpdatedAt: base.Add(time.Duration(i) * time.Second), SCIM: stored}
 		if ext, ok := r["externalId"].(string); ok {
 			u.ExternalID = ext
 		}
 		must(t, "create", s.Users().Create(ctx, u))
 		people = append(people, u)
 		full := r.Clone()
+		full["active"] = status == model.UserActive // as the profile represents it
 		full["id"] = u.ID
 		full["meta"] = map[string]any{"created": u.CreatedAt.Format(time.RFC3339), "lastModified": u.UpdatedAt.Format(time.RFC3339)}
 		docs = append(docs, full)
@@ -129,6 +139,7 @@ func testSCIMUsers(t *testing.T, open Opener) {
 	equal(t, "sort by name.familyName descending", sortBy("name.familyName", true, 0, 10), []string{"scim-u-2", "scim-u-1", "scim-u-0", "scim-u-3", "scim-u-4", "scim-u-5"})
 	equal(t, "sort by userName, second page", sortBy("userName", false, 2, 2), []string{"scim-u-3", "scim-u-5"})
 	equal(t, "sort by emails (the first)", sortBy("emails", false, 0, 3), []string{"scim-u-0", "scim-u-2", "scim-u-1"})
+	equal(t, "sort by meta.lastModified descending", sortBy("meta.lastModified", true, 0, 2), []string{"scim-u-5", "scim-u-4"})
 	if page, total, err := s.Users().Query(ctx, "eu", model.UserQuery{Limit: 0}); err != nil || len(page) != 0 || total != len(people) {
 		t.Errorf("count only: %d users, total %d, %v", len(page), total, err)
 	}
@@ -219,6 +230,18 @@ func testSCIMGroups(t *testing.T, open Opener) {
 	}))
 	refs, _ = s.Groups().Of(ctx, "u1")
 	equal(t, "groups of u1 after", refs, []model.GroupRef{{ID: "g1", DisplayName: "Tour Guides"}})
+	// A group that is a member of another leaves it when deleted.
+	must(t, "g3", s.Groups().Create(ctx, group("g3", "Nested")))
+	must(t, "g1 gets g3", s.Groups().Update(ctx, "g1", func(old model.Group) (model.Group, error) {
+		old.SCIM["members"] = append(old.SCIM["members"].([]any), map[string]any{"value": "g3", "type": "Group"})
+		old.Members = append(old.Members, "g3")
+		return old, nil
+	}))
+	must(t, "delete g3", s.Groups().Delete(ctx, "g3"))
+	g, _ = s.Groups().Get(ctx, "g1")
+	if len(g.Members) != 1 || strings.Contains(fmt.Sprint(g.SCIM["members"]), "g3") {
+		t.Errorf("g1 still lists the deleted g3: %+v", g)
+	}
 	must(t, "delete g1", s.Groups().Delete(ctx, "g1"))
 	wantErr(t, "delete g1 again", s.Groups().Delete(ctx, "g1"), model.ErrNotFound)
 	refs, _ = s.Groups().Of(ctx, "u1")

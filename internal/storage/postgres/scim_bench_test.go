@@ -19,7 +19,7 @@ import (
 // 100,000 of another): the indexed attributes (userName, externalId) and
 // a document attribute, reporting p50/p99 per query. Run with
 //
-//	CI=true go test -run XXX -bench SCIMList -benchtime 200x ./internal/storage/postgres
+//	CI=true go test -run '^$' -bench SCIMList -benchtime 200x ./internal/storage/postgres
 func BenchmarkSCIMList(b *testing.B) {
 	schema := pgtest.Schema(b)
 	st := pgtest.OpenSchema(b, schema)

@@ -31,7 +31,7 @@ func (p *Profile) Authorize(ctx context.Context, tok string, audiences []string)
 	if !slices.ContainsFunc(info.audience, func(a string) bool { return a == p.issuer || slices.Contains(audiences, a) }) {
 		return Access{}, false, nil
 	}
-	revoked, err := p.revoked(ctx, info)
+	revoked, err := p.families.revoked(ctx, info)
 	if err != nil || revoked {
 		return Access{}, false, err
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
@@ -248,56 +247,4 @@ func (p *Profile) serveToken(c *fiber.Ctx) error {
 		p.metrics.TokenIssued(p.name, f.grantType)
 	}
 	return sendJSON(c, body)
-}
-
-// scopePolicy applies RFC 6749 §3.3: no scope means the client's default
-// (all its scopes); each requested scope must be one of the client's.
-func (cl *client) scopePolicy(f *form) ([]string, *oauth.Error) {
-	if !f.hasScope || strings.TrimSpace(f.scope) == "" {
-		return cl.scopes, nil
-	}
-	var out []string
-	for _, s := range strings.Split(f.scope, " ") {
-		if s == "" {
-			continue
-		}
-		if !cl.scopeSet[s] {
-			return nil, oauth.ErrInvalidScope.WithDescription("a requested scope is not allowed for this client")
-		}
-		if !containsString(out, s) {
-			out = append(out, s)
-		}
-	}
-	return out, nil
-}
-
-// audiencePolicy applies RFC 8707 §2 (resource) and the common audience
-// parameter: each requested value must be one of the client's audiences.
-// Default: the client's first audience, else the issuer.
-func (cl *client) audiencePolicy(f *form, issuer string) ([]string, *oauth.Error) {
-	if len(f.resources) == 0 {
-		if len(cl.audiences) > 0 {
-			return cl.audiences[:1], nil
-		}
-		return []string{issuer}, nil
-	}
-	var out []string
-	for _, r := range f.resources {
-		if !containsString(cl.audiences, r) {
-			return nil, oauth.ErrInvalidTarget.WithDescription("a requested resource or audience is not allowed for this client")
-		}
-		if !containsString(out, r) {
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -81,6 +81,15 @@ type env struct {
 	keys    *keys.Set
 }
 
+// setStore replaces the profile's store everywhere New handed it out, as
+// a profile built with that store would have it.
+func (p *Profile) setStore(s model.Store) {
+	p.store, p.issue.store, p.families.store = s, s, s
+	if g, ok := p.grants[config.GrantAuthorizationCode].(*authorizationCode); ok {
+		g.store = s // shared with the refresh grant
+	}
+}
+
 func newEnv(t testing.TB, issuer string) *env {
 	t.Helper()
 	tt, _ := t.(*testing.T)
@@ -257,7 +266,7 @@ func TestClientCredentialsRealClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := msg.Signatures()[0].ProtectedHeaders()
-	if h.Type() != "at+jwt" || h.KeyID() != e.p.signer.KID || h.Algorithm() != jwa.ES256 {
+	if h.Type() != "at+jwt" || h.KeyID() != e.p.issue.signer.KID || h.Algorithm() != jwa.ES256 {
 		t.Errorf("header typ=%q kid=%q alg=%q", h.Type(), h.KeyID(), h.Algorithm())
 	}
 	claims := parsed.PrivateClaims()
@@ -564,7 +573,7 @@ func TestPrivateKeyJWT(t *testing.T) {
 // endpoints that need the store fail closed with server_error.
 func TestNoStore(t *testing.T) {
 	e := newEnv(t, "https://id.example.com/oauth/v2")
-	e.p.store = nil
+	e.p.setStore(nil)
 	tok := e.issue("svc", svcSecret)
 	resp, m := e.post("/introspect", "token="+tok, basicAuth("svc", svcSecret))
 	if resp.StatusCode != 500 || m["error"] != "server_error" {

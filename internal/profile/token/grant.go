@@ -2,80 +2,42 @@ package token
 
 import (
 	"context"
-	"fmt"
-	"strings"
-	"time"
 
-	"github.com/keygate/keygate/internal/storage/model"
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/oauth"
 )
 
-// Access tokens issued from a user's grant (a code and the refresh token
-// family it starts) carry the grant in their jti: "<family>.<random>".
-// Revoking the grant is then one Revocations record with the family id,
-// which every access token of the family is checked against at
-// introspection and userinfo, JWT or opaque, including one a refresh
-// racing with the revocation issues a moment later on another node. A
-// jti without a dot (client_credentials) belongs to no grant. Only this
-// server writes jtis (signed JWTs, stored opaque rows), so none can be
-// crafted to name another grant.
-
-// grantJTI returns a new access token id of the grant family.
-func grantJTI(family string) string {
-	if family == "" {
-		return model.NewID()
-	}
-	return family + "." + model.NewID()
+// Grant handles one grant_type at the token endpoint and returns the
+// serialized successful response (RFC 6749 §5.1). Each grant is a file of
+// its own (client_credentials.go, authorization_code.go, refresh_token.go)
+// and holds only what it uses; the dispatcher (serveToken) has already
+// authenticated the client, checked that it may use the grant and applied
+// its scope and audience policy.
+type Grant interface {
+	Handle(ctx context.Context, r *grantRequest) ([]byte, *oauth.Error)
 }
 
-// grantOf returns the grant an access token id belongs to, or "".
-func grantOf(jti string) string {
-	family, _, ok := strings.Cut(jti, ".")
-	if !ok {
-		return ""
-	}
-	return family
+// grantRequest is what the dispatcher hands a grant: the parsed form, the
+// authenticated client, and the scopes and audience policy allowed.
+type grantRequest struct {
+	form     *form
+	client   *client
+	scopes   []string
+	audience []string
 }
 
-// inFlight covers an access token that a refresh which passed rotation
-// before the grant was revoked signs just after: it expires at most its
-// lifetime after that moment.
-const inFlight = time.Minute
-
-// revokeGrant revokes a refresh token family and every access token
-// issued from it (RFC 9700 §4.14.2 on reuse, RFC 7009 §2.1 on revocation).
-func (p *Profile) revokeGrant(ctx context.Context, family, clientID string, now time.Time) error {
-	if err := p.store.Revocations().Revoke(ctx, family, now.Add(p.accessLifetime(clientID)+inFlight)); err != nil {
-		return fmt.Errorf("revoke the access tokens of refresh family: %w", err)
+// newGrants returns the grants the profile serves, by grant_type: the
+// dispatcher picks from this map, so adding a grant is its file and one
+// entry here.
+func newGrants(served map[string]bool, issue *issuer, users *userGrants, rotateRefresh bool) map[string]Grant {
+	grants := map[string]Grant{
+		config.GrantClientCredentials: &clientCredentials{issue: issue},
 	}
-	if err := p.store.RefreshTokens().RevokeFamily(ctx, family); err != nil {
-		return fmt.Errorf("revoke refresh family: %w", err)
+	if served[config.EndpointAuthorize] {
+		// Codes and the refresh tokens they lead to exist only where the
+		// authorize endpoint is served.
+		grants[config.GrantAuthorizationCode] = &authorizationCode{userGrants: users}
+		grants[config.GrantRefreshToken] = &refreshToken{userGrants: users, rotate: rotateRefresh}
 	}
-	return nil
-}
-
-// accessLifetime is the client's access token lifetime, or an upper
-// bound when the client is gone from config.
-func (p *Profile) accessLifetime(clientID string) time.Duration {
-	if cl := p.clients[clientID]; cl != nil {
-		return cl.lifetime
-	}
-	return time.Hour
-}
-
-// revoked reports whether an access token, or the grant it was issued
-// from, is revoked. A stored (opaque) token's own revocation was read with
-// it; its grant's is not.
-func (p *Profile) revoked(ctx context.Context, info tokenInfo) (bool, error) {
-	ids := make([]string, 0, 2)
-	if !info.stored {
-		ids = append(ids, info.jti)
-	}
-	if g := grantOf(info.jti); g != "" {
-		ids = append(ids, g)
-	}
-	revoked, err := p.store.Revocations().IsRevoked(ctx, ids...)
-	if err != nil {
-		return false, fmt.Errorf("check revocation: %w", err)
-	}
-	return revoked, nil
+	return grants
 }

@@ -170,7 +170,7 @@ func (p *Profile) serveIntrospect(c *fiber.Ctx) error {
 	}
 	// Revocation (the token's and its grant's) is read on every call,
 	// cached claims or not.
-	switch revoked, err := p.revoked(ctx, info); {
+	switch revoked, err := p.families.revoked(ctx, info); {
 	case err != nil:
 		return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
 	case revoked:
@@ -245,7 +245,7 @@ func (p *Profile) serveRevoke(c *fiber.Ctx) error {
 		switch rt, err := p.store.RefreshTokens().Get(ctx, model.HashSecret(f.token)); {
 		case err == nil && rt.ClientID == cl.id && rt.Profile == p.name:
 			// RFC 7009 §2.1: with the access tokens of the same grant.
-			if err := p.revokeGrant(ctx, rt.FamilyID, rt.ClientID, p.now()); err != nil {
+			if err := p.families.revoke(ctx, rt.FamilyID, rt.ClientID, p.now()); err != nil {
 				return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
 			}
 		case err != nil && !errors.Is(err, model.ErrNotFound):

@@ -80,7 +80,7 @@ func TestIntrospectRefreshToken(t *testing.T) {
 	}
 	// Expired.
 	tok = f.exchange(cookie, f.config("web", webSecret, webRedirect), oauth2.GenerateVerifier())
-	f.offset.Store(int64(f.p.refreshLifetime + time.Minute))
+	f.offset.Store(int64(f.p.issue.refreshLifetime + time.Minute))
 	defer f.offset.Store(0)
 	if m := f.introspectAs(tok.RefreshToken, "web", webSecret); m["active"] != false {
 		t.Errorf("expired refresh token: %v", m)

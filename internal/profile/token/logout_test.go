@@ -67,7 +67,7 @@ func TestLogoutRevokeFailureKeepsSession(t *testing.T) {
 	cookie, _ := f.login()
 	tok := f.exchange(cookie, cfg, v)
 	hint := "id_token_hint=" + tok.Extra("id_token").(string)
-	f.p.store = failingRevokeStore{f.store}
+	f.p.setStore(failingRevokeStore{f.store})
 	resp := f.logout(cookie, hint)
 	if _, err := f.store.Sessions().Get(context.Background(), model.HashSecret(cookie)); resp.StatusCode != http.StatusBadRequest || err != nil {
 		t.Fatalf("logout with a failing store: %d, session: %v; want 400 and the session kept", resp.StatusCode, err)
@@ -76,7 +76,7 @@ func TestLogoutRevokeFailureKeepsSession(t *testing.T) {
 		t.Errorf("failed logout cleared the cookie: %q", sc)
 	}
 	// Retried when the store works again: signed out, token revoked.
-	f.p.store = f.store
+	f.p.setStore(f.store)
 	if resp := f.logout(cookie, hint); resp.StatusCode != http.StatusOK {
 		t.Fatalf("retried logout: %d", resp.StatusCode)
 	}

@@ -70,7 +70,7 @@ func (p *Profile) serveUserinfo(c *fiber.Ctx) error {
 	if !p.forUserinfo(info.audience) {
 		return p.bearerFail(c, ep, errInvalidToken.WithCause(errors.New("token audience is not userinfo's")))
 	}
-	switch revoked, err := p.revoked(ctx, info); {
+	switch revoked, err := p.families.revoked(ctx, info); {
 	case err != nil:
 		return p.bearerFail(c, ep, oauth.ErrServerError.WithCause(err))
 	case revoked:

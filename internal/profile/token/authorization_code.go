@@ -1,0 +1,193 @@
+package token
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keygate/keygate/internal/oauth"
+	"github.com/keygate/keygate/internal/storage/model"
+)
+
+// authorizationCode is the authorization code grant (RFC 6749 §4.1.3)
+// with PKCE (RFC 7636 §4.6).
+type authorizationCode struct{ *userGrants }
+
+var _ Grant = (*authorizationCode)(nil)
+
+var errBadCode = oauth.ErrInvalidGrant.WithDescription("the authorization code is invalid, expired, or was issued to another client")
+
+// Handle implements RFC 6749 §4.1.3 and §4.1.4.
+func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte, *oauth.Error) {
+	f, cl := r.form, r.client
+	if f.code == "" {
+		return nil, oauth.ErrInvalidRequest.WithDescription("code is required")
+	}
+	if f.redirectURI == "" {
+		return nil, oauth.ErrInvalidRequest.WithDescription("redirect_uri is required")
+	}
+	if g.store == nil {
+		return nil, oauth.ErrServerError.WithCause(errNoStore)
+	}
+	now := g.now()
+	hash := model.HashSecret(f.code)
+	code, err := g.store.AuthCodes().Get(ctx, hash)
+	switch {
+	case errors.Is(err, model.ErrNotFound):
+		return nil, errBadCode.WithCause(errors.New("unknown code"))
+	case err != nil:
+		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("get code: %w", err))
+	}
+	// Check the request against the code before consuming it: a refused
+	// presentation (another client, a guessed verifier) must not use the
+	// code up for its client, nor pass for reuse. Refusals are counted so
+	// the code cannot serve as an oracle for long (MaxCodeFailures).
+	if e := checkExchange(code, g.profile, cl.id, f); e != nil {
+		if code.UsedAt.IsZero() {
+			if err := g.store.AuthCodes().Fail(ctx, hash); err != nil {
+				return nil, oauth.ErrServerError.WithCause(err)
+			}
+		}
+		return nil, e
+	}
+	code, err = g.store.AuthCodes().Consume(ctx, hash)
+	switch {
+	case errors.Is(err, model.ErrReplay):
+		// RFC 6749 §4.1.2: a code presented twice, each time rightly, is
+		// denied and what its first exchange issued is revoked.
+		if e := g.revokeCodeGrant(ctx, code, now); e != nil {
+			return nil, oauth.ErrServerError.WithCause(e)
+		}
+		g.audit(ctx, auditCodeReuse, code.Subject, cl.id, map[string]any{"code_client": code.ClientID})
+		return nil, errBadCode.WithCause(errors.New("code replayed; its tokens were revoked"))
+	case errors.Is(err, model.ErrRevoked):
+		return nil, errBadCode.WithCause(fmt.Errorf("code ended after %d refused exchanges", code.FailedAttempts))
+	case errors.Is(err, model.ErrNotFound):
+		return nil, errBadCode.WithCause(errors.New("unknown code"))
+	case err != nil:
+		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("consume code: %w", err))
+	}
+	if !now.Before(code.ExpiresAt) {
+		return nil, errBadCode.WithCause(errors.New("code expired"))
+	}
+	if f.hasScope && !subset(r.scopes, code.Scopes) {
+		return nil, oauth.ErrInvalidScope.WithDescription("scope must not exceed the authorized scope")
+	}
+	if e := g.activeUser(ctx, code.Subject); e != nil {
+		return nil, e
+	}
+	body, e := g.issue.issueUser(ctx, userTokens{
+		client: cl, subject: code.Subject, scopes: code.Scopes, audience: code.Audience,
+		sid: code.SessionID, nonce: code.Nonce, authTime: code.AuthTime, acr: code.ACR, amr: code.AMR,
+		jti: code.AccessTokenJTI, family: code.RefreshFamilyID,
+	})
+	if e != nil {
+		return nil, e
+	}
+	if e := g.sessionStillOpen(ctx, code); e != nil {
+		return nil, e
+	}
+	return body, nil
+}
+
+// checkExchange checks an exchange request against its code: the
+// profile, the client, the redirect URI and the PKCE verifier.
+func checkExchange(code model.AuthCode, profile, clientID string, f *form) *oauth.Error {
+	switch {
+	case code.Profile != profile:
+		return errBadCode.WithCause(fmt.Errorf("code of profile %s", code.Profile))
+	case code.ClientID != clientID:
+		return errBadCode.WithCause(fmt.Errorf("code of client %s presented by %s", code.ClientID, clientID))
+	case code.RedirectURI != f.redirectURI:
+		// RFC 6749 §4.1.3: identical to the authorization request's.
+		return errBadCode.WithCause(errors.New("redirect_uri differs"))
+	}
+	return checkPKCE(code.CodeChallenge, code.CodeChallengeMethod, f.codeVerifier)
+}
+
+var errSessionEnded = oauth.ErrInvalidGrant.WithDescription("the sign-in session of this authorization code has ended")
+
+// sessionStillOpen refuses a code whose SSO session was ended (logout)
+// after the code was issued, and revokes the refresh token family its
+// exchange has just stored. Checked after that token is stored: logout
+// revokes the session's families, deletes the session, then revokes
+// again, so a family stored before the deletion is caught by logout and
+// one stored after it is caught here.
+func (g *authorizationCode) sessionStillOpen(ctx context.Context, code model.AuthCode) *oauth.Error {
+	if code.SessionID == "" {
+		return nil
+	}
+	open, err := g.store.Sessions().Exists(ctx, code.SessionID)
+	if err == nil && open {
+		return nil
+	}
+	if code.RefreshFamilyID != "" {
+		if rerr := g.store.RefreshTokens().RevokeFamily(ctx, code.RefreshFamilyID); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("revoke refresh tokens of a code whose session ended: %w", rerr))
+		}
+	}
+	if err != nil {
+		return oauth.ErrServerError.WithCause(fmt.Errorf("check the code's session: %w", err))
+	}
+	return errSessionEnded
+}
+
+// revokeCodeGrant revokes what the first exchange of a replayed code
+// issued: its access token (by its pre-assigned jti) and its grant, the
+// refresh token family with every access token issued from it.
+func (g *authorizationCode) revokeCodeGrant(ctx context.Context, code model.AuthCode, now time.Time) error {
+	if code.AccessTokenJTI != "" {
+		if err := g.store.Revocations().Revoke(ctx, code.AccessTokenJTI, now.Add(g.families.clients.accessLifetime(code.ClientID))); err != nil {
+			return fmt.Errorf("revoke access token of replayed code: %w", err)
+		}
+	}
+	if code.RefreshFamilyID != "" {
+		if err := g.families.revoke(ctx, code.RefreshFamilyID, code.ClientID, now); err != nil {
+			return fmt.Errorf("replayed code: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkPKCE verifies code_verifier against the stored challenge
+// (RFC 7636 §4.6), comparing in constant time. Only S256 is ever stored.
+func checkPKCE(challenge, method, verifier string) *oauth.Error {
+	if challenge == "" {
+		if verifier != "" {
+			// RFC 9700 §2.1.1: a verifier for a code issued without a
+			// challenge is a downgrade attempt.
+			return oauth.ErrInvalidGrant.WithDescription("code_verifier was not expected")
+		}
+		return nil
+	}
+	if verifier == "" {
+		return oauth.ErrInvalidGrant.WithDescription("code_verifier is required")
+	}
+	if method != "S256" || !validVerifier(verifier) {
+		return oauth.ErrInvalidGrant.WithDescription("code_verifier is invalid")
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	got := base64.RawURLEncoding.EncodeToString(sum[:])
+	if subtle.ConstantTimeCompare([]byte(got), []byte(challenge)) != 1 {
+		return oauth.ErrInvalidGrant.WithDescription("code_verifier does not match the code_challenge")
+	}
+	return nil
+}
+
+// validVerifier: 43 to 128 unreserved characters (RFC 7636 §4.1).
+func validVerifier(v string) bool {
+	if len(v) < 43 || len(v) > 128 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	return true
+}

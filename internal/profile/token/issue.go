@@ -1,0 +1,280 @@
+package token
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"hash"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/keys"
+	"github.com/keygate/keygate/internal/oauth"
+	"github.com/keygate/keygate/internal/storage/model"
+)
+
+// issuer makes the tokens the grants hand out: it signs JWTs with the
+// profile's active key and stores what must be found again later (opaque
+// access tokens, refresh tokens). Every grant issues through it, so a
+// token looks the same whichever grant it came from.
+type issuer struct {
+	profile         string // the profile's name, recorded with stored tokens
+	iss             string // the issuer URL
+	signer          *keys.Signer
+	store           model.Store // nil: stored tokens fail with server_error
+	now             func() time.Time
+	idTokenLifetime time.Duration
+	refreshLifetime time.Duration
+}
+
+// newSecret returns a random 256-bit bearer secret (code, refresh token),
+// base64url without padding.
+func newSecret() string {
+	var raw [32]byte
+	_, _ = rand.Read(raw[:]) // never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(raw[:])
+}
+
+// tokenResponse serializes RFC 6749 §5.1. Access tokens are base64url
+// (opaque) or JWS compact (base64url and dots) and scope tokens exclude
+// '"' and '\' (RFC 6749 §3.3), so no JSON escaping is needed.
+func tokenResponse(token string, lifetime time.Duration, scopes []string) []byte {
+	b := make([]byte, 0, len(token)+128)
+	b = append(b, `{"access_token":"`...)
+	b = append(b, token...)
+	b = append(b, `","token_type":"Bearer","expires_in":`...)
+	b = strconv.AppendInt(b, int64(lifetime/time.Second), 10)
+	if len(scopes) > 0 {
+		b = append(b, `,"scope":"`...)
+		for i, s := range scopes {
+			if i > 0 {
+				b = append(b, ' ')
+			}
+			b = append(b, s...)
+		}
+		b = append(b, '"')
+	}
+	return append(b, '}')
+}
+
+// accessToken is what to put in an access token.
+type accessToken struct {
+	subject  string
+	client   *client
+	scopes   []string
+	audience []string
+	jti      string // "" = a new one; the code grant pre-assigns it
+}
+
+// atClaims are the claims of a JWT access token (RFC 9068 §2.2).
+type atClaims struct {
+	Iss      string   `json:"iss"`
+	Sub      string   `json:"sub"`
+	Aud      audience `json:"aud"`
+	Exp      int64    `json:"exp"`
+	Iat      int64    `json:"iat"`
+	Jti      string   `json:"jti"`
+	ClientID string   `json:"client_id"`
+	Scope    string   `json:"scope,omitempty"`
+}
+
+// audience marshals as a string when single (RFC 7519 §4.1.3).
+type audience []string
+
+func (a audience) MarshalJSON() ([]byte, error) {
+	if len(a) == 1 {
+		return json.Marshal(a[0])
+	}
+	return json.Marshal([]string(a))
+}
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*a = audience{s}
+		return nil
+	}
+	return json.Unmarshal(b, (*[]string)(a))
+}
+
+// typAccessToken is the JWT access token media type (RFC 9068 §2.1).
+const typAccessToken = "at+jwt"
+
+// issueAccess makes an access token in the client's format. A JWT
+// (RFC 9068) is signed and never stored; an opaque token is a random
+// 256-bit handle whose SHA-256 is stored.
+func (is *issuer) issueAccess(ctx context.Context, at accessToken) (string, error) {
+	now := is.now()
+	exp := now.Add(at.client.lifetime)
+	jti := at.jti
+	if jti == "" {
+		jti = model.NewID()
+	}
+	if at.client.format == config.FormatOpaque {
+		if is.store == nil {
+			return "", fmt.Errorf("opaque access tokens need a data source; profile %s has none", is.profile)
+		}
+		handle := newSecret()
+		err := is.store.AccessTokens().Create(ctx, model.AccessToken{
+			Hash:      model.HashSecret(handle),
+			JTI:       jti,
+			ClientID:  at.client.id,
+			Subject:   at.subject,
+			Scopes:    at.scopes,
+			Audience:  at.audience,
+			Profile:   is.profile,
+			IssuedAt:  now,
+			ExpiresAt: exp,
+		})
+		if err != nil {
+			return "", fmt.Errorf("store access token: %w", err)
+		}
+		return handle, nil
+	}
+	payload, err := json.Marshal(atClaims{
+		Iss:      is.iss,
+		Sub:      at.subject,
+		Aud:      at.audience,
+		Exp:      exp.Unix(),
+		Iat:      now.Unix(),
+		Jti:      jti,
+		ClientID: at.client.id,
+		Scope:    strings.Join(at.scopes, " "),
+	})
+	if err != nil {
+		return "", fmt.Errorf("marshal claims: %w", err)
+	}
+	tok, err := is.signer.Sign(payload, typAccessToken)
+	if err != nil {
+		return "", fmt.Errorf("sign access token: %w", err)
+	}
+	return string(tok), nil
+}
+
+// userTokens is what a user's grant (code or refresh token) authorizes.
+type userTokens struct {
+	client   *client
+	subject  string
+	scopes   []string
+	audience []string
+	sid      string
+	nonce    string // only from a code (OpenID Connect Core 1.0 §12.2)
+	authTime time.Time
+	acr      string
+	amr      []string
+	jti      string // pre-assigned access token id, or ""
+	family   string // refresh token family; "" = no new refresh token
+	// refresh is the rotated refresh token to return ("" = none).
+	refresh string
+}
+
+// userTokenResponse is RFC 6749 §5.1 plus the id_token of OpenID Connect
+// Core 1.0 §3.1.3.3.
+type userTokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	Scope        string `json:"scope,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
+}
+
+// issueUser issues the access token, the ID token (scope openid) and,
+// for the code grant of a client allowed refresh_token, the first refresh
+// token of the family.
+func (is *issuer) issueUser(ctx context.Context, u userTokens) ([]byte, *oauth.Error) {
+	at, err := is.issueAccess(ctx, accessToken{subject: u.subject, client: u.client, scopes: u.scopes, audience: u.audience, jti: u.jti})
+	if err != nil {
+		return nil, oauth.ErrServerError.WithCause(err)
+	}
+	resp := userTokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(u.client.lifetime / time.Second),
+		Scope: strings.Join(u.scopes, " "), RefreshToken: u.refresh}
+	if slices.Contains(u.scopes, "openid") {
+		if resp.IDToken, err = is.issueID(u, at); err != nil {
+			return nil, oauth.ErrServerError.WithCause(err)
+		}
+	}
+	if u.family != "" && u.client.grants[config.GrantRefreshToken] {
+		now := is.now()
+		rt := newSecret()
+		err := is.store.RefreshTokens().Create(ctx, model.RefreshToken{
+			Hash: model.HashSecret(rt), FamilyID: u.family, ClientID: u.client.id, Subject: u.subject,
+			Scopes: u.scopes, Audience: u.audience, SessionID: u.sid, AuthTime: u.authTime, ACR: u.acr, AMR: u.amr,
+			Profile: is.profile, IssuedAt: now, ExpiresAt: now.Add(is.refreshLifetime),
+		})
+		if err != nil {
+			return nil, oauth.ErrServerError.WithCause(fmt.Errorf("store refresh token: %w", err))
+		}
+		resp.RefreshToken = rt
+	}
+	b, err := json.Marshal(resp)
+	if err != nil {
+		return nil, oauth.ErrServerError.WithCause(err)
+	}
+	return b, nil
+}
+
+// idClaims are the ID token claims (OpenID Connect Core 1.0 §2, §3.1.3.6).
+type idClaims struct {
+	Iss      string   `json:"iss"`
+	Sub      string   `json:"sub"`
+	Aud      string   `json:"aud"`
+	Exp      int64    `json:"exp"`
+	Iat      int64    `json:"iat"`
+	AuthTime int64    `json:"auth_time,omitempty"`
+	Nonce    string   `json:"nonce,omitempty"`
+	ACR      string   `json:"acr,omitempty"`
+	AMR      []string `json:"amr,omitempty"`
+	SID      string   `json:"sid,omitempty"`
+	AtHash   string   `json:"at_hash,omitempty"`
+	AZP      string   `json:"azp,omitempty"`
+}
+
+// typIDToken is the ID token's typ header.
+const typIDToken = "JWT"
+
+func (is *issuer) issueID(u userTokens, accessToken string) (string, error) {
+	now := is.now()
+	c := idClaims{
+		Iss: is.iss, Sub: u.subject, Aud: u.client.id, Exp: now.Add(is.idTokenLifetime).Unix(), Iat: now.Unix(),
+		Nonce: u.nonce, ACR: u.acr, AMR: u.amr, SID: u.sid, AtHash: atHash(is.signer.Alg, accessToken),
+	}
+	if !u.authTime.IsZero() {
+		c.AuthTime = u.authTime.Unix()
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("marshal id token: %w", err)
+	}
+	tok, err := is.signer.Sign(payload, typIDToken)
+	if err != nil {
+		return "", fmt.Errorf("sign id token: %w", err)
+	}
+	return string(tok), nil
+}
+
+// atHash is the left half of the hash of the access token's ASCII octets,
+// base64url (OpenID Connect Core 1.0 §3.1.3.6), with the hash of the
+// signing alg: SHA-256 for ES256 and RS256, SHA-512 for EdDSA (Ed25519
+// hashes with SHA-512; go-oidc and other verifiers expect it).
+func atHash(alg jwa.SignatureAlgorithm, token string) string {
+	var h hash.Hash
+	switch alg {
+	case jwa.EdDSA:
+		h = sha512.New()
+	default:
+		h = sha256.New()
+	}
+	h.Write([]byte(token))
+	sum := h.Sum(nil)
+	return base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
+}

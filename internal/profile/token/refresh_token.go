@@ -1,0 +1,93 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/internal/oauth"
+	"github.com/keygate/keygate/internal/storage/model"
+)
+
+// refreshToken is the refresh token grant (RFC 6749 §6) with rotation and
+// reuse detection (RFC 9700 §4.14.2).
+type refreshToken struct {
+	*userGrants
+	rotate bool // a new refresh token at every use (refresh-tokens.rotate)
+}
+
+var _ Grant = (*refreshToken)(nil)
+
+var errBadRefresh = oauth.ErrInvalidGrant.WithDescription("the refresh token is invalid, expired or revoked")
+
+// Handle implements RFC 6749 §6.
+func (g *refreshToken) Handle(ctx context.Context, r *grantRequest) ([]byte, *oauth.Error) {
+	f, cl := r.form, r.client
+	if f.refreshToken == "" {
+		return nil, oauth.ErrInvalidRequest.WithDescription("refresh_token is required")
+	}
+	if g.store == nil {
+		return nil, oauth.ErrServerError.WithCause(errNoStore)
+	}
+	now := g.now()
+	hash := model.HashSecret(f.refreshToken)
+	old, err := g.store.RefreshTokens().Get(ctx, hash)
+	switch {
+	case errors.Is(err, model.ErrNotFound):
+		return nil, errBadRefresh.WithCause(errors.New("unknown refresh token"))
+	case err != nil:
+		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("get refresh token: %w", err))
+	case old.Profile != g.profile || old.ClientID != cl.id:
+		return nil, errBadRefresh.WithCause(fmt.Errorf("refresh token of client %s presented by %s", old.ClientID, cl.id))
+	case !old.RevokedAt.IsZero():
+		return nil, errBadRefresh.WithCause(errors.New("family revoked"))
+	case !old.UsedAt.IsZero():
+		return nil, g.reuse(ctx, old)
+	case !now.Before(old.ExpiresAt):
+		return nil, errBadRefresh.WithCause(errors.New("refresh token expired"))
+	}
+	// RFC 6749 §6: a narrower scope may be asked for, never a wider one.
+	scopes := old.Scopes
+	if f.hasScope && strings.TrimSpace(f.scope) != "" {
+		if !subset(r.scopes, old.Scopes) {
+			return nil, oauth.ErrInvalidScope.WithDescription("scope must not exceed the scope originally granted")
+		}
+		scopes = r.scopes
+	}
+	if e := g.activeUser(ctx, old.Subject); e != nil {
+		return nil, e
+	}
+	ut := userTokens{client: cl, subject: old.Subject, scopes: scopes, audience: old.Audience,
+		sid: old.SessionID, authTime: old.AuthTime, acr: old.ACR, amr: old.AMR, jti: grantJTI(old.FamilyID)}
+	if g.rotate {
+		// The new token keeps the grant's original scope (RFC 6749 §6).
+		next := old
+		ut.refresh = newSecret()
+		next.Hash, next.IssuedAt, next.UsedAt, next.RevokedAt = model.HashSecret(ut.refresh), now, time.Time{}, time.Time{}
+		// Each rotated token lives the profile's refresh lifetime from its
+		// own issue: an idle lifetime for the family.
+		next.ExpiresAt = now.Add(g.issue.refreshLifetime)
+		switch err := g.store.RefreshTokens().Rotate(ctx, hash, next); {
+		case errors.Is(err, model.ErrReplay):
+			return nil, g.reuse(ctx, old)
+		case errors.Is(err, model.ErrRevoked), errors.Is(err, model.ErrNotFound):
+			return nil, errBadRefresh.WithCause(err)
+		case err != nil:
+			return nil, oauth.ErrServerError.WithCause(fmt.Errorf("rotate refresh token: %w", err))
+		}
+	}
+	return g.issue.issueUser(ctx, ut)
+}
+
+// reuse handles a refresh token presented after it was rotated: the
+// whole family is revoked (RFC 9700 §4.14.2), the newest token too, with
+// every access token issued from it.
+func (g *refreshToken) reuse(ctx context.Context, old model.RefreshToken) *oauth.Error {
+	if err := g.families.revoke(ctx, old.FamilyID, old.ClientID, g.now()); err != nil {
+		return oauth.ErrServerError.WithCause(err)
+	}
+	g.audit(ctx, auditRefreshReuse, old.Subject, old.ClientID, map[string]any{"family": old.FamilyID})
+	return errBadRefresh.WithCause(errors.New("refresh token reused; family revoked"))
+}

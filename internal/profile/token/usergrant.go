@@ -1,0 +1,65 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/keygate/keygate/internal/oauth"
+	"github.com/keygate/keygate/internal/storage/model"
+)
+
+// userGrants is what the grants of a signed-in user (authorization_code,
+// refresh_token) share: the store of their codes, refresh tokens, users
+// and audit log, the issuer of their tokens, and the revocation of a
+// family when a code or refresh token is presented twice.
+type userGrants struct {
+	profile  string
+	store    model.Store // nil: these grants answer server_error
+	issue    *issuer
+	families *families
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+// Audit event types written when a user's grant is replayed.
+const (
+	auditCodeReuse    = "code_reuse"
+	auditRefreshReuse = "refresh_token_reuse"
+)
+
+// activeUser checks that the grant's user still exists and is active.
+func (u *userGrants) activeUser(ctx context.Context, id string) *oauth.Error {
+	usr, err := u.store.Users().Get(ctx, id)
+	switch {
+	case errors.Is(err, model.ErrNotFound):
+		return oauth.ErrInvalidGrant.WithDescription("the user of this grant no longer exists")
+	case err != nil:
+		return oauth.ErrServerError.WithCause(fmt.Errorf("get user: %w", err))
+	case usr.Status != "" && usr.Status != model.UserActive:
+		return oauth.ErrInvalidGrant.WithDescription("the user of this grant is not active")
+	}
+	return nil
+}
+
+// audit appends a security event; a failure is logged, not returned (the
+// request's own outcome does not depend on it).
+func (u *userGrants) audit(ctx context.Context, typ, subject, clientID string, details map[string]any) {
+	err := u.store.Audit().Append(ctx, model.AuditEvent{Time: u.now(), Type: typ, Subject: subject, ClientID: clientID, Details: details})
+	if err != nil {
+		u.log.Error("audit append failed", "profile", u.profile, "type", typ, "error", err.Error())
+	}
+	u.log.Warn("token reuse detected", "profile", u.profile, "type", typ, "client", clientID)
+}
+
+func subset(sub, of []string) bool {
+	for _, s := range sub {
+		if !slices.Contains(of, s) {
+			return false
+		}
+	}
+	return true
+}

@@ -616,7 +616,7 @@ func TestFuzzRegressions(t *testing.T) {
 		}
 	}
 
-	// An empty item in a list of references passed Load (runtime.Build
+	// An empty item in a list of references passed Load (served.Build
 	// caught it later, without the item's position).
 	_, err := load(t, map[string]string{"00-base.yaml": fuzzBase, "r.yaml": `service-roles:
   edge: {zone: local, profiles: [token, "${EMPTY}"]}

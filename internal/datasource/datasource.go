@@ -1,12 +1,12 @@
 // Package datasource owns a node's database pools across reloads.
 //
-// A runtime built from a snapshot acquires the store of its zone's data
-// source and releases it when the runtime is closed (after its last
+// A served set built from a snapshot acquires the store of its zone's data
+// source and releases it when the set is closed (after its last
 // request). Pools are keyed by the data source's name and effective
 // settings, so a reload that leaves a data source alone reuses its pool (no
 // reconnect per reload), and one that changes it opens a new pool before the
 // swap — an unreachable database fails the reload — while the old pool is
-// closed when the last runtime using it releases it.
+// closed when the last set using it releases it.
 package datasource
 
 import (
@@ -201,7 +201,7 @@ func (p *Pools) Open() []string {
 }
 
 // Close closes every pool, whether or not released (node shutdown, after
-// the last runtime is closed), and makes Acquire fail. Idempotent.
+// the last served set is closed), and makes Acquire fail. Idempotent.
 func (p *Pools) Close() error {
 	p.mu.Lock()
 	if p.closed {

@@ -77,7 +77,7 @@ func (n *Node) startHeartbeat() {
 // stopHeartbeat stops the goroutine and writes a last heartbeat that marks
 // the node stopping and already expired, so the cluster view shows the node
 // gone at once instead of after HeartbeatTTL intervals. Call it before the
-// last runtime and the data source pools are closed.
+// last served set and the data source pools are closed.
 func (n *Node) stopHeartbeat(ctx context.Context) {
 	h := n.heartbeat.p.Swap(nil)
 	if h == nil {

@@ -18,8 +18,8 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/keys"
-	krt "github.com/keygate/keygate/internal/runtime"
 	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/served"
 )
 
 const (
@@ -156,7 +156,7 @@ func newLoadPlan(t *testing.T, secrets, db string) *loadPlan {
 			case "missing-key":
 				st.body = tokenConfig(db, issuerOf(i), append(append([]string{}, cur...), "k-missing")...) + keysConfig(keysOf(cur))
 			case "bad-pem":
-				// Loads (a key's PEM is checked by runtime.Build), then
+				// Loads (a key's PEM is checked by served.Build), then
 				// fails to build: the partly built runtime is discarded.
 				st.extraPath = filepath.Join(secrets, fmt.Sprintf("bad-%d.pem", i))
 				st.extraBody = "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"
@@ -323,7 +323,7 @@ func (c *loadClient) run(hc *http.Client, base string, stop <-chan struct{}) {
 // test does not keep it alive) and its Done channel.
 type seenRuntime struct {
 	gen  int
-	ptr  weak.Pointer[krt.Runtime]
+	ptr  weak.Pointer[served.Set]
 	done <-chan struct{}
 }
 
@@ -395,7 +395,7 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 	transport := &http.Transport{MaxIdleConnsPerHost: 2 * loadClients, DisableCompression: true, IdleConnTimeout: time.Minute}
 	hc := &http.Client{Transport: transport, Timeout: 10 * time.Second}
 	control := &http.Client{Transport: &http.Transport{DisableCompression: true}, Timeout: 5 * time.Second}
-	served := func() string {
+	servedIssuer := func() string {
 		code, body, err := httpGet(control, n.public+discoveryPath)
 		if err != nil || code != http.StatusOK {
 			return ""
@@ -446,7 +446,7 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 		}
 		if st.good {
 			want := issuerOf(st.gen)
-			waitUntil(t, stepTimeout, fmt.Sprintf("reload %d (%s) to serve %s", st.index, st.kind, want), func() bool { return served() == want })
+			waitUntil(t, stepTimeout, fmt.Sprintf("reload %d (%s) to serve %s", st.index, st.kind, want), func() bool { return servedIssuer() == want })
 			cur := n.holder.Current()
 			if got := cur.Snapshot().Profiles["token"].Issuer; got != want {
 				t.Fatalf("reload %d: the installed runtime has issuer %q, want %q", st.index, got, want)
@@ -458,7 +458,7 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 			waitUntil(t, stepTimeout, fmt.Sprintf("reload %d (%s) to fail", st.index, st.kind), func() bool {
 				return n.StatusSnapshot().Failures > failedBefore
 			})
-			if got := served(); got != issuerOf(lastGood) {
+			if got := servedIssuer(); got != issuerOf(lastGood) {
 				t.Fatalf("after broken reload %d (%s) the node serves %q, want the last good %q", st.index, st.kind, got, issuerOf(lastGood))
 			}
 			if st.kind != "bad-pem" && !strings.Contains(n.StatusSnapshot().LastError, "config.yaml") {

@@ -1,5 +1,5 @@
 // Package node assembles a runtime node: the reloader, the watcher, the
-// public listener serving the current runtime, and the ops listener. It is
+// public listener serving the current served set, and the ops listener. It is
 // what `keygate runtime` runs, and what in-process tests and benchmarks start.
 package node
 
@@ -27,7 +27,7 @@ import (
 	"github.com/keygate/keygate/internal/ops"
 	"github.com/keygate/keygate/internal/profile/authn"
 	"github.com/keygate/keygate/internal/reload"
-	"github.com/keygate/keygate/internal/runtime"
+	"github.com/keygate/keygate/internal/served"
 	"github.com/keygate/keygate/internal/settings"
 	"github.com/keygate/keygate/internal/storage/model"
 	"github.com/keygate/keygate/internal/watch"
@@ -38,7 +38,7 @@ type Node struct {
 	settings settings.Settings
 	log      *slog.Logger
 	metrics  *metrics.Metrics
-	holder   *runtime.Holder
+	holder   *served.Holder
 	pools    *datasource.Pools
 	reloader *reload.Reloader
 	watcher  *watch.Watcher
@@ -57,7 +57,7 @@ type Node struct {
 	gc atomic.Pointer[gcLoop]
 }
 
-// New loads the configuration and builds the first runtime, opening (and,
+// New loads the configuration and builds the first served set, opening (and,
 // with KEYGATE_MIGRATE_ON_START, migrating) its data source. An invalid
 // configuration or an unreachable data source returns every error and
 // starts nothing.
@@ -66,7 +66,7 @@ func New(s settings.Settings, environ []string, log *slog.Logger) (_ *Node, err 
 		settings: s,
 		log:      log,
 		metrics:  metrics.New(),
-		holder:   &runtime.Holder{},
+		holder:   &served.Holder{},
 		pools:    datasource.New(datasource.Options{Migrate: s.MigrateOnStart, Logger: log}),
 		hup:      make(chan os.Signal, 1),
 		done:     make(chan struct{}),
@@ -91,7 +91,7 @@ func New(s settings.Settings, environ []string, log *slog.Logger) (_ *Node, err 
 		log.Info("client addresses of logins come from X-Forwarded-For when the peer is a trusted proxy", "trusted_proxies", s.TrustedProxies)
 	}
 	// One per-IP login limiter for the node's life, so a reload keeps its counts.
-	deps := runtime.Deps{Logger: log, Observer: n.metrics, Stores: n.pools, Metrics: n.metrics, IPLimiter: authn.NewIPLimiter(), ClientIP: clientIPs}
+	deps := served.Deps{Logger: log, Observer: n.metrics, Stores: n.pools, Metrics: n.metrics, IPLimiter: authn.NewIPLimiter(), ClientIP: clientIPs}
 	n.reloader = reload.New(reload.Config{
 		Load: config.Options{
 			Dir:         s.ConfigDir,
@@ -103,10 +103,10 @@ func New(s settings.Settings, environ []string, log *slog.Logger) (_ *Node, err 
 			Verify:      verify,
 		},
 		Holder: n.holder,
-		Build: func(snap *config.Snapshot) (*runtime.Runtime, error) {
+		Build: func(snap *config.Snapshot) (*served.Set, error) {
 			d := deps
 			d.Previous = n.holder.Current() // only the reloader builds and swaps
-			return runtime.Build(snap, d)
+			return served.Build(snap, d)
 		},
 		Metrics:  n.metrics,
 		Logger:   log,
@@ -202,7 +202,7 @@ func (n *Node) Reload() {
 }
 
 // Shutdown stops accepting, lets in-flight requests finish (within ctx),
-// then stops the reloader and watcher, closes the last runtime and, once it
+// then stops the reloader and watcher, closes the last served set and, once it
 // has drained (or ctx is done), the data source pools.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Lock()
@@ -220,7 +220,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		stop()
 		<-n.done
 	}
-	// Both use the pools: stop them before the last runtime and the pools close.
+	// Both use the pools: stop them before the last served set and the pools close.
 	n.stopGC()
 	n.stopHeartbeat(ctx)
 	err = errors.Join(err, n.watcher.Close())
@@ -247,7 +247,7 @@ const gcGrace = 5 * time.Minute
 // interval, so runs never overlap).
 const gcMinTimeout = time.Minute
 
-// errNoDataSource: no runtime is loaded, or its role has no store.
+// errNoDataSource: no set is loaded, or its role has no store.
 var errNoDataSource = errors.New("no data source")
 
 // gcLoop is the running GC goroutine.
@@ -256,7 +256,7 @@ type gcLoop struct {
 	done   chan struct{}
 }
 
-// startGC starts the goroutine that runs Store.GC on the current runtime's
+// startGC starts the goroutine that runs Store.GC on the current set's
 // data source every KEYGATE_GC_INTERVAL ±20% (0 disables). It ends with
 // serving (Shutdown cancels serving's ctx), so a Shutdown that overtakes
 // Serve between its hand-over and this call leaves no GC running.
@@ -306,7 +306,7 @@ func (n *Node) auditRetention() time.Duration {
 	return 0
 }
 
-// collect runs one GC on the current runtime's data source, counts it and
+// collect runs one GC on the current set's data source, counts it and
 // logs it (info when it deleted rows, debug when there was nothing to do).
 func (n *Node) collect(ctx context.Context, every time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, max(every, gcMinTimeout))
@@ -346,10 +346,10 @@ func (n *Node) collect(ctx context.Context, every time.Duration) {
 	}
 }
 
-// withStore runs fn with the store of the current runtime's data source and
+// withStore runs fn with the store of the current set's data source and
 // returns the data source's name. Holder.Current takes no reference on the
-// runtime, so fn holds one on the pool instead, taken through the Pools the
-// runtime took its own from; it is kept only if that runtime was still
+// set, so fn holds one on the pool instead, taken through the Pools the
+// set took its own from; it is kept only if that set was still
 // current afterwards, i.e. the pool taken is the live one and not one a
 // swap has retired (and Acquire reopened). A reload cannot close the store
 // under fn.
@@ -374,7 +374,7 @@ func (n *Node) withStore(ctx context.Context, fn func(model.Store) error) (strin
 			return name, err
 		}
 		if n.holder.Current() != cur {
-			release() // swapped meanwhile: use the new runtime's store
+			release() // swapped meanwhile: use the new set's store
 			if err := ctx.Err(); err != nil {
 				return name, err
 			}
@@ -439,7 +439,7 @@ func (n *Node) ready(ctx context.Context) error {
 			return nil
 		}
 		// Holder.Current takes no reference: a swap may have closed the
-		// pool under the check. Only the current runtime's answer counts.
+		// pool under the check. Only the current set's answer counts.
 		if n.holder.Current() != cur && ctx.Err() == nil {
 			continue
 		}

@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/runtime"
+	"github.com/keygate/keygate/internal/served"
 	"github.com/keygate/keygate/internal/watch"
 )
 
-// Builder turns a snapshot into a runtime (runtime.Build with the node's deps).
-type Builder func(*config.Snapshot) (*runtime.Runtime, error)
+// Builder turns a snapshot into a served set (served.Build with the node's deps).
+type Builder func(*config.Snapshot) (*served.Set, error)
 
 // Metrics is what the reloader reports; internal/metrics implements it.
 type Metrics interface {
@@ -46,7 +46,7 @@ type Status struct {
 // direct Reload call in tests) touches the holder.
 type Reloader struct {
 	opts    config.Options
-	holder  *runtime.Holder
+	holder  *served.Holder
 	build   Builder
 	metrics Metrics
 	log     *slog.Logger
@@ -61,7 +61,7 @@ type Reloader struct {
 // Config wires a Reloader.
 type Config struct {
 	Load     config.Options
-	Holder   *runtime.Holder
+	Holder   *served.Holder
 	Build    Builder
 	Metrics  Metrics
 	Logger   *slog.Logger
@@ -106,7 +106,7 @@ const (
 )
 
 // Reload checks the inputs and, if they changed, loads, builds and swaps.
-// On failure the current runtime keeps serving.
+// On failure the current set keeps serving.
 func (r *Reloader) Reload(trigger string) (Result, error) {
 	start := time.Now()
 	cur := r.holder.Current()
@@ -130,7 +130,7 @@ func (r *Reloader) Reload(trigger string) (Result, error) {
 	opts := r.opts
 	opts.Cache = r.cache.Load()
 	snap, err := config.Load(opts)
-	var next *runtime.Runtime
+	var next *served.Set
 	if err == nil {
 		next, err = r.build(snap)
 	}

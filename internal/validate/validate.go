@@ -2,7 +2,7 @@
 // caller that judges one without serving it: `keygate config validate`,
 // the admin node's gate on bundles and its plan. A service role is valid
 // when a runtime node of that role would load the configuration and build
-// its handlers (keys parsed, profiles wired) — runtime.Build without
+// its handlers (keys parsed, profiles wired) — served.Build without
 // stores or listeners, on the same snapshot config.Load gives the node.
 //
 // Values that need a variable the caller cannot resolve (the vault's
@@ -19,7 +19,7 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/runtime"
+	"github.com/keygate/keygate/internal/served"
 )
 
 // NotChecked is a value whose own checks (its type, a PEM key, URL rules)
@@ -79,7 +79,7 @@ func Role(opts config.Options) Report {
 			rep.NotChecked = append(rep.NotChecked, NotChecked{Pos: u.Pos, Path: u.Path, Var: u.Var})
 		}
 	}
-	rt, err := runtime.Build(snap, runtime.Deps{StandInKeys: true})
+	rt, err := served.Build(snap, served.Deps{StandInKeys: true})
 	if err != nil {
 		for _, e := range asErrors(err) {
 			// An entry with an unresolved value was built with it empty:

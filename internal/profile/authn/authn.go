@@ -64,7 +64,7 @@ type Deps struct {
 	Logger *slog.Logger // may be nil
 	Now    func() time.Time
 	// IPLimiter counts failures per client IP. nil: the profile makes its
-	// own, which a reload resets; pass one that outlives runtimes.
+	// own, which a reload resets; pass one that outlives served sets.
 	IPLimiter *IPLimiter
 	// ClientIP finds a request's client address for throttling and audit
 	// events (KEYGATE_TRUSTED_PROXIES). nil: the connection's peer.

@@ -24,7 +24,7 @@ const (
 
 // IPLimiter counts failed logins per client IP, in memory, on one node: an
 // attacker spreading attempts over n nodes gets n times the budget. Share
-// one IPLimiter across reloads (runtime.Deps) so a reload does not reset
+// one IPLimiter across reloads (served.Deps) so a reload does not reset
 // it. Safe for concurrent use.
 type IPLimiter struct {
 	mu        sync.Mutex
@@ -99,7 +99,7 @@ func (l *IPLimiter) Forgive(ip string, at time.Time) {
 // Each argon2id check holds its memory cost (19 MiB by default) and a core,
 // so unbounded parallel logins could exhaust memory; beyond a few per core
 // more checks only queue. It is process-wide on purpose: the memory and the
-// cores are, whatever the number of profiles or runtimes.
+// cores are, whatever the number of profiles or served sets.
 var hashSlots = make(chan struct{}, 2*goruntime.GOMAXPROCS(0))
 
 // hashSlotWait is how long a login waits for a slot before it is told to
@@ -160,9 +160,9 @@ func (f *inFlight) release(key string) {
 // in-flight attempts plus audited failures never exceed max-failures.
 //
 // It is process-wide on purpose, like hashSlots: attempts in flight are a
-// property of the process, so every profile and runtime of the node must
-// see the same ones (a request still served by a retired runtime counts
-// for the runtime that replaced it).
+// property of the process, so every profile and served set of the node must
+// see the same ones (a request still served by a retired set counts
+// for the set that replaced it).
 //
 // Across nodes it is not shared: each node admits up to max-failures
 // minus the audited failures at once, so a burst spread over N nodes can

@@ -33,7 +33,7 @@ type tokenInfo struct {
 	stored bool
 }
 
-// errNoStore: an endpoint needs the data source the runtime did not give.
+// errNoStore: an endpoint needs the data source the node did not give.
 var errNoStore = errors.New("no data source for this profile's zone")
 
 // lookup resolves an access token issued by this profile, or reports

@@ -57,7 +57,7 @@ func (p *Profile) MountWith(r fiber.Router, wrap Wrap) {
 	}
 	get(config.EndpointDiscovery, p.serveDiscovery)
 	if path := p.MetadataPath(); path != "" {
-		// The same document at the RFC 8414 location, which the runtime
+		// The same document at the RFC 8414 location, which internal/served
 		// keeps unique among a role's profiles.
 		r.Get(path, chain(wrap, config.EndpointDiscovery, p.serveDiscovery)...)
 		r.All(path, chain(wrap, config.EndpointDiscovery, methodNotAllowed("GET, HEAD"))...)

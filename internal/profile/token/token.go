@@ -54,7 +54,7 @@ var endpointPaths = map[string]string{
 }
 
 // Deps are the long-lived dependencies of a token profile, owned by the
-// caller (the runtime).
+// caller (internal/served).
 type Deps struct {
 	Store   model.Store      // the role's zone data source; nil in tests that need none
 	Metrics Metrics          // may be nil

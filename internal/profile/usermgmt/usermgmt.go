@@ -44,7 +44,7 @@ const (
 	MaxPatchOps = 100
 )
 
-// Deps are what the profile needs from the runtime.
+// Deps are what the profile needs from internal/served.
 type Deps struct {
 	Store model.Store
 	Zone  string

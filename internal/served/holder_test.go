@@ -1,4 +1,4 @@
-package runtime
+package served
 
 import (
 	"fmt"
@@ -13,16 +13,16 @@ import (
 
 const deadline = 10 * time.Second
 
-func waitDone(t testing.TB, r *Runtime) {
+func waitDone(t testing.TB, r *Set) {
 	t.Helper()
 	select {
 	case <-r.Done():
 	case <-time.After(deadline):
-		t.Fatalf("runtime %s not closed within %s", r.snapHash(), deadline)
+		t.Fatalf("set %s not closed within %s", r.snapHash(), deadline)
 	}
 }
 
-func isDone(r *Runtime) bool {
+func isDone(r *Set) bool {
 	select {
 	case <-r.Done():
 		return true
@@ -31,10 +31,10 @@ func isDone(r *Runtime) bool {
 	}
 }
 
-// probe is a test runtime that records its closes and flags a request that
+// probe is a test set that records its closes and flags a request that
 // runs while (or after) it is closed.
 type probe struct {
-	*Runtime
+	*Set
 	id         string
 	closes     atomic.Int32
 	closed     atomic.Bool
@@ -43,7 +43,7 @@ type probe struct {
 
 func newProbe(id string, violations *atomic.Int64, serve func(p *probe, ctx *fasthttp.RequestCtx)) *probe {
 	p := &probe{id: id, violations: violations}
-	p.Runtime = newRuntime(nil, Deps{})
+	p.Set = newSet(nil, Deps{})
 	p.closers = append(p.closers, func() error {
 		p.closes.Add(1)
 		p.closed.Store(true)
@@ -67,7 +67,7 @@ func newProbe(id string, violations *atomic.Int64, serve func(p *probe, ctx *fas
 func TestServeBeforeFirstSwap(t *testing.T) {
 	var h Holder
 	if h.Current() != nil {
-		t.Fatal("zero Holder has a runtime")
+		t.Fatal("zero Holder has a set")
 	}
 	resp := serve(h.Serve, "GET", "/oauth/v2/jwks")
 	if resp.status != 503 || resp.body != `{"error":"temporarily_unavailable"}` ||
@@ -76,56 +76,56 @@ func TestServeBeforeFirstSwap(t *testing.T) {
 	}
 }
 
-func TestSwapClosesIdleRuntimeAtOnce(t *testing.T) {
+func TestSwapClosesIdleSetAtOnce(t *testing.T) {
 	var h Holder
 	var v atomic.Int64
 	a, b := newProbe("a", &v, nil), newProbe("b", &v, nil)
-	if prev := h.Swap(a.Runtime); prev != nil {
-		t.Fatal("first Swap returned a runtime")
+	if prev := h.Swap(a.Set); prev != nil {
+		t.Fatal("first Swap returned a set")
 	}
 	if resp := serve(h.Serve, "GET", "/"); resp.body != "a" {
 		t.Fatalf("served %q", resp.body)
 	}
-	if prev := h.Swap(a.Runtime); prev != a.Runtime || isDone(a.Runtime) {
-		t.Fatal("re-installing the current runtime retired it")
+	if prev := h.Swap(a.Set); prev != a.Set || isDone(a.Set) {
+		t.Fatal("re-installing the current set retired it")
 	}
-	if prev := h.Swap(b.Runtime); prev != a.Runtime {
-		t.Fatal("Swap did not return the previous runtime")
+	if prev := h.Swap(b.Set); prev != a.Set {
+		t.Fatal("Swap did not return the previous set")
 	}
 	// Idle: closed synchronously by Swap.
-	if !isDone(a.Runtime) || a.closes.Load() != 1 {
-		t.Fatalf("idle runtime not closed by Swap (closes %d)", a.closes.Load())
+	if !isDone(a.Set) || a.closes.Load() != 1 {
+		t.Fatalf("idle set not closed by Swap (closes %d)", a.closes.Load())
 	}
-	if h.Current() != b.Runtime {
-		t.Fatal("Current is not the installed runtime")
+	if h.Current() != b.Set {
+		t.Fatal("Current is not the installed set")
 	}
 	func() {
 		defer func() {
 			if recover() == nil {
-				t.Fatal("Swap of a retired runtime did not panic")
+				t.Fatal("Swap of a retired set did not panic")
 			}
 		}()
-		h.Swap(a.Runtime)
+		h.Swap(a.Set)
 	}()
-	if h.Current() != b.Runtime {
-		t.Fatal("failed Swap changed the current runtime")
+	if h.Current() != b.Set {
+		t.Fatal("failed Swap changed the current set")
 	}
 	h.Swap(nil)
-	if !isDone(b.Runtime) {
-		t.Fatal("Swap(nil) did not retire the runtime")
+	if !isDone(b.Set) {
+		t.Fatal("Swap(nil) did not retire the set")
 	}
 	if resp := serve(h.Serve, "GET", "/"); resp.status != 503 {
 		t.Fatalf("after Swap(nil): %d", resp.status)
 	}
 	if v.Load() != 0 {
-		t.Fatalf("%d requests ran in a closed runtime", v.Load())
+		t.Fatalf("%d requests ran in a closed set", v.Load())
 	}
 }
 
-// TestRequestServedWhollyByItsRuntime: a request that started on A
+// TestRequestServedWhollyByItsSet: a request that started on A
 // finishes on A even if B is swapped in meanwhile, and A is closed only
 // after that request ends.
-func TestRequestServedWhollyByItsRuntime(t *testing.T) {
+func TestRequestServedWhollyByItsSet(t *testing.T) {
 	var h Holder
 	var v atomic.Int64
 	entered, unblock := make(chan struct{}), make(chan struct{})
@@ -134,26 +134,26 @@ func TestRequestServedWhollyByItsRuntime(t *testing.T) {
 		<-unblock
 	})
 	b := newProbe("B", &v, nil)
-	h.Swap(a.Runtime)
+	h.Swap(a.Set)
 
 	got := make(chan response, 1)
 	go func() { got <- serve(h.Serve, "GET", "/slow") }()
 	select {
 	case <-entered:
 	case <-time.After(deadline):
-		t.Fatal("request never reached runtime A")
+		t.Fatal("request never reached set A")
 	}
 
-	if prev := h.Swap(b.Runtime); prev != a.Runtime {
+	if prev := h.Swap(b.Set); prev != a.Set {
 		t.Fatal("Swap did not return A")
 	}
-	if isDone(a.Runtime) {
+	if isDone(a.Set) {
 		t.Fatal("A closed while a request was in it")
 	}
 	if resp := serve(h.Serve, "GET", "/fast"); resp.body != "B" {
 		t.Fatalf("new request served by %q, want B", resp.body)
 	}
-	if isDone(a.Runtime) {
+	if isDone(a.Set) {
 		t.Fatal("A closed while a request was in it")
 	}
 
@@ -166,15 +166,15 @@ func TestRequestServedWhollyByItsRuntime(t *testing.T) {
 	case <-time.After(deadline):
 		t.Fatal("in-flight request did not finish")
 	}
-	waitDone(t, a.Runtime)
-	if a.closes.Load() != 1 || isDone(b.Runtime) || v.Load() != 0 {
-		t.Fatalf("A closes %d, B done %v, violations %d", a.closes.Load(), isDone(b.Runtime), v.Load())
+	waitDone(t, a.Set)
+	if a.closes.Load() != 1 || isDone(b.Set) || v.Load() != 0 {
+		t.Fatalf("A closes %d, B done %v, violations %d", a.closes.Load(), isDone(b.Set), v.Load())
 	}
 }
 
 // TestSwapUnderLoad swaps 1000 times while goroutines serve: every retired
-// runtime is closed exactly once, never while a request is in it, and no
-// request finds no runtime.
+// set is closed exactly once, never while a request is in it, and no
+// request finds no set.
 func TestSwapUnderLoad(t *testing.T) {
 	const (
 		servers = 4
@@ -185,12 +185,12 @@ func TestSwapUnderLoad(t *testing.T) {
 		violations atomic.Int64
 		served     atomic.Int64
 		unserved   atomic.Int64
-		straddled  atomic.Int64 // requests during which their runtime was retired
+		straddled  atomic.Int64 // requests during which their set was retired
 		stop       = make(chan struct{})
 		wg         sync.WaitGroup
 	)
 	// Yield mid-request so swaps land while requests are in flight; and hold
-	// the very first request until its runtime is retired, so at least one
+	// the very first request until its set is retired, so at least one
 	// request straddles a swap however the scheduler runs on a busy machine.
 	var heldOne atomic.Bool
 	slow := func(p *probe, _ *fasthttp.RequestCtx) {
@@ -206,7 +206,7 @@ func TestSwapUnderLoad(t *testing.T) {
 		}
 	}
 	probes := []*probe{newProbe("0", &violations, slow)}
-	h.Swap(probes[0].Runtime)
+	h.Swap(probes[0].Set)
 
 	seen := make([]map[string]bool, servers)
 	for i := range servers {
@@ -239,7 +239,7 @@ func TestSwapUnderLoad(t *testing.T) {
 	}
 
 	for i := 1; i <= swaps; i++ {
-		// Let some requests run on the current runtime first, so swaps
+		// Let some requests run on the current set first, so swaps
 		// interleave with requests rather than racing ahead of them.
 		before, until := served.Load(), time.Now().Add(deadline)
 		for served.Load() == before {
@@ -250,23 +250,23 @@ func TestSwapUnderLoad(t *testing.T) {
 		}
 		p := newProbe(fmt.Sprint(i), &violations, slow)
 		probes = append(probes, p)
-		h.Swap(p.Runtime)
+		h.Swap(p.Set)
 	}
 	close(stop)
 	wg.Wait()
 	h.Swap(nil)
 
 	for _, p := range probes {
-		waitDone(t, p.Runtime)
+		waitDone(t, p.Set)
 		if n := p.closes.Load(); n != 1 {
-			t.Errorf("runtime %s closed %d times", p.id, n)
+			t.Errorf("set %s closed %d times", p.id, n)
 		}
 	}
 	if n := violations.Load(); n != 0 {
-		t.Errorf("%d requests ran in a closed runtime", n)
+		t.Errorf("%d requests ran in a closed set", n)
 	}
 	if n := unserved.Load(); n != 0 {
-		t.Errorf("%d requests found no runtime", n)
+		t.Errorf("%d requests found no set", n)
 	}
 	distinct := map[string]bool{}
 	for _, s := range seen {
@@ -274,12 +274,12 @@ func TestSwapUnderLoad(t *testing.T) {
 			distinct[id] = true
 		}
 	}
-	t.Logf("%d requests over %d swaps, served by %d distinct runtimes; %d in flight across a swap",
+	t.Logf("%d requests over %d swaps, served by %d distinct sets; %d in flight across a swap",
 		served.Load(), swaps, len(distinct), straddled.Load())
 	if straddled.Load() == 0 {
 		t.Error("no request was in flight during a swap; the test proves nothing")
 	}
 	if len(distinct) < swaps/2 {
-		t.Errorf("only %d runtimes served requests; the test did not interleave", len(distinct))
+		t.Errorf("only %d sets served requests; the test did not interleave", len(distinct))
 	}
 }

@@ -1,4 +1,4 @@
-package runtime
+package served
 
 import (
 	"bufio"
@@ -16,7 +16,7 @@ import (
 )
 
 // FuzzTokenRequest sends whatever fasthttp parses as a request to the
-// public listener's handler chain (framing check, then the runtime with a
+// public listener's handler chain (framing check, then the set with a
 // token endpoint): no panic, never a server error, every error JSON with an error
 // code, and a token only in a 200 that names one.
 func FuzzTokenRequest(f *testing.F) {

@@ -1,4 +1,4 @@
-package runtime
+package served
 
 import (
 	"sync/atomic"
@@ -6,34 +6,34 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Holder holds the current runtime. Its zero value is ready and serves 503
+// Holder holds the current set. Its zero value is ready and serves 503
 // until the first Swap. One goroutine (the reloader) calls Swap; any
 // number call Serve.
 //
-// Reference counting is lock-free: Runtime.refs counts in-flight requests
-// and its retiredBit marks a runtime swapped out. Once the bit is set the
+// Reference counting is lock-free: Set.refs counts in-flight requests
+// and its retiredBit marks a set swapped out. Once the bit is set the
 // count only falls, so the request (or the Swap) that sees it reach zero
-// closes the runtime, exactly once. A request that loaded a runtime just as
+// closes the set, exactly once. A request that loaded a set just as
 // it was retired fails its CAS and reloads the current pointer, which Swap
 // stored before retiring.
 type Holder struct {
-	cur atomic.Pointer[Runtime]
+	cur atomic.Pointer[Set]
 }
 
-// Current returns the installed runtime (nil before the first Swap) for
+// Current returns the installed set (nil before the first Swap) for
 // inspection, e.g. its Snapshot for /status. It takes no reference: do not
 // serve requests with it.
-func (h *Holder) Current() *Runtime { return h.cur.Load() }
+func (h *Holder) Current() *Set { return h.cur.Load() }
 
-// Swap installs next and retires the previous runtime, which is closed
+// Swap installs next and retires the previous set, which is closed
 // after its last in-flight request finishes (at once, on this goroutine, if
 // none is in flight; otherwise on a goroutine of its own). It returns the
-// previous runtime (may be nil); wait on its Done to know it has drained.
-// Swap(nil) retires the current runtime and makes Serve answer 503.
-// Swapping in the installed runtime again is a no-op that returns it.
-// A runtime belongs to one Holder and is installed once: Swap panics if
+// previous set (may be nil); wait on its Done to know it has drained.
+// Swap(nil) retires the current set and makes Serve answer 503.
+// Swapping in the installed set again is a no-op that returns it.
+// A set belongs to one Holder and is installed once: Swap panics if
 // next was already retired.
-func (h *Holder) Swap(next *Runtime) *Runtime {
+func (h *Holder) Swap(next *Set) *Set {
 	if next != nil && next.refs.Load()&retiredBit != 0 {
 		panic("runtime: Swap of a retired runtime")
 	}
@@ -45,7 +45,7 @@ func (h *Holder) Swap(next *Runtime) *Runtime {
 }
 
 // Serve is the public listener's fasthttp handler: it serves the request
-// wholly with the runtime current when it arrived.
+// wholly with the set current when it arrived.
 func (h *Holder) Serve(ctx *fasthttp.RequestCtx) {
 	r := h.acquire()
 	if r == nil {
@@ -58,8 +58,8 @@ func (h *Holder) Serve(ctx *fasthttp.RequestCtx) {
 	r.handler(ctx)
 }
 
-// acquire returns the current runtime with a reference taken, or nil.
-func (h *Holder) acquire() *Runtime {
+// acquire returns the current set with a reference taken, or nil.
+func (h *Holder) acquire() *Set {
 	for {
 		r := h.cur.Load()
 		if r == nil {
@@ -74,17 +74,17 @@ func (h *Holder) acquire() *Runtime {
 	}
 }
 
-// release drops a reference; the last one out of a retired runtime closes
+// release drops a reference; the last one out of a retired set closes
 // it. Closing runs on its own goroutine so that what Close releases (pools,
 // later) does not delay this response.
-func (r *Runtime) release() {
+func (r *Set) release() {
 	if r.refs.Add(-1) == retiredBit {
 		go r.closeRetired()
 	}
 }
 
-// retire marks the runtime swapped out and closes it if it is idle.
-func (r *Runtime) retire() {
+// retire marks the set swapped out and closes it if it is idle.
+func (r *Set) retire() {
 	old := r.refs.Or(retiredBit)
 	if old&retiredBit != 0 {
 		return // already retired
@@ -94,13 +94,13 @@ func (r *Runtime) retire() {
 	}
 }
 
-func (r *Runtime) closeRetired() {
+func (r *Set) closeRetired() {
 	if err := r.Close(); err != nil {
 		r.log.Error("closing retired runtime", "hash", r.snapHash(), "err", err)
 	}
 }
 
-func (r *Runtime) snapHash() string {
+func (r *Set) snapHash() string {
 	if r.snap == nil {
 		return ""
 	}

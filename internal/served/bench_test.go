@@ -1,4 +1,4 @@
-package runtime
+package served
 
 import (
 	"testing"
@@ -33,7 +33,7 @@ func benchServe(b *testing.B, h fasthttp.RequestHandler) {
 }
 
 // BenchmarkServeJWKS serves GET /oauth/v2/jwks in memory: through the
-// runtime's handler directly ("app"), and through Holder.Serve (the
+// set's handler directly ("app"), and through Holder.Serve (the
 // reference counting of the swap layer), without and with an Observer.
 // The parallel variant shows the cost of the shared reference count under
 // contention.
@@ -65,10 +65,10 @@ func BenchmarkServeJWKS(b *testing.B) {
 }
 
 // BenchmarkAcquireRelease is the swap layer alone: what Holder.Serve adds
-// to every request on top of the runtime's handler.
+// to every request on top of the set's handler.
 func BenchmarkAcquireRelease(b *testing.B) {
 	var h Holder
-	h.Swap(newRuntime(nil, Deps{}))
+	h.Swap(newSet(nil, Deps{}))
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

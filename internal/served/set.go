@@ -1,10 +1,11 @@
-// Package runtime builds everything one config snapshot serves (parsed
-// keys, profiles, one fiber app) and swaps it in atomically.
+// Package served builds what a runtime node serves for one config
+// snapshot, a Set (parsed keys, the role's profiles, one fiber app), and
+// swaps Sets atomically under the public listener.
 //
-// A request acquires the current Runtime, is served wholly by it and
-// releases it; a swap retires the previous Runtime, which is closed when
+// A request acquires the current Set, is served wholly by it and
+// releases it; a swap retires the previous Set, which is closed when
 // its last request ends. See Holder.
-package runtime
+package served
 
 import (
 	"context"
@@ -44,12 +45,12 @@ const (
 	NoProfile     = ""
 )
 
-// Deps are the long-lived dependencies a Runtime uses but does not own.
+// Deps are the long-lived dependencies a Set uses but does not own.
 type Deps struct {
 	Logger   *slog.Logger // nil: discard
 	Observer Observer     // nil: no per-request observation
 	// Stores hands out the store of the role's zone's data source. nil: the
-	// runtime has no store (config validate, tests), Store returns nil.
+	// set has no store (config validate, tests), Store returns nil.
 	Stores *datasource.Pools
 	// StoreTimeout bounds opening (and migrating) a new data source in
 	// Build. 0: DefaultStoreTimeout.
@@ -57,13 +58,13 @@ type Deps struct {
 	// Metrics counts tokens issued and OAuth errors (internal/metrics
 	// implements it). nil: not counted.
 	Metrics token.Metrics
-	// Previous is the runtime being replaced (nil at start): unchanged
+	// Previous is the set being replaced (nil at start): unchanged
 	// clients' derived state is reused from it. The reloader is the only
 	// builder and swapper, so Previous cannot be closed during Build.
-	Previous *Runtime
+	Previous *Set
 	// IPLimiter counts failed logins per client IP for authentication
-	// profiles; pass one that outlives runtimes so a reload keeps the
-	// counts. nil: each runtime has its own.
+	// profiles; pass one that outlives sets so a reload keeps the
+	// counts. nil: each set has its own.
 	IPLimiter *authn.IPLimiter
 	// ClientIP finds a request's client address for authentication
 	// profiles (KEYGATE_TRUSTED_PROXIES). nil: the connection's peer.
@@ -78,10 +79,10 @@ type Deps struct {
 // DefaultStoreTimeout bounds opening a data source during Build.
 const DefaultStoreTimeout = 30 * time.Second
 
-// Runtime is everything built from one snapshot: parsed keys, profiles,
+// Set is everything built from one snapshot: parsed keys, profiles,
 // one fiber.App with every profile of snap.Role mounted. It is immutable
 // once built.
-type Runtime struct {
+type Set struct {
 	snap    *config.Snapshot
 	log     *slog.Logger
 	obs     Observer
@@ -94,26 +95,26 @@ type Runtime struct {
 	tokens map[string]*token.Profile
 
 	// refs counts in-flight requests; retiredBit is set once a Holder has
-	// swapped the runtime out. See Holder.
+	// swapped the set out. See Holder.
 	refs      atomic.Int64
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{}
 }
 
-// retiredBit is the high bit of Runtime.refs (below the sign bit, so the
+// retiredBit is the high bit of Set.refs (below the sign bit, so the
 // count stays positive and readable in a debugger).
 const retiredBit = int64(1) << 62
 
-func newRuntime(snap *config.Snapshot, deps Deps) *Runtime {
+func newSet(snap *config.Snapshot, deps Deps) *Set {
 	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runtime{snap: snap, log: log, obs: deps.Observer, done: make(chan struct{}), tokens: map[string]*token.Profile{}}
+	return &Set{snap: snap, log: log, obs: deps.Observer, done: make(chan struct{}), tokens: map[string]*token.Profile{}}
 }
 
-// Build builds the runtime for snap.Role: the profiles listed in
+// Build builds the set for snap.Role: the profiles listed in
 // snap.ServiceRoles[snap.Role].Profiles, each mounted at its path.
 // A user-management profile (SCIM, not built yet) is refused rather than
 // silently not served. Build reports every problem it finds at once.
@@ -127,11 +128,11 @@ func newRuntime(snap *config.Snapshot, deps Deps) *Runtime {
 //
 // The error, if any, is config.Errors: each problem with the position and
 // key path of the entry it concerns, sorted, as Load reports its own.
-func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
+func Build(snap *config.Snapshot, deps Deps) (rt *Set, err error) {
 	if snap == nil {
 		return nil, errors.New("runtime: nil snapshot")
 	}
-	r := newRuntime(snap, deps)
+	r := newSet(snap, deps)
 	defer func() {
 		if err != nil {
 			// Release whatever was opened before the failure.
@@ -251,7 +252,7 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Runtime, err error) {
 
 // acquireStore takes the store of the role's zone's data source from
 // deps.Stores and registers its release as a closer.
-func (r *Runtime) acquireStore(snap *config.Snapshot, role *config.ServiceRole, deps Deps) error {
+func (r *Set) acquireStore(snap *config.Snapshot, role *config.ServiceRole, deps Deps) error {
 	zone := snap.Zones[role.Zone]
 	if zone != nil {
 		r.dsName = zone.DataSource
@@ -288,7 +289,7 @@ func (r *Runtime) acquireStore(snap *config.Snapshot, role *config.ServiceRole, 
 
 // zoneStores acquires the stores of the other zones a user-management
 // profile serves (none without deps.Stores: a check opens nothing).
-func (r *Runtime) zoneStores(snap *config.Snapshot, role *config.ServiceRole, p *config.Profile, deps Deps) (map[string]model.Store, *config.Error) {
+func (r *Set) zoneStores(snap *config.Snapshot, role *config.ServiceRole, p *config.Profile, deps Deps) (map[string]model.Store, *config.Error) {
 	out := map[string]model.Store{}
 	for i, zn := range p.Zones {
 		if zn == role.Zone {
@@ -404,7 +405,7 @@ func asConfigErrors(err error, pos config.Position, path string) config.Errors {
 }
 
 // mount builds the fiber app with every profile and returns its handler.
-func (r *Runtime) mount(profiles []*token.Profile, authns []*authn.Profile, scims []*usermgmt.Profile) fasthttp.RequestHandler {
+func (r *Set) mount(profiles []*token.Profile, authns []*authn.Profile, scims []*usermgmt.Profile) fasthttp.RequestHandler {
 	app := fiber.New(fiber.Config{
 		// Paths are exact: OAuth clients and discovery use them verbatim.
 		CaseSensitive:         true,
@@ -477,7 +478,7 @@ func knownMethod(m []byte) bool {
 }
 
 // unknownMethod answers 501 (RFC 9110 §15.6.2) in JSON.
-func (r *Runtime) unknownMethod(ctx *fasthttp.RequestCtx) {
+func (r *Set) unknownMethod(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	writeError(&ctx.Response, fasthttp.StatusNotImplemented)
 	if r.obs != nil {
@@ -489,7 +490,7 @@ func (r *Runtime) unknownMethod(ctx *fasthttp.RequestCtx) {
 // captured once, at registration, so the request path does not allocate.
 // It turns a returned error or a panic into the JSON error response here,
 // not in fiber's error handler, so the observed status is the one sent.
-func (r *Runtime) instrument(profile, endpoint string) fiber.Handler {
+func (r *Set) instrument(profile, endpoint string) fiber.Handler {
 	obs := r.obs
 	return func(c *fiber.Ctx) (err error) {
 		var start time.Time
@@ -512,10 +513,10 @@ func (r *Runtime) instrument(profile, endpoint string) fiber.Handler {
 	}
 }
 
-// Close releases what the runtime opened. It is safe on a partly built
-// runtime and idempotent. A Holder closes the runtimes it retires; call
-// Close yourself only on a runtime never installed in a Holder.
-func (r *Runtime) Close() error {
+// Close releases what the set opened. It is safe on a partly built
+// set and idempotent. A Holder closes the sets it retires; call
+// Close yourself only on a set never installed in a Holder.
+func (r *Set) Close() error {
 	r.closeOnce.Do(func() {
 		var errs []error
 		for i := len(r.closers) - 1; i >= 0; i-- {
@@ -529,17 +530,17 @@ func (r *Runtime) Close() error {
 	return r.closeErr
 }
 
-// Done is closed when Close has finished: for a retired runtime, after
+// Done is closed when Close has finished: for a retired set, after
 // its last request.
-func (r *Runtime) Done() <-chan struct{} { return r.done }
+func (r *Set) Done() <-chan struct{} { return r.done }
 
 // Store is the store of the role's zone's data source (nil when built
-// without Deps.Stores). It is valid until the runtime is closed; readiness
+// without Deps.Stores). It is valid until the set is closed; readiness
 // pings it.
-func (r *Runtime) Store() model.Store { return r.store }
+func (r *Set) Store() model.Store { return r.store }
 
 // DataSource names the data source of the role's zone (for /status).
-func (r *Runtime) DataSource() string { return r.dsName }
+func (r *Set) DataSource() string { return r.dsName }
 
-// Snapshot is the snapshot the runtime was built from.
-func (r *Runtime) Snapshot() *config.Snapshot { return r.snap }
+// Snapshot is the snapshot the set was built from.
+func (r *Set) Snapshot() *config.Snapshot { return r.snap }

@@ -1,4 +1,4 @@
-package runtime
+package served
 
 import (
 	"errors"
@@ -62,7 +62,7 @@ func errorBody(status int) (int, []byte) {
 // handleError is the app's fiber.ErrorHandler. A *fiber.Error keeps its
 // status (its message is dropped: fiber's echo the request path); any
 // other error is a 500 whose real cause is logged, never sent.
-func (r *Runtime) handleError(c *fiber.Ctx, err error) error {
+func (r *Set) handleError(c *fiber.Ctx, err error) error {
 	status := fiber.StatusInternalServerError
 	var fe *fiber.Error
 	if errors.As(err, &fe) {

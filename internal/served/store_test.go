@@ -1,4 +1,4 @@
-package runtime
+package served
 
 import (
 	"context"
@@ -30,9 +30,9 @@ func snapWithSQLite(t testing.TB, path string) *config.Snapshot {
 	return s
 }
 
-// The store follows the runtime: shared while the data source is
+// The store follows the set: shared while the data source is
 // unchanged, replaced when it changes, and the old one is closed only
-// after the last request on the old runtime.
+// after the last request on the old set.
 func TestBuildAcquiresZoneStoreAcrossSwaps(t *testing.T) {
 	ctx := context.Background()
 	pools := datasource.New(datasource.Options{Migrate: true})
@@ -67,7 +67,7 @@ func TestBuildAcquiresZoneStoreAcrossSwaps(t *testing.T) {
 	inflight.release()
 	waitDone(t, a)
 	if err := b.Store().Ping(ctx); err != nil {
-		t.Fatalf("closing the old runtime closed the shared pool: %v", err)
+		t.Fatalf("closing the old set closed the shared pool: %v", err)
 	}
 
 	// Changed path: a new pool; the old one answers until b's last request.
@@ -86,7 +86,7 @@ func TestBuildAcquiresZoneStoreAcrossSwaps(t *testing.T) {
 	inflight.release()
 	waitDone(t, b)
 	if err := b.Store().Ping(ctx); err == nil {
-		t.Error("old pool still open after its runtime's last request")
+		t.Error("old pool still open after its set's last request")
 	}
 	if err := c.Store().Ping(ctx); err != nil {
 		t.Fatal(err)

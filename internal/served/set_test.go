@@ -1,4 +1,4 @@
-package runtime
+package served
 
 import (
 	"bytes"
@@ -167,7 +167,7 @@ func serve(h fasthttp.RequestHandler, method, uri string) response {
 	return r
 }
 
-func build(t *testing.T, snap *config.Snapshot, deps Deps) *Runtime {
+func build(t *testing.T, snap *config.Snapshot, deps Deps) *Set {
 	t.Helper()
 	r, err := Build(snap, deps)
 	if err != nil {
@@ -292,12 +292,12 @@ func TestErrorsAreJSON(t *testing.T) {
 	}
 }
 
-// TestErrorHandlerHidesInternals drives the runtime's error path with
+// TestErrorHandlerHidesInternals drives the set's error path with
 // handlers that fail in every way a future endpoint could.
 func TestErrorHandlerHidesInternals(t *testing.T) {
 	log, logs := testLogger()
 	rec := &recorder{}
-	r := newRuntime(testSnapshot(t), Deps{Logger: log, Observer: rec})
+	r := newSet(testSnapshot(t), Deps{Logger: log, Observer: rec})
 	app := fiber.New(fiber.Config{ErrorHandler: r.handleError, DisableStartupMessage: true})
 	app.Get("/error", r.instrument("p", "error"), func(*fiber.Ctx) error {
 		return errors.New("dial tcp 10.0.0.7:5432: password authentication failed")
@@ -385,7 +385,7 @@ func TestBuildErrors(t *testing.T) {
 				t.Fatal("Build succeeded")
 			}
 			if r != nil {
-				t.Fatal("Build returned a runtime with an error")
+				t.Fatal("Build returned a set with an error")
 			}
 			for _, w := range c.want {
 				if !strings.Contains(err.Error(), w) {
@@ -402,12 +402,12 @@ func TestBuildErrors(t *testing.T) {
 }
 
 func TestCloseIsSafeAndIdempotent(t *testing.T) {
-	var zero Runtime
+	var zero Set
 	if err := zero.Close(); err != nil {
 		t.Fatal(err)
 	}
 	calls := 0
-	r := newRuntime(nil, Deps{})
+	r := newSet(nil, Deps{})
 	r.closers = append(r.closers, func() error { calls++; return errors.New("pool: close failed") })
 	for range 3 {
 		if err := r.Close(); err == nil || err.Error() != "pool: close failed" {
@@ -424,7 +424,7 @@ func TestCloseIsSafeAndIdempotent(t *testing.T) {
 	}
 }
 
-// TestListenerWiring serves a runtime the way cmd/keygate should: a
+// TestListenerWiring serves a set the way cmd/keygate should: a
 // fasthttp.Server whose Handler is Holder.Serve.
 func TestListenerWiring(t *testing.T) {
 	var h Holder
@@ -464,14 +464,14 @@ func TestListenerWiring(t *testing.T) {
 		t.Fatalf("jwks: %d", code)
 	}
 
-	// A reload with a new key: the next request sees it, the old runtime
+	// A reload with a new key: the next request sees it, the old set
 	// drains and closes.
 	next := testSnapshot(t)
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, _ := x509.MarshalPKCS8PrivateKey(k)
 	next.Keys["signing-2026"].PrivateKey = secret.New(string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
 	if prev := h.Swap(build(t, next, Deps{})); prev != first {
-		t.Fatal("Swap did not return the previous runtime")
+		t.Fatal("Swap did not return the previous set")
 	}
 	waitDone(t, first)
 	if _, body2 := get("/oauth/v2/jwks"); body2 == body1 {

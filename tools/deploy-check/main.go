@@ -1,8 +1,8 @@
-// Command check verifies rendered Kubernetes manifests (kustomize build
+// Command deploy-check verifies rendered Kubernetes manifests (kustomize build
 // output) against the configuration they deploy. .ci/check-deploy renders
 // every overlay and runs
 //
-//	go run ./deploy/check -config-dir config.d staging=/tmp/staging.yaml production=/tmp/production.yaml
+//	go run ./tools/deploy-check -config-dir config.d staging=/tmp/staging.yaml production=/tmp/production.yaml
 //
 // For each overlay it checks that:
 //   - the output parses as YAML, every document a Kubernetes object;

@@ -6,12 +6,12 @@
 // and peak RSS (from /proc). The load generator shares the machine's cores
 // with the server; that is the stated measuring condition.
 //
-//	go run ./cmd/keygate-bench                       # every scenario, c=64, 10 s each (go tool task bench)
-//	go run ./cmd/keygate-bench -scenarios cc-jwt-es256,jwks -d 5s
-//	go run ./cmd/keygate-bench -storage sqlite -c 32
-//	go run ./cmd/keygate-bench -scenarios cc-jwt-es256/sqlite -repeat 3   # the efficiency ratio, median of 3
-//	go run ./cmd/keygate-bench -scenarios cc-jwt-es256/sqlite -cpuprofile /tmp/kg   # + /tmp/kg-*.pprof
-//	go run ./cmd/keygate-bench -binary ./bin/keygate -server-env GOGC=400
+//	go run ./tools/keygate-bench                       # every scenario, c=64, 10 s each (go tool task bench)
+//	go run ./tools/keygate-bench -scenarios cc-jwt-es256,jwks -d 5s
+//	go run ./tools/keygate-bench -storage sqlite -c 32
+//	go run ./tools/keygate-bench -scenarios cc-jwt-es256/sqlite -repeat 3   # the efficiency ratio, median of 3
+//	go run ./tools/keygate-bench -scenarios cc-jwt-es256/sqlite -cpuprofile /tmp/kg   # + /tmp/kg-*.pprof
+//	go run ./tools/keygate-bench -binary ./bin/keygate -server-env GOGC=400
 //
 // Scenarios (each on sqlite and on postgres unless -storage says otherwise):
 //

@@ -54,7 +54,7 @@ type Settings struct {
 	// hostname, which two nodes on one host share.
 	NodeIDFromHost bool `ignored:"true"`
 
-	// Bundles (issue 4; documented in the README).
+	// Bundles: signed configuration published by the admin node (README).
 
 	BundleVerifyKeyFile  string `envconfig:"KEYGATE_BUNDLE_VERIFY_KEY_FILE"`         // runtime: load only bundles signed by this Ed25519 public key (PEM)
 	BundleSigningKeyFile string `envconfig:"KEYGATE_BUNDLE_SIGNING_KEY_FILE"`        // admin: the Ed25519 private key (PEM PKCS#8) that signs bundles

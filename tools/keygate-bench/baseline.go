@@ -32,11 +32,12 @@ import (
 // process, measured like keygate).
 const serveBaselineArg = "__serve-baseline"
 
-// baselineApp is the yardstick: a minimal fiber handler that
-// checks a client secret against its SHA-256 (HTTP Basic) and signs one
-// ES256 JWT access token with jwx, with the claims keygate puts in its
-// access tokens (RFC 9068). Nothing else: no config, no metrics, no
-// storage, no policy.
+// baselineApp is the yardstick of the efficiency ratio, so that the ratio
+// says what keygate costs beyond the work no token server can skip: a
+// minimal fiber handler that checks a client secret against its SHA-256
+// (HTTP Basic) and signs one ES256 JWT access token with jwx, with the
+// claims keygate puts in its access tokens (RFC 9068). Nothing else: no
+// config, no metrics, no storage, no policy.
 func baselineApp(key *ecdsa.PrivateKey) (*fiber.App, error) {
 	pub, err := jwk.FromRaw(key.Public())
 	if err != nil {

@@ -1,8 +1,8 @@
 package main
 
-// The codeflow scenario (issue 5): full OpenID Connect authorization-code
-// flows with a password login, end to end over HTTP, each with its own
-// cookie state:
+// The codeflow scenario measures what a user's sign-in costs: full OpenID
+// Connect authorization-code flows with a password login, end to end over
+// HTTP, each with its own cookie state:
 //
 //	GET  {token}/authorize (PKCE S256, state, nonce)  -> 302 to {authn}/login?return_to=...
 //	GET  {authn}/login                                -> 200, csrf hidden field + keygate_csrf cookie

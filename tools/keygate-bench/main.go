@@ -1,4 +1,4 @@
-// Command keygate-bench is Keygate's load benchmark (issue 3, item 7):
+// Command keygate-bench is Keygate's load benchmark:
 // it starts the built keygate binary on loopback with a generated config
 // and storage, drives a fixed concurrency for a fixed time with a
 // keep-alive fasthttp client, and prints one JSON line per scenario:

@@ -1,10 +1,8 @@
 package tests
 
 import (
-	"bufio"
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -21,14 +19,13 @@ import (
 
 	"github.com/keygate/keygate/internal/bundle"
 	"github.com/keygate/keygate/internal/publish"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // adminNode is a running `keygate admin`.
 type adminNode struct {
-	url  string
-	cmd  *exec.Cmd
-	logs *logBuffer
-	done chan error
+	*testkit.Proc
+	url string
 }
 
 func startAdmin(t *testing.T, env ...string) *adminNode {
@@ -39,39 +36,20 @@ func startAdmin(t *testing.T, env ...string) *adminNode {
 	// admin's default KEYGATE_FILE_DIRS (the usual secret mounts) refuses.
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "KEYGATE_ADMIN_LISTEN_ADDR=127.0.0.1:0", "KEYGATE_LOG_FORMAT=json",
 		"KEYGATE_FILE_DIRS=" + os.TempDir()}, env...)
-	stderr, err := cmd.StderrPipe()
+	p, err := testkit.Start(cmd, testkit.ServingAdmin)
 	check(t, err)
-	check(t, cmd.Start())
-	a := &adminNode{cmd: cmd, logs: &logBuffer{}, done: make(chan error, 1)}
-	serving := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			a.logs.add(sc.Text())
-			var e struct{ Msg, Admin string }
-			if json.Unmarshal(sc.Bytes(), &e) == nil && e.Msg == "admin node serving" {
-				serving <- "http://" + e.Admin
-			}
-		}
-		a.done <- cmd.Wait()
-	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-a.done
+		if p.Alive() {
+			p.Kill()
 		}
 		if t.Failed() {
-			t.Logf("admin logs:\n%s", a.logs)
+			t.Logf("admin logs:\n%s", p.Logs)
 		}
 	})
-	select {
-	case a.url = <-serving:
-	case err := <-a.done:
-		t.Fatalf("admin exited: %v\n%s", err, a.logs)
-	case <-time.After(15 * time.Second):
-		t.Fatalf("admin did not start\n%s", a.logs)
+	if err := p.WaitServing(context.Background(), 15*time.Second); err != nil {
+		t.Fatalf("admin: %v", err)
 	}
-	return a
+	return &adminNode{Proc: p, url: "http://" + p.Addr("admin")}
 }
 
 func (a *adminNode) call(t *testing.T, method, path, token string, body any) (int, []byte) {
@@ -145,37 +123,32 @@ const publishDeadline = 2 * time.Second
 // the deadline.
 func waitPublished(t *testing.T, what, version string, since time.Time, nodes []*node, served func() bool) {
 	t.Helper()
-	waitFor(t, 15*time.Second, what, served)
+	testkit.WaitFor(t, 15*time.Second, what, served)
 	for _, n := range nodes {
-		var st status
+		var st testkit.Status
 		// The node records /status just after the swap.
-		waitFor(t, 15*time.Second, what+": "+version+" in /status", func() bool {
-			st = n.status()
+		testkit.WaitFor(t, 15*time.Second, what+": "+version+" in /status", func() bool {
+			st = n.Status()
 			return st.ConfigVersion == version
 		})
 		if lag := st.LoadedAt.Sub(since); lag > publishDeadline {
-			t.Errorf("%s: node %s loaded %s %s after the call returned, want within %s", what, n.public, version, lag.Round(time.Millisecond), publishDeadline)
+			t.Errorf("%s: node %s loaded %s %s after the call returned, want within %s", what, n.Public(), version, lag.Round(time.Millisecond), publishDeadline)
 		} else {
-			t.Logf("%s: node %s loaded %s %s after the call returned", what, n.public, version, max(lag, 0).Round(time.Millisecond))
+			t.Logf("%s: node %s loaded %s %s after the call returned", what, n.Public(), version, max(lag, 0).Round(time.Millisecond))
 		}
 	}
 }
 
 func TestAdminPublishVerifyRollback(t *testing.T) {
 	secrets := t.TempDir()
-	_, signKey, err := ed25519.GenerateKey(rand.Reader)
-	check(t, err)
-	privPEM, pubPEM, err := bundle.MarshalKeys(signKey)
-	check(t, err)
-	signFile, verifyFile, tokenFile := filepath.Join(secrets, "sign.pem"), filepath.Join(secrets, "verify.pem"), filepath.Join(secrets, "token")
-	check(t, os.WriteFile(signFile, privPEM, 0o600))
-	check(t, os.WriteFile(verifyFile, pubPEM, 0o644))
+	signFile, verifyFile, signKey := testkit.BundleKeys(t, secrets)
+	tokenFile := filepath.Join(secrets, "token")
 	const token = "admin-token-0123456789abcdef"
 	check(t, os.WriteFile(tokenFile, []byte(token+"\n"), 0o600))
-	k1 := newKeyFile(t, secrets, "k1")
-	keys := keysConfig(map[string]string{"k1": k1})
+	k1 := testkit.KeyFile(t, secrets, "k1")
+	keys := testkit.KeysConfig(map[string]string{"k1": k1})
 	src := func(issuer string) string {
-		return configDir(t, map[string]string{"00-token.yaml": tokenConfig(issuer, "k1"), "10-keys.yaml": keys})
+		return testkit.ConfigDir(t, map[string]string{"00-token.yaml": testkit.TokenConfig(unusedDB, issuer, "k1"), "10-keys.yaml": keys})
 	}
 
 	pubDir := t.TempDir()
@@ -189,7 +162,7 @@ func TestAdminPublishVerifyRollback(t *testing.T) {
 	if code, _ := adm.call(t, "GET", "/admin/v1/bundles", "wrong-token-0123456789", nil); code != http.StatusUnauthorized {
 		t.Fatalf("wrong token: %d", code)
 	}
-	if adm.logs.contains(token) {
+	if adm.Logs.Contains(token) {
 		t.Fatal("the admin token was logged")
 	}
 
@@ -202,15 +175,15 @@ func TestAdminPublishVerifyRollback(t *testing.T) {
 	serving := func(issuer string) func() bool {
 		return func() bool {
 			for _, n := range nodes {
-				if n.issuer("/oauth/v2") != issuer {
+				if n.Issuer("/oauth/v2") != issuer {
 					return false
 				}
 			}
 			return true
 		}
 	}
-	waitFor(t, 15*time.Second, "v1 on both nodes", serving("http://localhost/one"))
-	if st := nodes[0].status(); st.ConfigVersion != "v1" {
+	testkit.WaitFor(t, 15*time.Second, "v1 on both nodes", serving("http://localhost/one"))
+	if st := nodes[0].Status(); st.ConfigVersion != "v1" {
 		t.Fatalf("status version %q", st.ConfigVersion)
 	}
 
@@ -240,7 +213,7 @@ func TestAdminPublishVerifyRollback(t *testing.T) {
 
 	// A broken reference: refused with every error, publish dir unchanged.
 	before := dirListing(t, pubDir)
-	broken := configDir(t, map[string]string{"00-token.yaml": strings.Replace(tokenConfig("http://localhost/x", "k9"), "zone: local", "zone: nowhere", 1), "10-keys.yaml": keys})
+	broken := testkit.ConfigDir(t, map[string]string{"00-token.yaml": strings.Replace(testkit.TokenConfig(unusedDB, "http://localhost/x", "k9"), "zone: local", "zone: nowhere", 1), "10-keys.yaml": keys})
 	code, _, stderr = publishCLI(t, adm.url, broken, tokenFile)
 	if code != 1 || !strings.Contains(stderr, `"k9"`) || !strings.Contains(stderr, `"nowhere"`) {
 		t.Fatalf("broken bundle: exit %d\n%s", code, stderr)
@@ -255,11 +228,11 @@ func TestAdminPublishVerifyRollback(t *testing.T) {
 	check(t, err)
 	check(t, os.WriteFile(target, bytes.Replace(orig, []byte("/one"), []byte("/evil"), 1), 0o644))
 	for _, n := range nodes {
-		n.signal(syscall.SIGHUP) // SIGHUP: the periodic check would find it too
+		n.Signal(syscall.SIGHUP) // SIGHUP: the periodic check would find it too
 	}
-	waitFor(t, 15*time.Second, "tampered bundle refused", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "tampered bundle refused", func() bool {
 		for _, n := range nodes {
-			if st := n.status(); st.LastResult != "failure" || !strings.Contains(st.LastError, "do not match the signed manifest") {
+			if st := n.Status(); st.LastResult != "failure" || !strings.Contains(st.LastError, "do not match the signed manifest") {
 				return false
 			}
 		}
@@ -272,8 +245,8 @@ func TestAdminPublishVerifyRollback(t *testing.T) {
 
 	// Unsigned: a node that verifies refuses a plain directory at start.
 	plain := launch(t, src("http://localhost/plain"), verifyEnv)
-	if code := plain.waitExit(15 * time.Second); code != 1 || !plain.logs.contains("bundle is not signed") {
-		t.Fatalf("unsigned dir: exit %d\n%s", code, plain.logs)
+	if code := plain.WaitExit(15 * time.Second); code != 1 || !plain.Logs.Contains("bundle is not signed") {
+		t.Fatalf("unsigned dir: exit %d\n%s", code, plain.Logs)
 	}
 
 	// Load during ten publishes: zero failed requests.
@@ -291,7 +264,7 @@ func TestAdminPublishVerifyRollback(t *testing.T) {
 				default:
 				}
 				for _, p := range []string{"/oauth/v2/.well-known/openid-configuration", "/oauth/v2/jwks"} {
-					if code, _ := get(n.public + p); code == http.StatusOK {
+					if code, _ := testkit.Get(n.Public() + p); code == http.StatusOK {
 						ok.Add(1)
 					} else {
 						failed.Add(1)
@@ -304,7 +277,7 @@ func TestAdminPublishVerifyRollback(t *testing.T) {
 	var last struct{ Version string }
 	var lastAt time.Time
 	for i := 0; i < 10; i++ {
-		files["00-token.yaml"] = tokenConfig("http://localhost/load"+string(rune('a'+i)), "k1")
+		files["00-token.yaml"] = testkit.TokenConfig(unusedDB, "http://localhost/load"+string(rune('a'+i)), "k1")
 		code, body := adm.call(t, "POST", "/admin/v1/bundles", token, map[string]any{"files": files, "author": "load"})
 		if code != http.StatusCreated || json.Unmarshal(body, &last) != nil || last.Version == "" {
 			t.Fatalf("publish %d: %d %s", i, code, body)
@@ -321,8 +294,7 @@ func TestAdminPublishVerifyRollback(t *testing.T) {
 
 	// Admin stopped: nodes keep serving and still reload from a file drop
 	// (a signed version written with the bundle and publish packages).
-	check(t, adm.cmd.Process.Kill())
-	<-adm.done
+	adm.Kill()
 	pub, err := publish.New(pubDir, 10)
 	check(t, err)
 	next, err := pub.NextVersion()
@@ -334,7 +306,7 @@ func TestAdminPublishVerifyRollback(t *testing.T) {
 	waitPublished(t, "file drop served without the admin node", next, time.Now(), nodes, serving("http://localhost/drop"))
 	// A later hint for the same publish may have found nothing new since
 	// ("unchanged"): what matters is that no reload failed.
-	if st := nodes[1].status(); st.ConfigVersion != next || st.LastResult == "failure" || st.LastError != "" {
+	if st := nodes[1].Status(); st.ConfigVersion != next || st.LastResult == "failure" || st.LastError != "" {
 		t.Fatalf("status after file drop: %+v", st)
 	}
 }

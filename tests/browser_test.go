@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // The browser tests run the code flow as a user sees it: the repository's
@@ -129,7 +130,7 @@ func newSite(t *testing.T, vars map[string]string) *site {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeAtomic(t, filepath.Join(dir, e.Name()), string(b))
+		testkit.WriteAtomic(t, filepath.Join(dir, e.Name()), string(b))
 	}
 	s := &site{t: t, dir: dir, envFile: filepath.Join(t.TempDir(), "test.env"), vars: map[string]string{
 		"DATA_DIR":    t.TempDir(),
@@ -150,7 +151,7 @@ func (s *site) writeEnv() {
 	for k, v := range s.vars {
 		fmt.Fprintf(&b, "%s=%s\n", k, v)
 	}
-	writeAtomic(s.t, s.envFile, b.String())
+	testkit.WriteAtomic(s.t, s.envFile, b.String())
 }
 
 // edit rewrites one config file with f applied to its text.
@@ -164,7 +165,7 @@ func (s *site) edit(name string, f func(string) string) {
 	if out == string(b) {
 		s.t.Fatalf("edit of %s changed nothing", name)
 	}
-	writeAtomic(s.t, filepath.Join(s.dir, name), out)
+	testkit.WriteAtomic(s.t, filepath.Join(s.dir, name), out)
 }
 
 // userAdd runs `keygate user add` with the password on stdin, as the
@@ -189,17 +190,17 @@ func (s *site) userAdd(username, pw string, extra ...string) {
 func (s *site) setIssuer(base string, nodes ...*node) string {
 	s.t.Helper()
 	issuer := base + "/oauth/v2"
-	before := make([]status, len(nodes))
+	before := make([]testkit.Status, len(nodes))
 	for i, n := range nodes {
-		before[i] = n.status()
+		before[i] = n.Status()
 	}
 	s.vars["PUBLIC_BASE_URL"] = base
 	s.writeEnv()
 	for i, n := range nodes {
-		if st := n.waitLoaded(s.t, before[i]); !st.loadedSince(before[i]) {
-			s.t.Fatalf("node %s: reload with issuer %s: %+v", n.public, issuer, st)
+		if st := n.WaitLoaded(before[i]); !st.LoadedSince(before[i]) {
+			s.t.Fatalf("node %s: reload with issuer %s: %+v", n.Public(), issuer, st)
 		}
-		waitFor(s.t, 30*time.Second, "the new issuer in discovery", func() bool { return n.issuer("/oauth/v2") == issuer })
+		testkit.WaitFor(s.t, 30*time.Second, "the new issuer in discovery", func() bool { return n.Issuer("/oauth/v2") == issuer })
 	}
 	return issuer
 }
@@ -288,11 +289,11 @@ func checkSignedIn(t *testing.T, rp *testRP, text, username, email string) *rpRe
 	return res
 }
 
-func (n *node) hostPort() string { return strings.TrimPrefix(n.public, "http://") }
+func (n *node) hostPort() string { return strings.TrimPrefix(n.Public(), "http://") }
 
 // count reads keygate_http_requests_total for a profile, endpoint and code.
 func (n *node) count(profile, endpoint, code string) float64 {
-	v, _ := metricValue(n.metrics(), "keygate_http_requests_total",
+	v, _ := metricValue(n.Metrics(), "keygate_http_requests_total",
 		map[string]string{"profile": profile, "endpoint": endpoint, "code": code})
 	return v
 }
@@ -308,14 +309,14 @@ func TestBrowserCodeFlow(t *testing.T) {
 
 	n := startNode(t, s.dir, s.env...)
 	n.waitReady(t)
-	issuer := s.setIssuer(n.public, n)
+	issuer := s.setIssuer(n.Public(), n)
 	if err := rp.discover(context.Background(), issuer); err != nil {
 		t.Fatalf("RP discovery: %v", err)
 	}
 
 	loginURL, text := signIn(t, br, rp, "alice", alicePassword, "login.png", nil)
 	if loginURL.Host != n.hostPort() || loginURL.Path != "/authn/login" {
-		t.Errorf("login page at %s, want %s/authn/login", loginURL, n.public)
+		t.Errorf("login page at %s, want %s/authn/login", loginURL, n.Public())
 	}
 	res := checkSignedIn(t, rp, text, "alice", "alice@example.com")
 	if res.Claims["name"] != "Alice Example" || res.Claims["email_verified"] != true {
@@ -326,7 +327,7 @@ func TestBrowserCodeFlow(t *testing.T) {
 			t.Errorf("%s answered 500", c.endpoint)
 		}
 	}
-	if n.logs.contains(alicePassword) {
+	if n.Logs.Contains(alicePassword) {
 		t.Error("the node logged the password")
 	}
 }
@@ -346,12 +347,12 @@ func TestBrowserCodeFlowAcrossNodes(t *testing.T) {
 
 	a := launch(t, s.dir, append(s.env, "KEYGATE_NODE_ID=node-a")...)
 	b := launch(t, s.dir, append(s.env, "KEYGATE_NODE_ID=node-b")...)
-	a.waitServing(t)
-	b.waitServing(t)
+	a.AwaitServing(30 * time.Second)
+	b.AwaitServing(30 * time.Second)
 	a.waitReady(t)
 	b.waitReady(t)
-	issuer := s.setIssuer(a.public, a, b)
-	if got := b.issuer("/oauth/v2"); got != issuer {
+	issuer := s.setIssuer(a.Public(), a, b)
+	if got := b.Issuer("/oauth/v2"); got != issuer {
 		t.Fatalf("B's issuer %q, want A's %q", got, issuer)
 	}
 	if err := rp.discover(context.Background(), issuer); err != nil {
@@ -382,7 +383,7 @@ func TestBrowserCodeFlowAcrossNodes(t *testing.T) {
 		t.Errorf("A served %v token/userinfo requests, want 0", got)
 	}
 	if t.Failed() {
-		t.Logf("A metrics:\n%s\nB metrics:\n%s", grep(a.metrics(), "keygate_http_requests_total"), grep(b.metrics(), "keygate_http_requests_total"))
+		t.Logf("A metrics:\n%s\nB metrics:\n%s", grep(a.Metrics(), "keygate_http_requests_total"), grep(b.Metrics(), "keygate_http_requests_total"))
 	}
 }
 
@@ -398,21 +399,21 @@ func TestBrowserLoginAcrossReload(t *testing.T) {
 
 	n := startNode(t, s.dir, s.env...)
 	n.waitReady(t)
-	issuer := s.setIssuer(n.public, n)
+	issuer := s.setIssuer(n.Public(), n)
 	if err := rp.discover(context.Background(), issuer); err != nil {
 		t.Fatalf("RP discovery: %v", err)
 	}
 
 	_, text := signIn(t, br, rp, "alice", alicePassword, "", func() {
-		before := n.status()
+		before := n.Status()
 		s.edit("40-clients.yaml", func(y string) string {
 			return strings.Replace(y, `scopes: ["invoices:read"]`, `scopes: ["invoices:read", "invoices:write"]`, 1)
 		})
 		s.edit("30-profiles.yaml", func(y string) string {
 			return strings.Replace(y, "sessions: {idle-lifetime: 1h, absolute-lifetime: 12h}", "sessions: {idle-lifetime: 2h, absolute-lifetime: 12h}", 1)
 		})
-		after := n.waitLoaded(t, before)
-		if !after.loadedSince(before) || after.ConfigHash == before.ConfigHash {
+		after := n.WaitLoaded(before)
+		if !after.LoadedSince(before) || after.ConfigHash == before.ConfigHash {
 			t.Fatalf("reload between GET and POST of the login form: %+v (before %+v)", after, before)
 		}
 	})

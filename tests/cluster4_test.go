@@ -7,19 +7,12 @@ package tests
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -32,8 +25,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keygate/keygate/internal/bundle"
 	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 const clusterToken = "admin-token-cluster-0123456789"
@@ -85,7 +78,7 @@ func zoneDatabase(t *testing.T, zone string) string {
 // serving one token profile at /oauth/v2 with the given issuer.
 func twoZoneConfig(t *testing.T, issuer, keys string) string {
 	t.Helper()
-	return configDir(t, map[string]string{
+	return testkit.ConfigDir(t, map[string]string{
 		"00-cluster.yaml": `schema: 1
 service-roles:
   edge-a: {zone: a, profiles: [token]}
@@ -154,15 +147,10 @@ func TestClusterTwoZonesPublishRollback(t *testing.T) {
 	zoneA, zoneB := zoneDatabase(t, "a"), zoneDatabase(t, "b")
 
 	secrets := t.TempDir()
-	_, signKey, err := ed25519.GenerateKey(rand.Reader)
-	check(t, err)
-	privPEM, pubPEM, err := bundle.MarshalKeys(signKey)
-	check(t, err)
-	signFile, verifyFile, tokenFile := filepath.Join(secrets, "sign.pem"), filepath.Join(secrets, "verify.pem"), filepath.Join(secrets, "token")
-	check(t, os.WriteFile(signFile, privPEM, 0o600))
-	check(t, os.WriteFile(verifyFile, pubPEM, 0o644))
+	signFile, verifyFile, _ := testkit.BundleKeys(t, secrets)
+	tokenFile := filepath.Join(secrets, "token")
 	check(t, os.WriteFile(tokenFile, []byte(clusterToken+"\n"), 0o600))
-	keys := keysConfig(map[string]string{"k1": newKeyFile(t, secrets, "k1")})
+	keys := testkit.KeysConfig(map[string]string{"k1": testkit.KeyFile(t, secrets, "k1")})
 
 	pubDir := t.TempDir()
 	adm := startAdmin(t, "KEYGATE_PUBLISH_DIR="+pubDir, "KEYGATE_BUNDLE_SIGNING_KEY_FILE="+signFile, "KEYGATE_ADMIN_TOKEN_FILE="+tokenFile,
@@ -202,7 +190,7 @@ func TestClusterTwoZonesPublishRollback(t *testing.T) {
 		m.n = launch(t, pubDir, env...) // started together: the two zone-a nodes migrate one database at once
 	}
 	for _, m := range members {
-		m.n.waitServing(t)
+		m.n.AwaitServing(30 * time.Second)
 		m.n.waitReady(t)
 	}
 
@@ -213,7 +201,7 @@ func TestClusterTwoZonesPublishRollback(t *testing.T) {
 	servedBy := func(issuer string) func() bool {
 		return func() bool {
 			for _, m := range members {
-				if m.n.issuer("/oauth/v2") != issuer {
+				if m.n.Issuer("/oauth/v2") != issuer {
 					return false
 				}
 			}
@@ -260,7 +248,7 @@ func TestClusterTwoZonesPublishRollback(t *testing.T) {
 		return out
 	}
 
-	waitFor(t, 15*time.Second, "v1 on every node", servedBy("http://localhost/one"))
+	testkit.WaitFor(t, 15*time.Second, "v1 on every node", servedBy("http://localhost/one"))
 	onV1 := hashes(clusterOn("v1"))
 
 	// Publish v2: every node serves it within 2 s of the command returning.
@@ -282,47 +270,47 @@ func TestClusterTwoZonesPublishRollback(t *testing.T) {
 		t.Errorf("config hashes after the rollback %v, on v1 they were %v", back, onV1)
 	}
 	for _, m := range members {
-		if st := m.n.status(); st.ConfigVersion != "v1" || st.Role != m.role {
+		if st := m.n.Status(); st.ConfigVersion != "v1" || st.Role != m.role {
 			t.Errorf("node %s /status: %+v", m.id, st)
 		}
 	}
 
 	// A clean stop: the node says so at once (stopping, stale).
 	a1, a2, b1 := members[0], members[1], members[2]
-	a2.n.signal(syscall.SIGTERM)
-	if code := a2.n.waitExit(15 * time.Second); code != 0 {
+	a2.n.Signal(syscall.SIGTERM)
+	if code := a2.n.WaitExit(15 * time.Second); code != 0 {
 		t.Fatalf("a2 exit code %d", code)
 	}
-	waitFor(t, 15*time.Second, "a2 stopping and stale in the cluster view", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "a2 stopping and stale in the cluster view", func() bool {
 		n, ok := adm.cluster(t).node("a2")
 		return ok && n.Stale && n.State == "stopping"
 	})
 	// A crash: the heartbeat expires after three intervals (1.5 s).
-	check(t, b1.n.cmd.Process.Kill())
-	b1.n.waitExit(5 * time.Second)
-	waitFor(t, 15*time.Second, "killed b1 stale in the cluster view", func() bool {
+	check(t, b1.n.Cmd.Process.Kill())
+	b1.n.WaitExit(5 * time.Second)
+	testkit.WaitFor(t, 15*time.Second, "killed b1 stale in the cluster view", func() bool {
 		n, ok := adm.cluster(t).node("b1")
 		return ok && n.Stale
 	})
 	// a1 beats every 500ms and goes stale after 1.5s without a beat: on a
 	// loaded machine one can be late, so wait for a fresh one.
-	waitFor(t, 15*time.Second, "a1, still running, fresh on v1 in the cluster view", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "a1, still running, fresh on v1 in the cluster view", func() bool {
 		n, ok := adm.cluster(t).node("a1")
 		return ok && !n.Stale && n.ConfigVersion == "v1"
 	})
-	if a1.n.issuer("/oauth/v2") != "http://localhost/one" {
+	if a1.n.Issuer("/oauth/v2") != "http://localhost/one" {
 		t.Error("a1 stopped serving v1")
 	}
 
 	for _, m := range members {
 		for _, s := range []string{zoneA, zoneB, clusterToken} {
-			if m.n.logs.contains(s) {
+			if m.n.Logs.Contains(s) {
 				t.Errorf("node %s logged a secret", m.id)
 			}
 		}
 	}
 	for _, s := range []string{zoneA, zoneB, clusterToken} {
-		if adm.logs.contains(s) {
+		if adm.Logs.Contains(s) {
 			t.Error("the admin node logged a secret")
 		}
 	}
@@ -340,71 +328,19 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
-// testCA issues certificates in tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newTestCA(t *testing.T, dir, name string) (*testCA, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	check(t, err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	check(t, err)
-	cert, err := x509.ParseCertificate(der)
-	check(t, err)
-	file := filepath.Join(dir, name+".crt")
-	check(t, os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
-	return &testCA{cert: cert, key: key}, file
-}
-
-// issue writes name.crt and name.key: a server certificate for 127.0.0.1,
-// or a client certificate.
-func (ca *testCA) issue(t *testing.T, dir, name string, server bool) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	check(t, err)
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	check(t, err)
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	check(t, err)
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	check(t, err)
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	check(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
-	check(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600))
-	return certFile, keyFile
-}
-
 // TestAdminMutualTLS: with KEYGATE_ADMIN_TLS_* the admin serves HTTPS and
 // requires a client certificate from its CA; the bearer token is still
 // required. `keygate bundle publish --cacert --cert --key` publishes.
 func TestAdminMutualTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca, caFile := newTestCA(t, dir, "admin-ca")
-	other, _ := newTestCA(t, dir, "other-ca")
-	srvCert, srvKey := ca.issue(t, dir, "admin", true)
-	cliCert, cliKey := ca.issue(t, dir, "ci", false)
-	strangerCert, strangerKey := other.issue(t, dir, "stranger", false)
+	ca, other := testkit.NewCA(t, "admin-ca"), testkit.NewCA(t, "other-ca")
+	caFile := ca.WriteCert(t, dir, "admin-ca")
+	srvCert, srvKey := ca.Issue(t, dir, "admin", true)
+	cliCert, cliKey := ca.Issue(t, dir, "ci", false)
+	strangerCert, strangerKey := other.Issue(t, dir, "stranger", false)
 	tokenFile := filepath.Join(dir, "token")
 	check(t, os.WriteFile(tokenFile, []byte(clusterToken), 0o600))
-	_, signKey, err := ed25519.GenerateKey(rand.Reader)
-	check(t, err)
-	privPEM, _, err := bundle.MarshalKeys(signKey)
-	check(t, err)
-	signFile := filepath.Join(dir, "sign.pem")
-	check(t, os.WriteFile(signFile, privPEM, 0o600))
+	signFile, _, _ := testkit.BundleKeys(t, dir)
 
 	adm := startAdmin(t, "KEYGATE_PUBLISH_DIR="+t.TempDir(), "KEYGATE_BUNDLE_SIGNING_KEY_FILE="+signFile, "KEYGATE_ADMIN_TOKEN_FILE="+tokenFile,
 		"KEYGATE_CONFIG_DIR="+t.TempDir(),
@@ -412,7 +348,7 @@ func TestAdminMutualTLS(t *testing.T) {
 	base := "https://" + strings.TrimPrefix(adm.url, "http://")
 
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots.AddCert(ca.Cert)
 	do := func(certFile, keyFile, token string, body any) (int, []byte, error) {
 		t.Helper()
 		cfg := &tls.Config{RootCAs: roots}
@@ -438,8 +374,8 @@ func TestAdminMutualTLS(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&out)
 		return resp.StatusCode, out, nil
 	}
-	upload := map[string]any{"files": map[string]string{"00-token.yaml": tokenConfig("http://localhost/tls", "k1"),
-		"10-keys.yaml": keysConfig(map[string]string{"k1": newKeyFile(t, dir, "k1")})}, "author": "tls"}
+	upload := map[string]any{"files": map[string]string{"00-token.yaml": testkit.TokenConfig(unusedDB, "http://localhost/tls", "k1"),
+		"10-keys.yaml": testkit.KeysConfig(map[string]string{"k1": testkit.KeyFile(t, dir, "k1")})}, "author": "tls"}
 
 	// No client certificate, or one from another CA: the handshake fails.
 	if code, _, err := do("", "", clusterToken, upload); err == nil || !strings.Contains(err.Error(), "certificate") {
@@ -449,7 +385,7 @@ func TestAdminMutualTLS(t *testing.T) {
 		t.Errorf("client certificate from another CA: %d, want a handshake failure", code)
 	}
 	// Plain HTTP on the TLS port gets no API.
-	if code, _ := get(adm.url + "/admin/v1/bundles"); code == http.StatusOK {
+	if code, _ := testkit.Get(adm.url + "/admin/v1/bundles"); code == http.StatusOK {
 		t.Error("plain HTTP answered 200")
 	}
 	// A certificate without the token: 401.
@@ -462,8 +398,8 @@ func TestAdminMutualTLS(t *testing.T) {
 	}
 
 	// The CLI: --cacert --cert --key publishes; without --cert it fails.
-	src := configDir(t, map[string]string{"00-token.yaml": tokenConfig("http://localhost/cli", "k1"),
-		"10-keys.yaml": keysConfig(map[string]string{"k1": newKeyFile(t, dir, "k2")})})
+	src := testkit.ConfigDir(t, map[string]string{"00-token.yaml": testkit.TokenConfig(unusedDB, "http://localhost/cli", "k1"),
+		"10-keys.yaml": testkit.KeysConfig(map[string]string{"k1": testkit.KeyFile(t, dir, "k2")})})
 	if code, v, stderr := publishCLI(t, base, src, tokenFile, "--cacert", caFile, "--cert", cliCert, "--key", cliKey); code != 0 || v != "v2" {
 		t.Fatalf("bundle publish with a client certificate: exit %d %q\n%s", code, v, stderr)
 	}
@@ -473,7 +409,7 @@ func TestAdminMutualTLS(t *testing.T) {
 	if code, _, stderr := publishCLI(t, base, src, tokenFile, "--cacert", caFile, "--cert", cliCert); code != 2 {
 		t.Fatalf("bundle publish --cert without --key: exit %d, want 2\n%s", code, stderr)
 	}
-	if adm.logs.contains(clusterToken) {
+	if adm.Logs.Contains(clusterToken) {
 		t.Error("the admin token was logged")
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/keygate/keygate/internal/storage/model"
 	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 const (
@@ -32,9 +33,9 @@ const (
 // private_key_jwt one (svc-key, public key pub) and a resource server (rs).
 func clusterConfig(t *testing.T, pub string) string {
 	t.Helper()
-	k1 := newKeyFile(t, t.TempDir(), "k1")
+	k1 := testkit.KeyFile(t, t.TempDir(), "k1")
 	indented := "        " + strings.ReplaceAll(strings.TrimSpace(pub), "\n", "\n        ")
-	return configDir(t, map[string]string{
+	return testkit.ConfigDir(t, map[string]string{
 		"00-service.yaml": `schema: 1
 service-roles:
   default: {zone: eu, profiles: [token]}
@@ -43,7 +44,7 @@ zones:
 data-sources:
   eu-db: {type: postgres, url: $PG_URL, max-connections: 4}
 `,
-		"10-keys.yaml": keysConfig(map[string]string{"k1": k1}),
+		"10-keys.yaml": testkit.KeysConfig(map[string]string{"k1": k1}),
 		"20-profiles.yaml": `profiles:
   token:
     type: token
@@ -80,25 +81,13 @@ data-sources:
 	})
 }
 
-// waitServing waits until a launched node serves.
-func (n *node) waitServing(t *testing.T) {
-	t.Helper()
-	select {
-	case <-n.serving:
-	case err := <-n.exited:
-		t.Fatalf("keygate exited early: %v\n%s", err, n.logs)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("keygate did not start serving within 30s\n%s", n.logs)
-	}
-}
-
 // issue gets a client_credentials token from n's token endpoint.
 func (n *node) issue(t *testing.T, form url.Values, user, pass string) string {
 	t.Helper()
 	form.Set("grant_type", "client_credentials")
-	code, body := postForm(t, n.public+"/oauth/v2/token", form, user, pass)
+	code, body := postForm(t, n.Public()+"/oauth/v2/token", form, user, pass)
 	if code != http.StatusOK {
-		t.Fatalf("token from %s: %d %s", n.public, code, body)
+		t.Fatalf("token from %s: %d %s", n.Public(), code, body)
 	}
 	var tr struct {
 		AccessToken string `json:"access_token"`
@@ -162,11 +151,11 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 	// Started together: both migrate the fresh schema at once.
 	a := launch(t, dir, append(env, "KEYGATE_NODE_ID=node-a")...)
 	b := launch(t, dir, append(env, "KEYGATE_NODE_ID=node-b")...)
-	a.waitServing(t)
-	b.waitServing(t)
+	a.AwaitServing(30 * time.Second)
+	b.AwaitServing(30 * time.Second)
 	a.waitReady(t)
 	b.waitReady(t)
-	if a.public == b.public {
+	if a.Public() == b.Public() {
 		t.Fatal("both nodes on one address")
 	}
 
@@ -179,17 +168,17 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 			if isJWT := strings.Count(tok, ".") == 2; isJWT != (c.format == "jwt") {
 				t.Fatalf("a %s client got %q", c.format, tok)
 			}
-			onA := introspect(t, a.public+"/oauth/v2/introspect", tok)
-			onB := introspect(t, b.public+"/oauth/v2/introspect", tok)
+			onA := introspect(t, a.Public()+"/oauth/v2/introspect", tok)
+			onB := introspect(t, b.Public()+"/oauth/v2/introspect", tok)
 			if !onB.Active || onB.ClientID != c.client || onB.Jti == "" || onB.Jti != onA.Jti || onB.Exp != onA.Exp {
 				t.Fatalf("issued on A, introspected on B: %+v (on A: %+v)", onB, onA)
 			}
-			revoke(t, b.public+"/oauth/v2/revoke", tok, c.client, c.secret)
+			revoke(t, b.Public()+"/oauth/v2/revoke", tok, c.client, c.secret)
 			// At once: one request, no polling.
-			if in := introspect(t, a.public+"/oauth/v2/introspect", tok); in.Active {
+			if in := introspect(t, a.Public()+"/oauth/v2/introspect", tok); in.Active {
 				t.Errorf("revoked on B, still active on A: %+v", in)
 			}
-			if in := introspect(t, b.public+"/oauth/v2/introspect", tok); in.Active {
+			if in := introspect(t, b.Public()+"/oauth/v2/introspect", tok); in.Active {
 				t.Errorf("revoked on B, still active on B: %+v", in)
 			}
 		})
@@ -198,20 +187,20 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 	t.Run("private_key_jwt replay across nodes", func(t *testing.T) {
 		used := assertion(t, clientKey)
 		tok := a.issue(t, assertionForm(used), "", "")
-		if in := introspect(t, b.public+"/oauth/v2/introspect", tok); !in.Active || in.ClientID != "svc-key" {
+		if in := introspect(t, b.Public()+"/oauth/v2/introspect", tok); !in.Active || in.ClientID != "svc-key" {
 			t.Errorf("token of an assertion on A, introspected on B: %+v", in)
 		}
 		form := assertionForm(used)
 		form.Set("grant_type", "client_credentials")
-		code, body := postForm(t, b.public+"/oauth/v2/token", form, "", "")
+		code, body := postForm(t, b.Public()+"/oauth/v2/token", form, "", "")
 		var e struct{ Error string }
 		_ = json.Unmarshal(body, &e)
 		if code != http.StatusUnauthorized || e.Error != "invalid_client" {
 			t.Errorf("assertion replayed on B: %d %s; want 401 invalid_client", code, body)
 		}
 		// The cause is only in B's (debug) log, which arrives through a pipe.
-		waitFor(t, 15*time.Second, "B to log the refusal as a replay", func() bool { return b.logs.contains("assertion jti replayed") })
-		if got, ok := metricValue(b.metrics(), "keygate_oauth_errors_total",
+		testkit.WaitFor(t, 15*time.Second, "B to log the refusal as a replay", func() bool { return b.Logs.Contains("assertion jti replayed") })
+		if got, ok := metricValue(b.Metrics(), "keygate_oauth_errors_total",
 			map[string]string{"profile": "token", "endpoint": "token", "error": "invalid_client"}); !ok || got != 1 {
 			t.Errorf("B's invalid_client count = %v (found %v), want 1", got, ok)
 		}
@@ -221,8 +210,8 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 
 	for _, n := range []*node{a, b} {
 		for _, s := range []string{svcSecret, svcOpqSecret, resourceSecret, pgURL} {
-			if n.logs.contains(s) {
-				t.Errorf("node %s logged a secret", n.public)
+			if n.Logs.Contains(s) {
+				t.Errorf("node %s logged a secret", n.Public())
 			}
 		}
 	}

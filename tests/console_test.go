@@ -16,6 +16,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // configRepo makes a bare repository whose main branch holds dir's YAML
@@ -131,10 +133,10 @@ func TestBrowserConsole(t *testing.T) {
 	repo := configRepo(t, s.dir)
 
 	secrets := t.TempDir()
-	tokenFile, signFile, secretFile := filepath.Join(secrets, "token"), filepath.Join(secrets, "sign.pem"), filepath.Join(secrets, "console-secret")
+	tokenFile, secretFile := filepath.Join(secrets, "token"), filepath.Join(secrets, "console-secret")
+	signFile, _, _ := testkit.BundleKeys(t, secrets)
 	check(t, os.WriteFile(tokenFile, []byte(clusterToken+"\n"), 0o600))
 	check(t, os.WriteFile(secretFile, []byte("console-test-secret-0123456789\n"), 0o600))
-	writeSigningKey(t, signFile)
 	pubDir := t.TempDir()
 	adm := startAdmin(t, append([]string{"KEYGATE_ADMIN_LISTEN_ADDR=" + adminAddr, "KEYGATE_PUBLISH_DIR=" + pubDir, "KEYGATE_BUNDLE_SIGNING_KEY_FILE=" + signFile,
 		"KEYGATE_ADMIN_TOKEN_FILE=" + tokenFile, "KEYGATE_CONFIG_DIR=" + s.dir,
@@ -201,7 +203,7 @@ func TestBrowserConsole(t *testing.T) {
 	// Roll back to v1 and watch the fleet converge.
 	check(t, br.do(chromedp.Navigate(consoleURL+"/admin/ui/bundles/v1/activate"), chromedp.WaitVisible(chromedp.ID("confirm-activate")),
 		chromedp.Click(chromedp.ID("confirm-activate")), chromedp.WaitVisible(chromedp.ID("active-version"))))
-	waitFor(t, 20*time.Second, "the fleet page shows the node converged on v1", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the fleet page shows the node converged on v1", func() bool {
 		if br.do(chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("active-version"))) != nil {
 			return false
 		}
@@ -222,7 +224,7 @@ func TestBrowserConsole(t *testing.T) {
 	if text := br.text(t); !strings.Contains(text, "missing its security token") {
 		t.Errorf("a post without the CSRF token:\n%s", text)
 	}
-	if adm.logs.contains(`"event":"console_activate","actor":"ada@example.com","version":"v2"`) {
+	if adm.Logs.Contains(`"event":"console_activate","actor":"ada@example.com","version":"v2"`) {
 		t.Error("v2 was activated by a post without the CSRF token")
 	}
 
@@ -251,12 +253,12 @@ func TestBrowserConsole(t *testing.T) {
 	}
 	for _, ev := range []string{`"event":"console_sign_in","actor":"ada@example.com"`, `"event":"console_commit","actor":"ada@example.com"`,
 		`"event":"console_activate","actor":"ada@example.com"`, `"event":"console_forbidden","actor":"bob@example.com"`} {
-		if !adm.logs.contains(ev) {
+		if !adm.Logs.Contains(ev) {
 			t.Errorf("audit event %s not logged", ev)
 		}
 	}
 	for _, secret := range []string{"console-test-secret-0123456789", clusterToken, "ada-password-0123"} {
-		if adm.logs.contains(secret) || n.logs.contains(secret) {
+		if adm.Logs.Contains(secret) || n.Logs.Contains(secret) {
 			t.Error("a secret was logged")
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // pausableProxy forwards TCP to target until paused; while paused it
@@ -177,8 +178,8 @@ func (r *pgRole) terminate() {
 // on the data source given as YAML.
 func faultConfig(t *testing.T, addr, dataSource string) string {
 	t.Helper()
-	k := newKeyFile(t, t.TempDir(), "k1")
-	return configDir(t, map[string]string{
+	k := testkit.KeyFile(t, t.TempDir(), "k1")
+	return testkit.ConfigDir(t, map[string]string{
 		"00.yaml": `schema: 1
 service-roles:
   default: {zone: local, profiles: [token, authn]}
@@ -186,7 +187,7 @@ zones:
   local: {data-source: db}
 data-sources:
   db: ` + dataSource + "\n",
-		"10.yaml": keysConfig(map[string]string{"k1": k}),
+		"10.yaml": testkit.KeysConfig(map[string]string{"k1": k}),
 		"20.yaml": `profiles:
   token:
     type: token
@@ -222,7 +223,7 @@ data-sources:
 // Retry-After header and the body.
 func tokenAttempt(t *testing.T, n *node) (int, string, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, n.public+"/oauth/v2/token", strings.NewReader("grant_type=client_credentials"))
+	req, _ := http.NewRequest(http.MethodPost, n.Public()+"/oauth/v2/token", strings.NewReader("grant_type=client_credentials"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth("svc-opaque", "svc-opaque-secret-0123456789")
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
@@ -259,14 +260,14 @@ func TestPausedPostgresAnswers503(t *testing.T) {
 	if took > 10*time.Second {
 		t.Errorf("the answer took %s; the data source's timeout is 1s", took)
 	}
-	waitFor(t, 15*time.Second, "/readyz to fail", func() bool { c, _ := get(n.ops + "/readyz"); return c == http.StatusServiceUnavailable })
-	if n.logs.contains(pgHost.Host) || n.logs.contains(proxy.Addr()) || n.logs.contains(role.name) || n.logs.contains("user=") {
-		t.Errorf("a log names the database's port or user:\n%s", n.logs)
+	testkit.WaitFor(t, 15*time.Second, "/readyz to fail", func() bool { c, _ := testkit.Get(n.Ops() + "/readyz"); return c == http.StatusServiceUnavailable })
+	if n.Logs.Contains(pgHost.Host) || n.Logs.Contains(proxy.Addr()) || n.Logs.Contains(role.name) || n.Logs.Contains("user=") {
+		t.Errorf("a log names the database's port or user:\n%s", n.Logs)
 	}
 
 	proxy.Resume()
-	waitFor(t, 30*time.Second, "tokens again", func() bool { c, _, _ := tokenAttempt(t, n); return c == http.StatusOK })
-	waitFor(t, 15*time.Second, "/readyz again", func() bool { c, _ := get(n.ops + "/readyz"); return c == http.StatusOK })
+	testkit.WaitFor(t, 30*time.Second, "tokens again", func() bool { c, _, _ := tokenAttempt(t, n); return c == http.StatusOK })
+	testkit.WaitFor(t, 15*time.Second, "/readyz again", func() bool { c, _ := testkit.Get(n.Ops() + "/readyz"); return c == http.StatusOK })
 }
 
 // A PostgreSQL that turns read-only: a sign-in cannot be recorded, so it
@@ -300,8 +301,8 @@ func TestReadOnlyPostgresFailsLoginsClosed(t *testing.T) {
 	}
 
 	role.readOnly(true)
-	waitFor(t, 15*time.Second, "/readyz to say the database refuses writes", func() bool {
-		c, body := get(n.ops + "/readyz")
+	testkit.WaitFor(t, 15*time.Second, "/readyz to say the database refuses writes", func() bool {
+		c, body := testkit.Get(n.Ops() + "/readyz")
 		return c == http.StatusServiceUnavailable && strings.Contains(string(body), "refuses writes")
 	})
 	rightCode, rightBody := try("alice-correct-password")
@@ -317,7 +318,7 @@ func TestReadOnlyPostgresFailsLoginsClosed(t *testing.T) {
 	}
 
 	role.readOnly(false)
-	waitFor(t, 15*time.Second, "/readyz again", func() bool { c, _ := get(n.ops + "/readyz"); return c == http.StatusOK })
+	testkit.WaitFor(t, 15*time.Second, "/readyz again", func() bool { c, _ := testkit.Get(n.Ops() + "/readyz"); return c == http.StatusOK })
 	// The refused sign-ins checked no password: the right one works.
 	resp := func() int { c, _ := try("alice-correct-password"); return c }()
 	if resp != http.StatusSeeOther && resp != http.StatusFound && resp != http.StatusOK {
@@ -331,12 +332,12 @@ func TestDeletedSQLiteFileIsNotReady(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "k.db")
 	addr := fedPort(t)
 	n := startNode(t, faultConfig(t, addr, "{type: sqlite, path: "+db+"}"), "KEYGATE_LISTEN_ADDR="+addr)
-	waitFor(t, 15*time.Second, "/readyz", func() bool { c, _ := get(n.ops + "/readyz"); return c == http.StatusOK })
+	testkit.WaitFor(t, 15*time.Second, "/readyz", func() bool { c, _ := testkit.Get(n.Ops() + "/readyz"); return c == http.StatusOK })
 	for _, f := range []string{db, db + "-wal", db + "-shm"} {
 		_ = os.Remove(f)
 	}
-	waitFor(t, 15*time.Second, "/readyz to report the deleted file", func() bool {
-		c, body := get(n.ops + "/readyz")
+	testkit.WaitFor(t, 15*time.Second, "/readyz to report the deleted file", func() bool {
+		c, body := testkit.Get(n.Ops() + "/readyz")
 		return c == http.StatusServiceUnavailable && strings.Contains(string(body), "deleted or replaced")
 	})
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // Federation: Keygate A signs users in through Keygate B, a partner
@@ -47,8 +49,8 @@ func fedPort(t *testing.T) string {
 func fedNodeConfig(t *testing.T, addr, db, authenticators, clients string) string {
 	t.Helper()
 	dir := t.TempDir()
-	k := newKeyFile(t, t.TempDir(), "k1")
-	writeFiles(t, dir, map[string]string{
+	k := testkit.KeyFile(t, t.TempDir(), "k1")
+	testkit.WriteFiles(t, dir, map[string]string{
 		"00.yaml": fmt.Sprintf(`schema: 1
 service-roles:
   default: {zone: local, profiles: [token, authn]}
@@ -57,7 +59,7 @@ zones:
 data-sources:
   db: {type: sqlite, path: %s}
 `, db),
-		"10.yaml": keysConfig(map[string]string{"k1": k}),
+		"10.yaml": testkit.KeysConfig(map[string]string{"k1": k}),
 		"20.yaml": fmt.Sprintf(`profiles:
   token:
     type: token
@@ -232,13 +234,13 @@ func TestFederationThroughPartnerKeygate(t *testing.T) {
 		t.Fatalf("existing-only, unknown bob: %d %s\n%s", resp.StatusCode, resp.Request.URL, body)
 	}
 
-	before := a.status()
+	before := a.Status()
 	// provisioning: jit. The browser still has its session at B: no second
 	// password; bob is created at A and signed in.
-	writeAtomic(t, filepath.Join(dirA, "20.yaml"), fedReplace(t, filepath.Join(dirA, "20.yaml"), "provisioning: existing", "provisioning: jit"))
-	waitFor(t, 10*time.Second, "A reloads with provisioning jit", func() bool {
-		s := a.status()
-		return s.ConfigHash != before.ConfigHash && s.loadedSince(before)
+	testkit.WriteAtomic(t, filepath.Join(dirA, "20.yaml"), fedReplace(t, filepath.Join(dirA, "20.yaml"), "provisioning: existing", "provisioning: jit"))
+	testkit.WaitFor(t, 10*time.Second, "A reloads with provisioning jit", func() bool {
+		s := a.Status()
+		return s.ConfigHash != before.ConfigHash && s.LoadedSince(before)
 	})
 	authURL, verifier, nonce := authorize()
 	resp, body = br.get(t, authURL)
@@ -293,7 +295,7 @@ func TestFederationThroughPartnerKeygate(t *testing.T) {
 		info.Email != "bob@partner.example" || !info.EmailVerified {
 		t.Errorf("A's userinfo for the provisioned bob: sub %s/%s %+v", ui.Subject, idt.Subject, info)
 	}
-	if !strings.Contains(a.logs.String(), "oidc: user provisioned") {
+	if !strings.Contains(a.Logs.String(), "oidc: user provisioned") {
 		t.Error("A did not log the provisioning")
 	}
 }

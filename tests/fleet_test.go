@@ -1,8 +1,6 @@
 package tests
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -12,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/internal/bundle"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // Two runtime nodes of one role on one host are two nodes in the cluster
@@ -23,9 +21,8 @@ func TestFleetViewOfNodesOnOneHost(t *testing.T) {
 	secrets := t.TempDir()
 	tokenFile := filepath.Join(secrets, "token")
 	check(t, os.WriteFile(tokenFile, []byte(clusterToken+"\n"), 0o600))
-	signFile := filepath.Join(secrets, "sign.pem")
-	writeSigningKey(t, signFile)
-	dir := twoZoneConfig(t, "http://localhost/fleet", keysConfig(map[string]string{"k1": newKeyFile(t, secrets, "k1")}))
+	signFile, _, _ := testkit.BundleKeys(t, secrets)
+	dir := twoZoneConfig(t, "http://localhost/fleet", testkit.KeysConfig(map[string]string{"k1": testkit.KeyFile(t, secrets, "k1")}))
 	adm := startAdmin(t, "KEYGATE_PUBLISH_DIR="+t.TempDir(), "KEYGATE_BUNDLE_SIGNING_KEY_FILE="+signFile, "KEYGATE_ADMIN_TOKEN_FILE="+tokenFile,
 		"KEYGATE_CONFIG_DIR="+dir, "ZONE_A_DB_URL="+zoneA, "ZONE_B_DB_URL="+zoneB)
 	env := []string{"KEYGATE_SERVICE_ROLE=edge-a", "ZONE_A_DB_URL=" + zoneA, "KEYGATE_HEARTBEAT_INTERVAL=300ms"}
@@ -34,7 +31,7 @@ func TestFleetViewOfNodesOnOneHost(t *testing.T) {
 	startNode(t, dir, env...)
 	host, _ := os.Hostname()
 	var ids []string
-	waitFor(t, 20*time.Second, "two nodes of edge-a in the cluster view", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "two nodes of edge-a in the cluster view", func() bool {
 		ids = nil
 		for _, n := range adm.cluster(t).Nodes {
 			if n.Role == "edge-a" && !n.Stale {
@@ -60,7 +57,7 @@ func TestFleetViewOfNodesOnOneHost(t *testing.T) {
 	dup := append(slices.Clone(env), "KEYGATE_NODE_ID=edge-a-1")
 	startNode(t, dir, dup...)
 	startNode(t, dir, dup...)
-	waitFor(t, 20*time.Second, "the duplicate id reported", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the duplicate id reported", func() bool {
 		for _, e := range adm.cluster(t).Errors {
 			if strings.Contains(e, "node edge-a-1: more than one running node reports this id") {
 				return true
@@ -68,16 +65,6 @@ func TestFleetViewOfNodesOnOneHost(t *testing.T) {
 		}
 		return false
 	})
-}
-
-// writeSigningKey writes a fresh Ed25519 bundle-signing key (PEM) to path.
-func writeSigningKey(t *testing.T, path string) {
-	t.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	check(t, err)
-	priv, _, err := bundle.MarshalKeys(key)
-	check(t, err)
-	check(t, os.WriteFile(path, priv, 0o600))
 }
 
 type roleView struct {
@@ -104,12 +91,12 @@ func (a *adminNode) roleView(t *testing.T, role string) roleView {
 // against the active bundle, and publishes nothing.
 func TestBundlePlanCLI(t *testing.T) {
 	secrets := t.TempDir()
-	tokenFile, signFile := filepath.Join(secrets, "token"), filepath.Join(secrets, "sign.pem")
+	tokenFile := filepath.Join(secrets, "token")
+	signFile, _, _ := testkit.BundleKeys(t, secrets)
 	check(t, os.WriteFile(tokenFile, []byte(clusterToken+"\n"), 0o600))
-	writeSigningKey(t, signFile)
-	keys := keysConfig(map[string]string{"k1": newKeyFile(t, secrets, "k1")})
+	keys := testkit.KeysConfig(map[string]string{"k1": testkit.KeyFile(t, secrets, "k1")})
 	src := func(issuer string) string {
-		return configDir(t, map[string]string{"00-token.yaml": tokenConfig(issuer, "k1"), "10-keys.yaml": keys})
+		return testkit.ConfigDir(t, map[string]string{"00-token.yaml": testkit.TokenConfig(unusedDB, issuer, "k1"), "10-keys.yaml": keys})
 	}
 	pubDir := t.TempDir()
 	adm := startAdmin(t, "KEYGATE_PUBLISH_DIR="+pubDir, "KEYGATE_BUNDLE_SIGNING_KEY_FILE="+signFile, "KEYGATE_ADMIN_TOKEN_FILE="+tokenFile,

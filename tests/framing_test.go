@@ -40,7 +40,7 @@ func rawRequest(t *testing.T, addr, raw string) (*http.Response, string) {
 func TestHTTPFraming(t *testing.T) {
 	addr := fedPort(t)
 	n := startNode(t, faultConfig(t, addr, "{type: sqlite, path: "+filepath.Join(t.TempDir(), "k.db")+"}"), "KEYGATE_LISTEN_ADDR="+addr)
-	host := strings.TrimPrefix(n.public, "http://")
+	host := strings.TrimPrefix(n.Public(), "http://")
 	form := "grant_type=client_credentials"
 	auth := "Authorization: Basic c3ZjLW9wYXF1ZTpzdmMtb3BhcXVlLXNlY3JldC0wMTIzNDU2Nzg5\r\n" // svc-opaque
 	token := func(headers, body string) string {

@@ -2,8 +2,6 @@ package tests
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/internal/bundle"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // rolloutCLI runs `keygate bundle rollout VERB` against the admin node.
@@ -39,15 +37,10 @@ func rolloutCLI(t *testing.T, adminURL, tokenFile, verb string, extra ...string)
 func TestStagedRolloutAcrossRoles(t *testing.T) {
 	zoneA, zoneB := zoneDatabase(t, "a"), zoneDatabase(t, "b")
 	secrets := t.TempDir()
-	_, signKey, err := ed25519.GenerateKey(rand.Reader)
-	check(t, err)
-	privPEM, pubPEM, err := bundle.MarshalKeys(signKey)
-	check(t, err)
-	signFile, verifyFile, tokenFile := filepath.Join(secrets, "sign.pem"), filepath.Join(secrets, "verify.pem"), filepath.Join(secrets, "token")
-	check(t, os.WriteFile(signFile, privPEM, 0o600))
-	check(t, os.WriteFile(verifyFile, pubPEM, 0o644))
+	signFile, verifyFile, _ := testkit.BundleKeys(t, secrets)
+	tokenFile := filepath.Join(secrets, "token")
 	check(t, os.WriteFile(tokenFile, []byte(clusterToken+"\n"), 0o600))
-	keys := keysConfig(map[string]string{"k1": newKeyFile(t, secrets, "k1")})
+	keys := testkit.KeysConfig(map[string]string{"k1": testkit.KeyFile(t, secrets, "k1")})
 
 	pubDir := t.TempDir()
 	adm := startAdmin(t, "KEYGATE_PUBLISH_DIR="+pubDir, "KEYGATE_BUNDLE_SIGNING_KEY_FILE="+signFile, "KEYGATE_ADMIN_TOKEN_FILE="+tokenFile,
@@ -73,20 +66,20 @@ func TestStagedRolloutAcrossRoles(t *testing.T) {
 			"KEYGATE_BUNDLE_VERIFY_KEY_FILE="+verifyFile, "KEYGATE_HEARTBEAT_INTERVAL=300ms", db)
 	}
 	for _, n := range nodes {
-		n.waitServing(t)
+		n.AwaitServing(30 * time.Second)
 	}
 	all := []*node{nodes[a1], nodes[a2], nodes[b1]}
 	servedBy := func(issuer string, ns ...*node) func() bool {
 		return func() bool {
 			for _, n := range ns {
-				if n.issuer("/oauth/v2") != issuer {
+				if n.Issuer("/oauth/v2") != issuer {
 					return false
 				}
 			}
 			return true
 		}
 	}
-	waitFor(t, 15*time.Second, "v1 on every node", servedBy("http://localhost/one", all...))
+	testkit.WaitFor(t, 15*time.Second, "v1 on every node", servedBy("http://localhost/one", all...))
 
 	// v2 to edge-a first, with a 2 s soak.
 	const soak = 2 * time.Second
@@ -94,10 +87,10 @@ func TestStagedRolloutAcrossRoles(t *testing.T) {
 	if code, out, stderr := rolloutCLI(t, adm.url, tokenFile, "wait", "--timeout", "1m"); code != 0 || !strings.HasPrefix(out, "v2: complete") {
 		t.Fatalf("rollout wait: exit %d\n%s%s", code, out, stderr)
 	}
-	waitFor(t, 15*time.Second, "v2 on every node", servedBy("http://localhost/two", all...))
+	testkit.WaitFor(t, 15*time.Second, "v2 on every node", servedBy("http://localhost/two", all...))
 	var canaryLoaded time.Time
 	for _, id := range []string{a1, a2} {
-		if st := nodes[id].status(); st.ConfigVersion != "v2" {
+		if st := nodes[id].Status(); st.ConfigVersion != "v2" {
 			t.Fatalf("%s: %+v", id, st)
 		} else if st.LoadedAt.After(canaryLoaded) {
 			canaryLoaded = st.LoadedAt
@@ -105,13 +98,13 @@ func TestStagedRolloutAcrossRoles(t *testing.T) {
 	}
 	// Judged on the nodes' own clocks (one host): edge-b loaded v2 only
 	// after every edge-a node had served it for the soak.
-	if st := nodes[b1].status(); st.ConfigVersion != "v2" || st.LoadedAt.Sub(canaryLoaded) < soak {
+	if st := nodes[b1].Status(); st.ConfigVersion != "v2" || st.LoadedAt.Sub(canaryLoaded) < soak {
 		t.Errorf("edge-b loaded v2 %s after the last edge-a node, want at least the %s soak", st.LoadedAt.Sub(canaryLoaded), soak)
 	} else {
 		t.Logf("edge-b loaded v2 %s after the last edge-a node (soak %s)", st.LoadedAt.Sub(canaryLoaded).Round(time.Millisecond), soak)
 	}
 	for _, role := range []string{"edge-a", "edge-b"} {
-		waitFor(t, 15*time.Second, role+" converged on v2 in the cluster view", func() bool {
+		testkit.WaitFor(t, 15*time.Second, role+" converged on v2 in the cluster view", func() bool {
 			v := adm.roleView(t, role)
 			return v.Converged && v.Nodes == map[string]int{"edge-a": 2, "edge-b": 1}[role]
 		})
@@ -123,7 +116,7 @@ func TestStagedRolloutAcrossRoles(t *testing.T) {
 		t.Fatalf("rollback: exit %d\n%s%s", code, out, stderr)
 	}
 	waitPublished(t, "rollback to v1 on every node", "v1", since, all, servedBy("http://localhost/one", all...))
-	bOnV1 := nodes[b1].status()
+	bOnV1 := nodes[b1].Status()
 
 	// v3 needs a secret edge-a's nodes do not have: they refuse it, the
 	// rollout stops, and edge-b never sees v3.
@@ -145,12 +138,12 @@ clients:
 		t.Fatalf("rollout wait on a refused bundle: exit %d\n%s%s", code, out, stderr)
 	}
 	for _, id := range []string{a1, a2} {
-		waitFor(t, 15*time.Second, id+" reports the refusal", func() bool {
-			st := nodes[id].status()
+		testkit.WaitFor(t, 15*time.Second, id+" reports the refusal", func() bool {
+			st := nodes[id].Status()
 			return st.ConfigVersion == "v1" && st.LastResult == "failure" && strings.Contains(st.LastError, "NEW_SECRET")
 		})
 	}
-	if st := nodes[b1].status(); st.ConfigVersion != "v1" || !st.LoadedAt.Equal(bOnV1.LoadedAt) || st.Failures != bOnV1.Failures {
+	if st := nodes[b1].Status(); st.ConfigVersion != "v1" || !st.LoadedAt.Equal(bOnV1.LoadedAt) || st.Failures != bOnV1.Failures {
 		t.Errorf("edge-b moved during a stopped rollout: %+v, before %+v", st, bOnV1)
 	}
 	if got, err := os.Readlink(filepath.Join(pubDir, "roles", "edge-b", "..data")); err != nil || !strings.Contains(got, "..v1_") {
@@ -164,20 +157,20 @@ clients:
 	if code, out, stderr := rolloutCLI(t, adm.url, tokenFile, "rollback"); code != 0 {
 		t.Fatalf("rollback of v3: exit %d\n%s%s", code, out, stderr)
 	}
-	waitFor(t, 15*time.Second, "edge-a converged on v1 after the rollback", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "edge-a converged on v1 after the rollback", func() bool {
 		v := adm.roleView(t, "edge-a")
 		return v.Converged && v.Nodes == 2
 	})
 
 	for id, n := range nodes {
 		for _, s := range []string{zoneA, zoneB, clusterToken} {
-			if n.logs.contains(s) {
+			if n.Logs.Contains(s) {
 				t.Errorf("node %s logged a secret", id)
 			}
 		}
 	}
 	for _, s := range []string{zoneA, zoneB, clusterToken} {
-		if adm.logs.contains(s) {
+		if adm.Logs.Contains(s) {
 			t.Error("the admin node logged a secret")
 		}
 	}

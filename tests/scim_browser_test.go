@@ -31,12 +31,12 @@ func TestBrowserSCIMProvisionedUser(t *testing.T) {
 	})
 	n := startNode(t, s.dir, s.env...)
 	n.waitReady(t)
-	issuer := s.setIssuer(n.public, n)
+	issuer := s.setIssuer(n.Public(), n)
 	if err := rp.discover(context.Background(), issuer); err != nil {
 		t.Fatalf("RP discovery: %v", err)
 	}
 	tok := n.issue(t, url.Values{}, "provisioner", provisionerSecret)
-	scimURL := n.public + "/scim/v2"
+	scimURL := n.Public() + "/scim/v2"
 	provision := func(user, pw string) string {
 		t.Helper()
 		body, _ := json.Marshal(map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": user, "password": pw,
@@ -50,7 +50,7 @@ func TestBrowserSCIMProvisionedUser(t *testing.T) {
 	}
 	refresh := func(rt string) (int, string) {
 		t.Helper()
-		code, body := postForm(t, n.public+"/oauth/v2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, "web-app", webAppSecret)
+		code, body := postForm(t, n.Public()+"/oauth/v2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, "web-app", webAppSecret)
 		return code, string(body)
 	}
 

@@ -9,11 +9,10 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 const (
@@ -26,7 +25,7 @@ const (
 func scimConfig(t *testing.T, dataSource string) string {
 	t.Helper()
 	secrets := t.TempDir()
-	return configDir(t, map[string]string{
+	return testkit.ConfigDir(t, map[string]string{
 		"00.yaml": `schema: 1
 service-roles:
   default: {zone: eu, profiles: [token, authn, users]}
@@ -43,7 +42,7 @@ clients:
   reader: {profile: token, secret: "` + readerSecret + `", grant-types: [client_credentials], scopes: ["scim:read"]}
   auditor: {profile: token, secret: "` + readerSecret + `", grant-types: [client_credentials], scopes: ["audit:read"]}
 `,
-		"10-keys.yaml": keysConfig(map[string]string{"k1": newKeyFile(t, secrets, "k1")}),
+		"10-keys.yaml": testkit.KeysConfig(map[string]string{"k1": testkit.KeyFile(t, secrets, "k1")}),
 	})
 }
 
@@ -81,13 +80,9 @@ func scimCall(t *testing.T, method, u, tok, contentType string, body []byte, hea
 // search, paging, ETags and bad input, each with its SCIM error and
 // nothing stored.
 func TestSCIMOverHTTP(t *testing.T) {
-	for _, backend := range []string{"sqlite", "postgres"} {
+	for _, backend := range testkit.Backends {
 		t.Run(backend, func(t *testing.T) {
-			ds := fmt.Sprintf("{type: sqlite, path: %q}", filepath.Join(t.TempDir(), "k.db"))
-			if backend == "postgres" {
-				ds = fmt.Sprintf("{type: postgres, url: %q}", pgtest.SchemaURL(t, pgtest.Schema(t)))
-			}
-			dir := scimConfig(t, ds)
+			dir := scimConfig(t, testkit.SourceYAML(testkit.DataSource(t, backend)))
 			n := startNode(t, dir)
 			n.waitReady(t)
 			scimWalk(t, n)
@@ -97,7 +92,7 @@ func TestSCIMOverHTTP(t *testing.T) {
 }
 
 func scimWalk(t *testing.T, n *node) {
-	base := n.public + "/scim/v2"
+	base := n.Public() + "/scim/v2"
 	tok := n.issue(t, url.Values{}, "provisioner", provisionerSecret)
 	readTok := n.issue(t, url.Values{}, "reader", readerSecret)
 	const ct = "application/scim+json"
@@ -193,7 +188,7 @@ func scimWalk(t *testing.T, n *node) {
 	// An oversized body is refused by the public listener from its
 	// Content-Length, before any profile (sent without the body, so the
 	// refusal cannot race the upload).
-	if resp, body := rawRequest(t, strings.TrimPrefix(n.public, "http://"), "POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tok+
+	if resp, body := rawRequest(t, strings.TrimPrefix(n.Public(), "http://"), "POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tok+
 		"\r\nContent-Type: application/scim+json\r\nContent-Length: 70000\r\n\r\n"); resp.StatusCode != 413 {
 		t.Errorf("an oversized body: %d %s", resp.StatusCode, body)
 	}
@@ -298,7 +293,7 @@ func scimWalk(t *testing.T, n *node) {
 		t.Errorf("delete group: %d %s", r.code, r.raw)
 	}
 	for _, s := range []string{provisionerSecret, readerSecret, "correct horse battery"} {
-		if n.logs.contains(s) {
+		if n.Logs.Contains(s) {
 			t.Error("a secret was logged")
 		}
 	}
@@ -307,7 +302,7 @@ func scimWalk(t *testing.T, n *node) {
 // auditWalk reads the SCIM changes back from the audit trail: over HTTP
 // behind its own scope, and with `keygate audit`.
 func auditWalk(t *testing.T, n *node, dir string) {
-	base := n.public + "/scim/v2/AuditEvents"
+	base := n.Public() + "/scim/v2/AuditEvents"
 	scimTok := n.issue(t, url.Values{}, "provisioner", provisionerSecret)
 	if r := scimCall(t, "GET", base, scimTok, "", nil); r.code != 403 {
 		t.Errorf("audit events with the SCIM scope: %d %s", r.code, r.raw)

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bytes"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,14 +12,15 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // storageConfig is a token profile on zone local, whose data source db is
 // the given flow-style YAML map.
 func storageConfig(t *testing.T, dataSource string) (dir string, write func(dataSource string)) {
 	t.Helper()
-	k1 := newKeyFile(t, t.TempDir(), "k1")
-	dir = configDir(t, map[string]string{
+	k1 := testkit.KeyFile(t, t.TempDir(), "k1")
+	dir = testkit.ConfigDir(t, map[string]string{
 		"service.yaml": `schema: 1
 service-roles:
   default: {zone: local, profiles: [token]}
@@ -34,63 +34,23 @@ profiles:
     signing-keys: [k1]
     endpoints: [discovery, jwks]
 `,
-		"keys.yaml":         keysConfig(map[string]string{"k1": k1}),
+		"keys.yaml":         testkit.KeysConfig(map[string]string{"k1": k1}),
 		"data-sources.yaml": "data-sources:\n  db: " + dataSource + "\n",
 	})
 	write = func(dataSource string) {
-		writeAtomic(t, filepath.Join(dir, "data-sources.yaml"), "data-sources:\n  db: "+dataSource+"\n")
+		testkit.WriteAtomic(t, filepath.Join(dir, "data-sources.yaml"), "data-sources:\n  db: "+dataSource+"\n")
 	}
 	return dir, write
 }
 
 func (n *node) readyz() (int, string) {
-	code, body := get(n.ops + "/readyz")
+	code, body := testkit.Get(n.Ops() + "/readyz")
 	return code, string(body)
 }
 
 func (n *node) waitReady(t *testing.T) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "/readyz 200", func() bool { code, _ := n.readyz(); return code == http.StatusOK })
-}
-
-// waitReload waits for a reload attempt after prev that loaded or failed
-// (not a check that found nothing changed) and returns the status then.
-func (n *node) waitReload(t *testing.T, prev status) status {
-	t.Helper()
-	var s status
-	waitFor(t, 15*time.Second, "a reload attempt", func() bool {
-		s = n.status()
-		return s.Reloads+s.Failures > prev.Reloads+prev.Failures
-	})
-	return s
-}
-
-// waitLoaded waits until a configuration was loaded after prev and returns
-// the status then. A failed attempt does not end the wait: the periodic
-// check may still read a broken edit the test is fixing. Check the result
-// with loadedSince, not LastResult == "success": by the time /status is
-// read, a later hint may have checked the same files again and recorded
-// "unchanged" (the periodic check, or the check a node makes when it starts
-// following a file, can pick an edit up before the watcher's own hint for it).
-func (n *node) waitLoaded(t *testing.T, prev status) status {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	s := n.status()
-	for s.Reloads <= prev.Reloads {
-		if time.Now().After(deadline) {
-			t.Fatalf("no configuration loaded within 15s: /status %+v (before: %+v)", s, prev)
-		}
-		time.Sleep(20 * time.Millisecond) // polling /status, bounded by deadline
-		s = n.status()
-	}
-	return s
-}
-
-// loadedSince reports whether a configuration was loaded since prev and
-// no reload failed after it: LastResult is "success", or "unchanged" once a
-// later hint found the same files again.
-func (s status) loadedSince(prev status) bool {
-	return s.Reloads > prev.Reloads && s.LastResult != "failure" && s.LastError == ""
+	testkit.WaitFor(t, 10*time.Second, "/readyz 200", func() bool { code, _ := n.readyz(); return code == http.StatusOK })
 }
 
 // runMigrate runs `keygate migrate` and returns its exit code and output.
@@ -126,26 +86,26 @@ func (sc storageScenario) run(t *testing.T) {
 	dir, write := storageConfig(t, sc.good)
 	n := startNode(t, dir, sc.env...)
 	n.waitReady(t)
-	if !n.logs.contains(`"data source opened"`) {
+	if !n.Logs.Contains(`"data source opened"`) {
 		t.Error("no log of the data source being opened")
 	}
 
 	// A changed data source: a new pool, opened before the swap.
-	before := n.status()
+	before := n.Status()
 	write(sc.changed)
-	s := n.waitLoaded(t, before)
-	if !s.loadedSince(before) || s.ConfigHash == before.ConfigHash {
+	s := n.WaitLoaded(before)
+	if !s.LoadedSince(before) || s.ConfigHash == before.ConfigHash {
 		t.Fatalf("reload with a changed data source: %+v", s)
 	}
 	if code, body := n.readyz(); code != http.StatusOK {
 		t.Errorf("/readyz after the data source changed: %d %s", code, body)
 	}
-	waitFor(t, 10*time.Second, "the old pool to close", func() bool { return n.logs.contains(`"data source closed"`) })
+	testkit.WaitFor(t, 10*time.Second, "the old pool to close", func() bool { return n.Logs.Contains(`"data source closed"`) })
 
 	// An unopenable data source: the reload fails before the swap.
-	before = n.status()
+	before = n.Status()
 	write(sc.broken)
-	s = n.waitReload(t, before)
+	s = n.WaitReload(before)
 	if s.LastResult != "failure" || !strings.Contains(s.LastError, "data source db") {
 		t.Fatalf("reload with an unopenable data source: result %q, error %q", s.LastResult, s.LastError)
 	}
@@ -155,19 +115,19 @@ func (sc storageScenario) run(t *testing.T) {
 	if code, body := n.readyz(); code != http.StatusOK {
 		t.Errorf("/readyz while serving the last good config: %d %s", code, body)
 	}
-	if got := n.issuer("/oauth/v2"); got != "http://localhost/oauth/v2" {
+	if got := n.Issuer("/oauth/v2"); got != "http://localhost/oauth/v2" {
 		t.Errorf("after the failed reload the issuer is %q", got)
 	}
 	var raw map[string]any
-	getJSON(t, n.ops+"/status", &raw)
+	testkit.GetJSON(t, n.Ops()+"/status", &raw)
 	if raw["zone"] != "local" || raw["data_source"] != "db" {
 		t.Errorf("/status zone %v, data_source %v; want local, db", raw["zone"], raw["data_source"])
 	}
 
 	// Back to the good one: the node loads it again.
-	before = n.status()
+	before = n.Status()
 	write(sc.changed)
-	if s := n.waitLoaded(t, before); !s.loadedSince(before) {
+	if s := n.WaitLoaded(before); !s.LoadedSince(before) {
 		t.Errorf("reload after the fix: %+v", s)
 	}
 
@@ -185,9 +145,9 @@ func (sc storageScenario) run(t *testing.T) {
 	}
 	t.Logf("keygate migrate (unopenable): exit %d: %s", code, strings.TrimSpace(stderr))
 
-	_, statusBody := get(n.ops + "/status")
+	_, statusBody := testkit.Get(n.Ops() + "/status")
 	for _, secret := range sc.secrets {
-		for where, text := range map[string]string{"/status": string(statusBody), "logs": n.logs.String(), "migrate output": stdout + stderr} {
+		for where, text := range map[string]string{"/status": string(statusBody), "logs": n.Logs.String(), "migrate output": stdout + stderr} {
 			if strings.Contains(text, secret) {
 				t.Errorf("%s shows a secret of the data source URL", where)
 			}
@@ -202,9 +162,9 @@ func TestSQLiteDataSourceLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	storageScenario{
-		good:    fmt.Sprintf("{type: sqlite, path: %q}", filepath.Join(data, "one", "keygate.db")),
-		changed: fmt.Sprintf("{type: sqlite, path: %q}", filepath.Join(data, "two", "keygate.db")),
-		broken:  fmt.Sprintf("{type: sqlite, path: %q}", filepath.Join(file, "keygate.db")),
+		good:    testkit.SQLiteYAML(filepath.Join(data, "one", "keygate.db")),
+		changed: testkit.SQLiteYAML(filepath.Join(data, "two", "keygate.db")),
+		broken:  testkit.SQLiteYAML(filepath.Join(file, "keygate.db")),
 	}.run(t)
 	for _, db := range []string{"one", "two"} {
 		if _, err := os.Stat(filepath.Join(data, db, "keygate.db")); err != nil {
@@ -233,7 +193,7 @@ func TestPostgresDataSourceLifecycle(t *testing.T) {
 // `keygate migrate` has run; then it is ready without a restart.
 func TestMigrateOffWaitsForKeygateMigrate(t *testing.T) {
 	data := t.TempDir()
-	dir, _ := storageConfig(t, fmt.Sprintf("{type: sqlite, path: %q}", filepath.Join(data, "keygate.db")))
+	dir, _ := storageConfig(t, testkit.SQLiteYAML(filepath.Join(data, "keygate.db")))
 	n := startNode(t, dir, "KEYGATE_MIGRATE_ON_START=false")
 	code, body := n.readyz()
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "data source db") || !strings.Contains(body, "keygate migrate") {

@@ -22,9 +22,8 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
-	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/storage/model"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // Secrets of the test clients, injected through the environment as a vault
@@ -48,7 +47,7 @@ var clientSecretsEnv = []string{
 // client_secret_post) and rs (a resource server that introspects).
 func oauthConfig(t *testing.T, dataSource string) (dir string, setIssuer func(string), setBillingScopes func(...string)) {
 	t.Helper()
-	k1 := newKeyFile(t, t.TempDir(), "k1")
+	k1 := testkit.KeyFile(t, t.TempDir(), "k1")
 	profiles := func(issuer string) string {
 		return fmt.Sprintf(`profiles:
   token:
@@ -82,7 +81,7 @@ func oauthConfig(t *testing.T, dataSource string) (dir string, setIssuer func(st
     introspect-all-tokens: true
 `, strings.Join(billingScopes, ", "), billingAud)
 	}
-	dir = configDir(t, map[string]string{
+	dir = testkit.ConfigDir(t, map[string]string{
 		"00-service.yaml": `schema: 1
 service-roles:
   default: {zone: local, profiles: [token]}
@@ -90,12 +89,12 @@ zones:
   local: {data-source: db}
 data-sources:
   db: ` + dataSource + "\n",
-		"10-keys.yaml":     keysConfig(map[string]string{"k1": k1}),
+		"10-keys.yaml":     testkit.KeysConfig(map[string]string{"k1": k1}),
 		"20-profiles.yaml": profiles("http://localhost/oauth/v2"),
 		"30-clients.yaml":  clients("invoices:read"),
 	})
-	setIssuer = func(issuer string) { writeAtomic(t, filepath.Join(dir, "20-profiles.yaml"), profiles(issuer)) }
-	setBillingScopes = func(s ...string) { writeAtomic(t, filepath.Join(dir, "30-clients.yaml"), clients(s...)) }
+	setIssuer = func(issuer string) { testkit.WriteAtomic(t, filepath.Join(dir, "20-profiles.yaml"), profiles(issuer)) }
+	setBillingScopes = func(s ...string) { testkit.WriteAtomic(t, filepath.Join(dir, "30-clients.yaml"), clients(s...)) }
 	return dir, setIssuer, setBillingScopes
 }
 
@@ -202,20 +201,20 @@ func metricValue(page, name string, labels map[string]string) (float64, bool) {
 // introspection, revocation, metrics, and a reload of the client's scopes.
 func TestTokenServiceWithRealClients(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "keygate.db")
-	dir, setIssuer, setBillingScopes := oauthConfig(t, fmt.Sprintf("{type: sqlite, path: %q}", db))
+	dir, setIssuer, setBillingScopes := oauthConfig(t, testkit.SQLiteYAML(db))
 	n := startNode(t, dir, clientSecretsEnv...)
 	n.waitReady(t)
 
 	// The issuer must be the address the node listens on, which is known
 	// only now: reconfigure it, as an operator would.
-	issuer := n.public + "/oauth/v2"
-	before := n.status()
+	issuer := n.Public() + "/oauth/v2"
+	before := n.Status()
 	setIssuer(issuer)
-	if s := n.waitLoaded(t, before); !s.loadedSince(before) {
+	if s := n.WaitLoaded(before); !s.LoadedSince(before) {
 		t.Fatalf("reload with the node's issuer: %+v", s)
 	}
 	var d fullDiscovery
-	getJSON(t, n.public+"/oauth/v2/.well-known/openid-configuration", &d)
+	testkit.GetJSON(t, n.Public()+"/oauth/v2/.well-known/openid-configuration", &d)
 	if d.Issuer != issuer || d.TokenEndpoint != issuer+"/token" || d.JWKSURI != issuer+"/jwks" ||
 		d.IntrospectionEndpoint != issuer+"/introspect" || d.RevocationEndpoint != issuer+"/revoke" {
 		t.Fatalf("discovery: %+v", d)
@@ -313,7 +312,7 @@ func TestTokenServiceWithRealClients(t *testing.T) {
 	}
 
 	// 6. /metrics counts the tokens by grant type and the error by code.
-	page := n.metrics()
+	page := n.Metrics()
 	for _, c := range []struct {
 		name   string
 		labels map[string]string
@@ -327,7 +326,7 @@ func TestTokenServiceWithRealClients(t *testing.T) {
 		}
 	}
 	for _, secret := range []string{billingSecret, opaqueSecret, resourceSecret, tok.AccessToken, otok.AccessToken} {
-		if strings.Contains(page, secret) || n.logs.contains(secret) {
+		if strings.Contains(page, secret) || n.Logs.Contains(secret) {
 			t.Errorf("a secret or token appears in /metrics or the logs")
 		}
 	}
@@ -339,9 +338,9 @@ func TestTokenServiceWithRealClients(t *testing.T) {
 	if _, err := writer.Token(ctx); !errors.As(err, &re) || re.ErrorCode != "invalid_scope" {
 		t.Fatalf("a scope the client does not have: %v", err)
 	}
-	before = n.status()
+	before = n.Status()
 	setBillingScopes("invoices:read", "invoices:write")
-	if s := n.waitLoaded(t, before); !s.loadedSince(before) {
+	if s := n.WaitLoaded(before); !s.LoadedSince(before) {
 		t.Fatalf("reload with the new scopes: %+v", s)
 	}
 	wtok, err := writer.Token(ctx)
@@ -359,9 +358,9 @@ func TestTokenServiceWithRealClients(t *testing.T) {
 	if got := all.Extra("scope"); got != "invoices:read invoices:write" {
 		t.Errorf("default scope after the reload = %v", got)
 	}
-	before = n.status()
+	before = n.Status()
 	setBillingScopes("invoices:write")
-	if s := n.waitLoaded(t, before); !s.loadedSince(before) {
+	if s := n.WaitLoaded(before); !s.LoadedSince(before) {
 		t.Fatalf("reload removing invoices:read: %+v", s)
 	}
 	reader := billing
@@ -377,18 +376,14 @@ func TestTokenServiceWithRealClients(t *testing.T) {
 // one, counts the deletion in /metrics, and still shuts down cleanly.
 func TestStorageGCDeletesExpiredRows(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "keygate.db")
-	dir, _, _ := oauthConfig(t, fmt.Sprintf("{type: sqlite, path: %q}", db))
+	dir, _, _ := oauthConfig(t, testkit.SQLiteYAML(db))
 	n := startNode(t, dir, append(clientSecretsEnv, "KEYGATE_GC_INTERVAL=100ms")...)
 	n.waitReady(t)
 
 	// Another process on the same database file (the node has migrated it).
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := datasource.Open(ctx, &config.DataSource{Type: config.DataSourceSQLite, Path: db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := testkit.SQLiteAt(t, db)
 	now := time.Now()
 	rows := map[string]time.Time{
 		"expired-an-hour-ago":     now.Add(-time.Hour),
@@ -411,27 +406,27 @@ func TestStorageGCDeletesExpiredRows(t *testing.T) {
 		}
 		return err == nil
 	}
-	waitFor(t, 15*time.Second, "the GC to delete the rows expired beyond the grace", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "the GC to delete the rows expired beyond the grace", func() bool {
 		return !exists("expired-an-hour-ago") && !exists("expired-ten-minutes-ago")
 	})
 	// Several more runs must leave the others alone.
 	runs := func() float64 {
-		v, _ := metricValue(n.metrics(), "keygate_storage_gc_runs_total", map[string]string{"data_source": "db", "result": "success"})
+		v, _ := metricValue(n.Metrics(), "keygate_storage_gc_runs_total", map[string]string{"data_source": "db", "result": "success"})
 		return v
 	}
 	after := runs()
-	waitFor(t, 15*time.Second, "three more GC runs", func() bool { return runs() >= after+3 })
+	testkit.WaitFor(t, 15*time.Second, "three more GC runs", func() bool { return runs() >= after+3 })
 	for _, handle := range []string{"expired-a-second-ago", "valid-for-another-hour"} {
 		if !exists(handle) {
 			t.Errorf("GC deleted %s", handle)
 		}
 	}
-	if got, ok := metricValue(n.metrics(), "keygate_storage_gc_deleted_total", map[string]string{"data_source": "db"}); !ok || got < 2 {
+	if got, ok := metricValue(n.Metrics(), "keygate_storage_gc_deleted_total", map[string]string{"data_source": "db"}); !ok || got < 2 {
 		t.Errorf("keygate_storage_gc_deleted_total{data_source=db} = %v (found %v), want ≥ 2", got, ok)
 	}
 	// Logged at info with the counts (the log arrives through a pipe).
 	logged := func() (total int64) {
-		for _, line := range strings.Split(n.logs.String(), "\n") {
+		for _, line := range strings.Split(n.Logs.String(), "\n") {
 			var e struct {
 				Level        string `json:"level"`
 				Msg          string `json:"msg"`
@@ -444,10 +439,10 @@ func TestStorageGCDeletesExpiredRows(t *testing.T) {
 		}
 		return total
 	}
-	waitFor(t, 15*time.Second, "info logs of the GC counting 2 deleted access tokens", func() bool { return logged() == 2 })
+	testkit.WaitFor(t, 15*time.Second, "info logs of the GC counting 2 deleted access tokens", func() bool { return logged() == 2 })
 
 	// A token the node issues is untouched by GC runs.
-	code, body := postForm(t, n.public+"/oauth/v2/token", url.Values{"grant_type": {"client_credentials"},
+	code, body := postForm(t, n.Public()+"/oauth/v2/token", url.Values{"grant_type": {"client_credentials"},
 		"client_id": {"opaque"}, "client_secret": {opaqueSecret}}, "", "")
 	if code != http.StatusOK {
 		t.Fatalf("token: %d %s", code, body)
@@ -459,18 +454,18 @@ func TestStorageGCDeletesExpiredRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	after = runs()
-	waitFor(t, 15*time.Second, "two more GC runs", func() bool { return runs() >= after+2 })
-	if in := introspect(t, n.public+"/oauth/v2/introspect", tr.AccessToken); !in.Active {
+	testkit.WaitFor(t, 15*time.Second, "two more GC runs", func() bool { return runs() >= after+2 })
+	if in := introspect(t, n.Public()+"/oauth/v2/introspect", tr.AccessToken); !in.Active {
 		t.Errorf("a live opaque token after GC runs: %+v", in)
 	}
 
 	// Shutdown stops the GC before the pools close: a clean exit, no GC
 	// failure logged.
-	n.signal(syscall.SIGTERM)
-	if code := n.waitExit(15 * time.Second); code != 0 {
+	n.Signal(syscall.SIGTERM)
+	if code := n.WaitExit(15 * time.Second); code != 0 {
 		t.Errorf("exit code %d after SIGTERM", code)
 	}
-	if n.logs.contains("storage GC failed") {
+	if n.Logs.Contains("storage GC failed") {
 		t.Error("a GC run failed (used a closed pool?)")
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // Data residency with two zones on two PostgreSQL databases: a user
@@ -16,7 +18,7 @@ import (
 func TestSCIMZonesKeepUsersHome(t *testing.T) {
 	euDB, usDB := zoneDatabase(t, "eu"), zoneDatabase(t, "us")
 	secrets := t.TempDir()
-	dir := configDir(t, map[string]string{
+	dir := testkit.ConfigDir(t, map[string]string{
 		"00.yaml": `schema: 1
 service-roles:
   eu-node: {zone: eu, profiles: [token, users]}
@@ -33,18 +35,18 @@ profiles:
 clients:
   provisioner: {profile: token, secret: "` + provisionerSecret + `", grant-types: [client_credentials], scopes: ["scim:read", "scim:write"]}
 `,
-		"10-keys.yaml": keysConfig(map[string]string{"k1": newKeyFile(t, secrets, "k1")}),
+		"10-keys.yaml": testkit.KeysConfig(map[string]string{"k1": testkit.KeyFile(t, secrets, "k1")}),
 	})
 	env := []string{"EU_DB_URL=" + euDB, "US_DB_URL=" + usDB}
 	eu := launch(t, dir, append([]string{"KEYGATE_SERVICE_ROLE=eu-node"}, env...)...)
 	us := launch(t, dir, append([]string{"KEYGATE_SERVICE_ROLE=us-node"}, env...)...)
 	for _, n := range []*node{eu, us} {
-		n.waitServing(t)
+		n.AwaitServing(30 * time.Second)
 		n.waitReady(t)
 	}
 	const ct = "application/scim+json"
 	tok := eu.issue(t, url.Values{}, "provisioner", provisionerSecret)
-	r := scimCall(t, "POST", eu.public+"/scim/v2/Users", tok, ct, []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"anneliese","password":"anneliese-password-01"}`))
+	r := scimCall(t, "POST", eu.Public()+"/scim/v2/Users", tok, ct, []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"anneliese","password":"anneliese-password-01"}`))
 	if r.code != 201 {
 		t.Fatalf("create on the EU node: %d %s", r.code, r.raw)
 	}
@@ -99,15 +101,15 @@ clients:
 
 	// The US node serves the EU user from the EU database.
 	usTok := us.issue(t, url.Values{}, "provisioner", provisionerSecret)
-	if r := scimCall(t, "GET", us.public+"/scim/v2/Users/"+id, usTok, "", nil); r.code != 200 || r.body["userName"] != "anneliese" {
+	if r := scimCall(t, "GET", us.Public()+"/scim/v2/Users/"+id, usTok, "", nil); r.code != 200 || r.body["userName"] != "anneliese" {
 		t.Errorf("GET of the EU user on the US node: %d %s", r.code, r.raw)
 	}
 	// A create through the US node that names the EU zone lands there.
-	r = scimCall(t, "POST", us.public+"/scim/v2/Users?zone=eu", usTok, ct, []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"bertil"}`))
+	r = scimCall(t, "POST", us.Public()+"/scim/v2/Users?zone=eu", usTok, ct, []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"bertil"}`))
 	if r.code != 201 || rows(euDB, `SELECT COUNT(*) FROM users WHERE username = 'bertil'`) != 1 || rows(usDB, `SELECT COUNT(*) FROM users WHERE username = 'bertil'`) != 0 {
 		t.Errorf("create for the EU zone on the US node: %d %s", r.code, r.raw)
 	}
-	if r := scimCall(t, "POST", us.public+"/scim/v2/Users?zone=mars", usTok, ct, []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"x"}`)); r.code != 400 {
+	if r := scimCall(t, "POST", us.Public()+"/scim/v2/Users?zone=mars", usTok, ct, []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"x"}`)); r.code != 400 {
 		t.Errorf("an unknown zone: %d %s", r.code, r.raw)
 	}
 }

@@ -5,6 +5,9 @@
 // The server is KEYGATE_TEST_POSTGRES_URL (default DefaultURL). When it is
 // unreachable a test is skipped, loudly; with CI=true it fails instead, so
 // CI cannot pass by skipping.
+//
+// Ping, CreateSchema, DropSchema and WithSearchPath do the same without a
+// testing.TB, for the load benchmark, which gives each scenario a schema.
 package pgtest
 
 import (
@@ -26,6 +29,14 @@ import (
 // DefaultURL is the test server when KEYGATE_TEST_POSTGRES_URL is unset.
 const DefaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
+// ServerURL is KEYGATE_TEST_POSTGRES_URL, or DefaultURL.
+func ServerURL() string {
+	if u := os.Getenv("KEYGATE_TEST_POSTGRES_URL"); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
 var (
 	reachOnce sync.Once
 	reachErr  error
@@ -35,22 +46,10 @@ var (
 // that it answers; otherwise it skips t (or fails it when CI=true).
 func URL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv("KEYGATE_TEST_POSTGRES_URL")
-	if u == "" {
-		u = DefaultURL
-	}
-	reachOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		var conn *pgx.Conn
-		conn, reachErr = pgx.Connect(ctx, u)
-		if reachErr == nil {
-			reachErr = conn.Ping(ctx)
-			conn.Close(ctx)
-		}
-	})
+	u := ServerURL()
+	reachOnce.Do(func() { reachErr = Ping(context.Background(), u) })
 	if reachErr != nil {
-		where := describe(u)
+		where := Describe(u)
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("PostgreSQL not reachable at %s (CI=true, so this fails): %v", where, reachErr)
 		}
@@ -59,8 +58,20 @@ func URL(t testing.TB) string {
 	return u
 }
 
-// describe names the server without credentials.
-func describe(u string) string {
+// Ping checks that the server at u answers, within 5 s.
+func Ping(ctx context.Context, u string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	return conn.Ping(ctx)
+}
+
+// Describe names the server without credentials.
+func Describe(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
 		return "KEYGATE_TEST_POSTGRES_URL (unparsable)"
@@ -68,33 +79,62 @@ func describe(u string) string {
 	return p.Host + p.Path
 }
 
+// CreateSchema creates a fresh schema named prefix and a random suffix on
+// the server at u and returns its name.
+func CreateSchema(ctx context.Context, u, prefix string) (string, error) {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := prefix + hex.EncodeToString(b[:])
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// DropSchema drops a schema CreateSchema made, with everything in it.
+func DropSchema(ctx context.Context, u, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{name}.Sanitize()+" CASCADE")
+	return err
+}
+
+// WithSearchPath returns u with search_path set to schema, for code that
+// takes a URL (datasource.Open, a keygate process): pgx passes unknown URL
+// parameters to the server as run-time parameters.
+func WithSearchPath(u, schema string) (string, error) {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "", err
+	}
+	q := p.Query()
+	q.Set("search_path", schema)
+	p.RawQuery = q.Encode()
+	return p.String(), nil
+}
+
 // Schema creates a fresh, randomly named schema, dropped at cleanup.
 func Schema(t testing.TB) string {
 	t.Helper()
 	u := URL(t)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "kg_test_" + hex.EncodeToString(b[:])
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, u)
+	name, err := CreateSchema(context.Background(), u, "kg_test_")
 	if err != nil {
-		t.Fatalf("pgtest: connect: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize()); err != nil {
 		t.Fatalf("pgtest: create schema: %v", err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, u)
-		if err != nil {
-			t.Errorf("pgtest: drop schema %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
+		if err := DropSchema(context.Background(), u, name); err != nil {
 			t.Errorf("pgtest: drop schema %s: %v", name, err)
 		}
 	})
@@ -113,19 +153,14 @@ func Config(t testing.TB, schema string) *pgxpool.Config {
 	return cfg
 }
 
-// SchemaURL returns the server URL with search_path set to schema, for
-// code that takes a URL (datasource.Open, a keygate process): pgx passes
-// unknown URL parameters to the server as run-time parameters.
+// SchemaURL returns the server URL with search_path set to schema.
 func SchemaURL(t testing.TB, schema string) string {
 	t.Helper()
-	p, err := url.Parse(URL(t))
+	u, err := WithSearchPath(URL(t), schema)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	q := p.Query()
-	q.Set("search_path", schema)
-	p.RawQuery = q.Encode()
-	return p.String()
+	return u
 }
 
 // Open returns an unmigrated store on a fresh schema, closed at cleanup.

@@ -27,6 +27,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // ---- a config with many clients ----
@@ -114,16 +115,16 @@ func clientsConfig(tb testing.TB, n int) (yaml, env string) {
 func benchConfig(tb testing.TB, dir string, clients int) string {
 	tb.Helper()
 	secrets := tb.TempDir()
-	k0, _ := newKeyFile(tb, secrets, "k0")
+	k0 := testkit.KeyFile(tb, secrets, "k0")
 	clientsYAML, env := clientsConfig(tb, clients)
 	envPath := filepath.Join(secrets, "clients.env")
 	if err := os.WriteFile(envPath, []byte(env), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	writeAtomic(tb, filepath.Join(dir, "00-base.yaml"), baseConfig(filepath.Join(secrets, "keygate.db")))
-	writeAtomic(tb, filepath.Join(dir, "10-keys.yaml"), keysConfig(map[string]string{"k0": k0}))
-	writeAtomic(tb, filepath.Join(dir, "20-profiles.yaml"), profilesConfig(issuerOf(0), "k0"))
-	writeAtomic(tb, filepath.Join(dir, "30-clients.yaml"), clientsYAML)
+	testkit.WriteAtomic(tb, filepath.Join(dir, "00-base.yaml"), testkit.Head(testkit.SQLiteYAML(filepath.Join(secrets, "keygate.db")), "token"))
+	testkit.WriteAtomic(tb, filepath.Join(dir, "10-keys.yaml"), testkit.KeysConfig(map[string]string{"k0": k0}))
+	testkit.WriteAtomic(tb, filepath.Join(dir, "20-profiles.yaml"), profilesConfig(issuerOf(0), "k0"))
+	testkit.WriteAtomic(tb, filepath.Join(dir, "30-clients.yaml"), clientsYAML)
 	return envPath
 }
 
@@ -188,7 +189,7 @@ func BenchmarkReloadLatency(b *testing.B) {
 			hc := &http.Client{Transport: &http.Transport{DisableCompression: true}, Timeout: 5 * time.Second}
 			defer hc.CloseIdleConnections()
 			issuer := func() string {
-				code, body, err := httpGet(hc, n.public+discoveryPath)
+				code, body, err := testkit.HTTPGet(hc, n.public+discoveryPath)
 				if err != nil || code != http.StatusOK {
 					return ""
 				}
@@ -202,13 +203,16 @@ func BenchmarkReloadLatency(b *testing.B) {
 			for i := range b.N {
 				want := issuerOf(i + 1)
 				b.StopTimer()
-				tmp := stageFile(b, profiles, profilesConfig(want, "k0"))
+				tmp, err := testkit.Stage(profiles, profilesConfig(want, "k0"))
+				if err != nil {
+					b.Fatal(err)
+				}
 				b.StartTimer()
 				t0 := time.Now()
 				if err := os.Rename(tmp, profiles); err != nil {
 					b.Fatal(err)
 				}
-				if !pollUntil(5*time.Second, time.Millisecond, func() bool { return issuer() == want }) {
+				if !testkit.Poll(5*time.Second, time.Millisecond, func() bool { return issuer() == want }) {
 					b.Fatalf("reload %d: %s not served within 5s; status %+v", i+1, want, n.StatusSnapshot())
 				}
 				lat = append(lat, time.Since(t0))
@@ -444,8 +448,8 @@ func BenchmarkRequestsDuringReloads(b *testing.B) {
 				last := stop()
 				// Let the last reload finish before the next idle phase.
 				b.StopTimer()
-				if !pollUntil(30*time.Second, time.Millisecond, func() bool {
-					code, body, err := httpGet(control, n.public+discoveryPath)
+				if !testkit.Poll(30*time.Second, time.Millisecond, func() bool {
+					code, body, err := testkit.HTTPGet(control, n.public+discoveryPath)
 					return err == nil && code == http.StatusOK && strings.Contains(string(body), `"issuer":"`+last+`"`)
 				}) {
 					b.Fatalf("%s not served within 30s", last)

@@ -1,131 +1,25 @@
 package node
 
-// Helpers shared by the in-process load test and the benchmarks: config
-// files (copied from tests/harness_test.go, made deterministic), a node on
-// loopback listeners, goroutine accounting.
+// Helpers shared by the in-process load test and the benchmarks: a node
+// on loopback listeners and goroutine accounting. Keys, configs, files and
+// waits come from internal/testkit.
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"reflect"
 	goruntime "runtime"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/keygate/keygate/internal/settings"
+	"github.com/keygate/keygate/internal/testkit"
 )
-
-// ---- config files (after tests/harness_test.go) ----
-
-// tokenConfig is one token profile at /oauth/v2 serving discovery and jwks,
-// with the sections it needs (schema, role, zone, a SQLite data source at
-// db, which should be in a test's temporary directory).
-func tokenConfig(db, issuer string, keys ...string) string {
-	return baseConfig(db) + fmt.Sprintf(`profiles:
-  token:
-    type: token
-    path: /oauth/v2
-    issuer: %s
-    signing-keys: [%s]
-    endpoints: [discovery, jwks]
-`, issuer, strings.Join(keys, ", "))
-}
-
-// baseConfig is the schema, the default role, its zone and data source.
-func baseConfig(db string) string {
-	return fmt.Sprintf(`schema: 1
-service-roles:
-  default: {zone: local, profiles: [token]}
-zones:
-  local: {data-source: db}
-data-sources:
-  db: {type: sqlite, path: %q}
-`, db)
-}
-
-// keysConfig is a keys section, each key read from a PEM file. Names with
-// "ed" are EdDSA keys, the others ES256. Sorted, so equal input gives equal
-// bytes (and an equal content hash).
-func keysConfig(keys map[string]string) string {
-	var b bytes.Buffer
-	b.WriteString("keys:\n")
-	names := make([]string, 0, len(keys))
-	for name := range keys {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		fmt.Fprintf(&b, "  %s: {algorithm: %s, private-key: \"${file:%s}\"}\n", name, keyAlg(name), keys[name])
-	}
-	return b.String()
-}
-
-func keyAlg(name string) string {
-	if strings.Contains(name, "ed") {
-		return "EdDSA"
-	}
-	return "ES256"
-}
-
-// newKeyFile writes a fresh PEM private key and returns its path and PEM text.
-func newKeyFile(tb testing.TB, dir, name string) (path, pemText string) {
-	tb.Helper()
-	var der []byte
-	var err error
-	if strings.Contains(name, "ed") {
-		_, priv, _ := ed25519.GenerateKey(rand.Reader)
-		der, err = x509.MarshalPKCS8PrivateKey(priv)
-	} else {
-		priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		der, err = x509.MarshalPKCS8PrivateKey(priv)
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	path = filepath.Join(dir, name+".pem")
-	pemText = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-	if err := os.WriteFile(path, []byte(pemText), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return path, pemText
-}
-
-// writeAtomic writes like an editor: a temporary file renamed over the
-// target. The temporary name is not *.yaml, so the watcher ignores it.
-func writeAtomic(tb testing.TB, path, body string) {
-	tb.Helper()
-	tmp := stageFile(tb, path, body)
-	if err := os.Rename(tmp, path); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// stageFile writes the temporary file of writeAtomic and returns its name,
-// so a benchmark can time the rename alone.
-func stageFile(tb testing.TB, path, body string) string {
-	tb.Helper()
-	tmp := path + ".tmp~"
-	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	return tmp
-}
 
 // ---- a node on loopback ----
 
@@ -230,8 +124,8 @@ func startTestNode(tb testing.TB, s settings.Settings, environ []string, tweak f
 	})
 	c := &http.Client{Timeout: 2 * time.Second}
 	defer c.CloseIdleConnections()
-	waitUntil(tb, 10*time.Second, "the node to serve discovery", func() bool {
-		code, _, _ := httpGet(c, r.public+discoveryPath)
+	testkit.WaitEvery(tb, 10*time.Second, time.Millisecond, "the node to serve discovery", func() bool {
+		code, _, _ := testkit.HTTPGet(c, r.public+discoveryPath)
 		return code == http.StatusOK
 	})
 	return r
@@ -260,37 +154,6 @@ const (
 	discoveryPath = "/oauth/v2/.well-known/openid-configuration"
 	jwksPath      = "/oauth/v2/jwks"
 )
-
-// httpGet returns the status and body; a transport error is returned as is.
-func httpGet(c *http.Client, url string) (int, []byte, error) {
-	resp, err := c.Get(url)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, body, err
-}
-
-// waitUntil checks cond every millisecond until it holds or the deadline passes.
-func waitUntil(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	if !pollUntil(timeout, time.Millisecond, cond) {
-		tb.Fatalf("timed out after %s waiting for %s", timeout, what)
-	}
-}
-
-// pollUntil reports whether cond held before timeout, checking every interval.
-func pollUntil(timeout, interval time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(interval)
-	}
-	return true
-}
 
 // ---- goroutine accounting ----
 

@@ -2,15 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
-	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,126 +9,29 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/datasource"
-	"github.com/keygate/keygate/internal/settings"
 	"github.com/keygate/keygate/internal/storage/model"
+	"github.com/keygate/keygate/internal/testkit"
 )
-
-// The helpers here are self-contained (hb prefix), independent of the
-// shared harness of the load tests.
-
-// hbNode is a node serving on loopback listeners.
-type hbNode struct {
-	*Node
-	served chan error
-	down   bool
-}
-
-func (r *hbNode) shutdown(t *testing.T) error {
-	t.Helper()
-	if r.down {
-		return nil
-	}
-	r.down = true
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := r.Shutdown(ctx)
-	select {
-	case serr := <-r.served:
-		if err == nil {
-			err = serr
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("Serve did not return within 10s of Shutdown")
-	}
-	return err
-}
-
-// hbConfig is one token profile in the default role, zone local, on the
-// SQLite database db, signed with the ES256 key in keyFile.
-func hbConfig(db, keyFile, issuer string) string {
-	return fmt.Sprintf(`schema: 1
-service-roles:
-  default: {zone: local, profiles: [token]}
-zones:
-  local: {data-source: db}
-data-sources:
-  db: {type: sqlite, path: %q}
-keys:
-  k1: {algorithm: ES256, private-key: "${file:%s}"}
-profiles:
-  token:
-    type: token
-    path: /oauth/v2
-    issuer: %s
-    signing-keys: [k1]
-    endpoints: [discovery, jwks]
-`, db, keyFile, issuer)
-}
-
-// hbWrite writes like an editor: a temporary (non-yaml) file renamed over path.
-func hbWrite(t *testing.T, path, body string) {
-	t.Helper()
-	if err := os.WriteFile(path+".tmp~", []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp~", path); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // heartbeatNode starts a node on a SQLite config in a temporary directory
 // and opens a second store on the same database, as the admin node would.
-func heartbeatNode(t *testing.T, interval time.Duration) (r *hbNode, cfg string, st model.Store, body func(issuer string) string) {
+func heartbeatNode(t *testing.T, interval time.Duration) (r *testNode, cfg string, st model.Store, body func(issuer string) string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfgDir := filepath.Join(dir, "config.d")
 	if err := os.Mkdir(cfgDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(dir, "k1.pem")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keys := testkit.KeysConfig(map[string]string{"k1": testkit.KeyFile(t, dir, "k1")})
 	db := filepath.Join(dir, "keygate.db")
-	body = func(issuer string) string { return hbConfig(db, keyFile, issuer) }
+	body = func(issuer string) string { return testkit.TokenConfig(testkit.SQLiteYAML(db), issuer, "k1") + keys }
 	cfg = filepath.Join(cfgDir, "config.yaml")
-	hbWrite(t, cfg, body("http://localhost/gen-1/oauth"))
+	testkit.WriteAtomic(t, cfg, body("http://localhost/gen-1/oauth"))
 
-	s := settings.Settings{ConfigDir: cfgDir, ServiceRole: "default", ListenAddr: "127.0.0.1:0",
-		OpsListenAddr: "127.0.0.1:0", LogLevel: "info", LogFormat: "text", ReloadDebounce: 5 * time.Millisecond,
-		ShutdownTimeout: 5 * time.Second, MigrateOnStart: true, NodeID: "node-test", HeartbeatInterval: interval}
-	n, err := New(s, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("node.New: %v", err)
-	}
-	pub, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		pub.Close()
-		t.Fatal(err)
-	}
-	r = &hbNode{Node: n, served: make(chan error, 1)}
-	go func() { r.served <- n.Serve(pub, opsLn) }()
-	t.Cleanup(func() {
-		if err := r.shutdown(t); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	st, err = datasource.Open(context.Background(), &config.DataSource{Meta: config.Meta{Name: "db"}, Type: config.DataSourceSQLite, Path: db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return r, cfg, st, body
+	s := testSettings(cfgDir, 5*time.Millisecond, 0)
+	s.HeartbeatInterval = interval
+	r = startTestNode(t, s, nil, nil)
+	return r, cfg, testkit.SQLiteAt(t, db), body
 }
 
 // row returns the node's heartbeat row, or nil.
@@ -206,7 +100,7 @@ func TestHeartbeatRowAndReloads(t *testing.T) {
 	}
 
 	// A reload that loads a new config beats at once with the new hash.
-	hbWrite(t, cfg, body("http://localhost/gen-2/oauth"))
+	testkit.WriteAtomic(t, cfg, body("http://localhost/gen-2/oauth"))
 	r.Reload()
 	var second string
 	row2 := waitRow(t, st, "a beat with the reloaded config", func(n *model.NodeStatus) bool {
@@ -219,7 +113,7 @@ func TestHeartbeatRowAndReloads(t *testing.T) {
 	}
 
 	// A reload that fails beats too: same config, the failure in Details.
-	hbWrite(t, cfg, body("http://localhost/gen-3/oauth")+"unknown-section: {}\n")
+	testkit.WriteAtomic(t, cfg, body("http://localhost/gen-3/oauth")+"unknown-section: {}\n")
 	r.Reload()
 	row3 := waitRow(t, st, "a beat reporting the failed reload", func(n *model.NodeStatus) bool {
 		return n.Details["last_reload"] == "failure"

@@ -20,6 +20,7 @@ import (
 	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/served"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 const (
@@ -99,8 +100,12 @@ func newLoadPlan(t *testing.T, secrets, db string) *loadPlan {
 	kid := map[string]string{}
 	for i := range nkeys + 1 {
 		name := keyName(i)
-		path, text := newKeyFile(t, secrets, name)
-		s, err := keys.Parse(&config.Key{Meta: config.Meta{Name: name}, Algorithm: keyAlg(name), PrivateKey: secret.New(text)})
+		k := testkit.MustKey(t, testkit.KeyAlg(name))
+		path := filepath.Join(secrets, name+".pem")
+		if err := k.Write(path); err != nil {
+			t.Fatal(err)
+		}
+		s, err := keys.Parse(&config.Key{Meta: config.Meta{Name: name}, Algorithm: k.Alg, PrivateKey: secret.New(string(k.PEM))})
 		if err != nil {
 			t.Fatalf("parse %s: %v", name, err)
 		}
@@ -112,7 +117,7 @@ func newLoadPlan(t *testing.T, secrets, db string) *loadPlan {
 		var kids, algs []string
 		for _, n := range names {
 			kids = append(kids, kid[n])
-			if a := keyAlg(n); !slices.Contains(algs, a) {
+			if a := testkit.KeyAlg(n); !slices.Contains(algs, a) {
 				algs = append(algs, a)
 			}
 		}
@@ -129,7 +134,7 @@ func newLoadPlan(t *testing.T, secrets, db string) *loadPlan {
 	}
 	configFor := func(gen, epoch int) string {
 		names := p.epochs[epoch].names
-		return tokenConfig(db, issuerOf(gen), names...) + keysConfig(keysOf(names))
+		return testkit.TokenConfig(testkit.SQLiteYAML(db), issuerOf(gen), names...) + testkit.KeysConfig(keysOf(names))
 	}
 
 	addEpoch([]string{keyName(0)})
@@ -150,11 +155,11 @@ func newLoadPlan(t *testing.T, secrets, db string) *loadPlan {
 			case "unknown-key":
 				st.body = strings.Replace(good, "endpoints:", "endpoint:", 1)
 			case "missing-variable":
-				st.body = tokenConfig(db, "${LOADTEST_UNSET_BASE}/gen-"+strconv.Itoa(i)+"/oauth", cur...) + keysConfig(keysOf(cur))
+				st.body = testkit.TokenConfig(testkit.SQLiteYAML(db), "${LOADTEST_UNSET_BASE}/gen-"+strconv.Itoa(i)+"/oauth", cur...) + testkit.KeysConfig(keysOf(cur))
 			case "invalid-yaml":
 				st.body = good + "clients: {web: [unclosed\n"
 			case "missing-key":
-				st.body = tokenConfig(db, issuerOf(i), append(append([]string{}, cur...), "k-missing")...) + keysConfig(keysOf(cur))
+				st.body = testkit.TokenConfig(testkit.SQLiteYAML(db), issuerOf(i), append(append([]string{}, cur...), "k-missing")...) + testkit.KeysConfig(keysOf(cur))
 			case "bad-pem":
 				// Loads (a key's PEM is checked by served.Build), then
 				// fails to build: the partly built runtime is discarded.
@@ -162,7 +167,7 @@ func newLoadPlan(t *testing.T, secrets, db string) *loadPlan {
 				st.extraBody = "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"
 				m := keysOf(cur)
 				m["kbad"] = st.extraPath
-				st.body = tokenConfig(db, issuerOf(i), append(append([]string{}, cur...), "kbad")...) + keysConfig(m)
+				st.body = testkit.TokenConfig(testkit.SQLiteYAML(db), issuerOf(i), append(append([]string{}, cur...), "kbad")...) + testkit.KeysConfig(m)
 			}
 		case i%rotateEvery == 0:
 			next := []string{cur[0], keyName(nextKey)}
@@ -299,7 +304,7 @@ func (c *loadClient) run(hc *http.Client, base string, stop <-chan struct{}) {
 		if (i+c.id)%2 == 1 {
 			path = jwksPath
 		}
-		code, body, err := httpGet(hc, base+path)
+		code, body, err := testkit.HTTPGet(hc, base+path)
 		switch {
 		case err != nil:
 			c.fails.add("client %d: GET %s: %v", c.id, path, err)
@@ -362,7 +367,7 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 	dir, secrets := t.TempDir(), t.TempDir()
 	plan := newLoadPlan(t, secrets, filepath.Join(t.TempDir(), "keygate.db"))
 	cfg := filepath.Join(dir, "config.yaml")
-	writeAtomic(t, cfg, plan.initial)
+	testkit.WriteAtomic(t, cfg, plan.initial)
 
 	s := testSettings(dir, 10*time.Millisecond, 0) // no periodic check: every reload is one the test caused
 	n := startTestNode(t, s, nil, func(n *Node) {
@@ -382,7 +387,7 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 	{
 		idle = listGoroutines()
 		low, lowAt := len(idle), time.Now()
-		pollUntil(2*time.Second, 20*time.Millisecond, func() bool {
+		testkit.Poll(2*time.Second, 20*time.Millisecond, func() bool {
 			if g := listGoroutines(); len(g) < low {
 				idle, low, lowAt = g, len(g), time.Now()
 			}
@@ -396,7 +401,7 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 	hc := &http.Client{Transport: transport, Timeout: 10 * time.Second}
 	control := &http.Client{Transport: &http.Transport{DisableCompression: true}, Timeout: 5 * time.Second}
 	servedIssuer := func() string {
-		code, body, err := httpGet(control, n.public+discoveryPath)
+		code, body, err := testkit.HTTPGet(control, n.public+discoveryPath)
 		if err != nil || code != http.StatusOK {
 			return ""
 		}
@@ -440,13 +445,13 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 		}
 		failedBefore := n.StatusSnapshot().Failures
 		stepStart := time.Now()
-		writeAtomic(t, cfg, st.body)
+		testkit.WriteAtomic(t, cfg, st.body)
 		if !st.viaWatcher {
 			n.Reload()
 		}
 		if st.good {
 			want := issuerOf(st.gen)
-			waitUntil(t, stepTimeout, fmt.Sprintf("reload %d (%s) to serve %s", st.index, st.kind, want), func() bool { return servedIssuer() == want })
+			testkit.WaitEvery(t, stepTimeout, time.Millisecond, fmt.Sprintf("reload %d (%s) to serve %s", st.index, st.kind, want), func() bool { return servedIssuer() == want })
 			cur := n.holder.Current()
 			if got := cur.Snapshot().Profiles["token"].Issuer; got != want {
 				t.Fatalf("reload %d: the installed runtime has issuer %q, want %q", st.index, got, want)
@@ -455,7 +460,7 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 			lastGood = st.gen
 			goodSteps++
 		} else {
-			waitUntil(t, stepTimeout, fmt.Sprintf("reload %d (%s) to fail", st.index, st.kind), func() bool {
+			testkit.WaitEvery(t, stepTimeout, time.Millisecond, fmt.Sprintf("reload %d (%s) to fail", st.index, st.kind), func() bool {
 				return n.StatusSnapshot().Failures > failedBefore
 			})
 			if got := servedIssuer(); got != issuerOf(lastGood) {
@@ -470,7 +475,7 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 		// Steady load: every snapshot serves its share of requests
 		// before the next edit.
 		answered := ok.Load()
-		waitUntil(t, stepTimeout, fmt.Sprintf("%d responses after reload %d", perStepResponses, st.index), func() bool {
+		testkit.WaitEvery(t, stepTimeout, time.Millisecond, fmt.Sprintf("%d responses after reload %d", perStepResponses, st.index), func() bool {
 			return ok.Load() >= answered+perStepResponses || fails.n.Load() > 0
 		})
 	}
@@ -520,7 +525,7 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 	// server's per-connection ones must be gone.
 	var afterClients int
 	var started []string
-	if !pollUntil(10*time.Second, 20*time.Millisecond, func() bool {
+	if !testkit.Poll(10*time.Second, 20*time.Millisecond, func() bool {
 		goruntime.GC()
 		afterClients = numGoroutines()
 		started = newGoroutines(preNode, idle)
@@ -530,7 +535,7 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 			afterClients, baseB, maxGoroutine, len(started), strings.Join(started, "\n\n"))
 	}
 	var heap1 uint64
-	if !pollUntil(5*time.Second, 20*time.Millisecond, func() bool {
+	if !testkit.Poll(5*time.Second, 20*time.Millisecond, func() bool {
 		heap1 = heapInuseAfterGC()
 		return heap1 < heap0+heapMargin
 	}) {
@@ -539,7 +544,7 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 	}
 	retired := seen[:len(seen)-1]
 	var unclosed []int
-	if !pollUntil(5*time.Second, 10*time.Millisecond, func() bool {
+	if !testkit.Poll(5*time.Second, 10*time.Millisecond, func() bool {
 		unclosed = unclosed[:0]
 		for _, r := range retired {
 			if !chanClosed(r.done) {
@@ -554,7 +559,7 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 		t.Error("the serving runtime is closed")
 	}
 	var alive []int
-	if !pollUntil(5*time.Second, 20*time.Millisecond, func() bool {
+	if !testkit.Poll(5*time.Second, 20*time.Millisecond, func() bool {
 		goruntime.GC()
 		alive = alive[:0]
 		for _, r := range retired {
@@ -585,7 +590,7 @@ func TestHundredReloadsUnderLoad(t *testing.T) {
 	// Every goroutine started since the test began must end. fasthttp's
 	// worker-pool cleaner of the ops listener sleeps up to 10s between
 	// sweeps and exits only when it wakes.
-	if !pollUntil(15*time.Second, 20*time.Millisecond, func() bool {
+	if !testkit.Poll(15*time.Second, 20*time.Millisecond, func() bool {
 		goruntime.GC()
 		afterShutdown = numGoroutines()
 		started = newGoroutines(preNode)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // A SIGTERM right after start: Shutdown racing Serve (before it, or just
@@ -15,9 +17,9 @@ import (
 func TestShutdownRacingServe(t *testing.T) {
 	for _, shutdownFirst := range []bool{true, false} {
 		dir := t.TempDir()
-		writeAtomic(t, filepath.Join(dir, "profiles.yaml"), tokenConfig(filepath.Join(dir, "k.db"), "http://localhost/id", "k1"))
-		keyPath, _ := newKeyFile(t, t.TempDir(), "k1")
-		writeAtomic(t, filepath.Join(dir, "keys.yaml"), keysConfig(map[string]string{"k1": keyPath}))
+		testkit.WriteAtomic(t, filepath.Join(dir, "profiles.yaml"), testkit.TokenConfig(testkit.SQLiteYAML(filepath.Join(dir, "k.db")), "http://localhost/id", "k1"))
+		keyPath := testkit.KeyFile(t, t.TempDir(), "k1")
+		testkit.WriteAtomic(t, filepath.Join(dir, "keys.yaml"), testkit.KeysConfig(map[string]string{"k1": keyPath}))
 		n, err := New(testSettings(dir, 10*time.Millisecond, 0), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)

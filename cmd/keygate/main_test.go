@@ -2,16 +2,13 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // The tests call run in-process. Flag defaults come from KEYGATE_*
@@ -41,17 +38,8 @@ func runCLI(t *testing.T, environ []string, args ...string) result {
 // temporary directory: testdata/valid reads it through ${file:}.
 func signingKeyDir(t *testing.T) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := os.WriteFile(filepath.Join(dir, "signing.pem"), pemBytes, 0o600); err != nil {
+	if err := testkit.MustKey(t, "ES256").Write(filepath.Join(dir, "signing.pem")); err != nil {
 		t.Fatal(err)
 	}
 	return dir

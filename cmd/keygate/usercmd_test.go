@@ -7,10 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/storage/model"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 func TestUserAdd(t *testing.T) {
@@ -59,11 +58,7 @@ profiles:
 	}
 	// Created in the zone's data source, migrated on the way (KEYGATE_MIGRATE_ON_START defaults to true).
 	ctx := context.Background()
-	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: filepath.Join(data, "keygate.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := testkit.SQLiteAt(t, filepath.Join(data, "keygate.db"))
 	u, err := st.Users().GetByUsername(ctx, "local", "alice")
 	if err != nil {
 		t.Fatal(err)

@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/bundle"
-	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/publish"
 	"github.com/keygate/keygate/internal/storage/model"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 const token = "test-admin-token-0123456789"
@@ -155,14 +155,7 @@ func TestClusterAndPhasedUpgrade(t *testing.T) {
 		t.Fatalf("%d %s", code, body)
 	}
 	ctx := context.Background()
-	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: f.db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := testkit.SQLiteAt(t, f.db)
 	now := time.Now()
 	for _, n := range []model.NodeStatus{
 		{ID: "live", Role: "default", Zone: "z", ConfigVersion: "v1", HeartbeatAt: now, ExpiresAt: now.Add(time.Hour), Details: map[string]any{"config_schema_max": 0}},

@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/storage/model"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 func TestJudge(t *testing.T) {
@@ -97,14 +96,7 @@ func (f *fixture) channels(t *testing.T) map[string]string {
 func (f *fixture) beat(t *testing.T, nodes ...model.NodeStatus) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: f.db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := testkit.SQLiteAt(t, f.db)
 	for _, n := range nodes {
 		if err := st.Nodes().Heartbeat(ctx, n); err != nil {
 			t.Fatal(err)

@@ -2,17 +2,9 @@ package admin
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,63 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/publish"
 	"github.com/keygate/keygate/internal/storage/model"
+	"github.com/keygate/keygate/internal/testkit"
 )
-
-// testCA issues certificates for tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue writes name.crt and name.key in dir: a server certificate for
-// 127.0.0.1 or a client certificate.
-func (ca *testCA) issue(t *testing.T, dir, name string, server bool) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
-	return certFile, keyFile
-}
 
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
@@ -88,12 +27,11 @@ func writeFile(t *testing.T, path string, data []byte) {
 
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca, other := newTestCA(t, "admin CA"), newTestCA(t, "another CA")
-	caFile := filepath.Join(dir, "ca.crt")
-	writeFile(t, caFile, ca.pem)
-	srvCert, srvKey := ca.issue(t, dir, "server", true)
-	cliCert, cliKey := ca.issue(t, dir, "client", false)
-	strangerCert, strangerKey := other.issue(t, dir, "stranger", false)
+	ca, other := testkit.NewCA(t, "admin CA"), testkit.NewCA(t, "another CA")
+	caFile := ca.WriteCert(t, dir, "ca")
+	srvCert, srvKey := ca.Issue(t, dir, "server", true)
+	cliCert, cliKey := ca.Issue(t, dir, "client", false)
+	strangerCert, strangerKey := other.Issue(t, dir, "stranger", false)
 
 	serverTLS, err := ServerTLS(srvCert, srvKey, caFile)
 	if err != nil {
@@ -155,8 +93,8 @@ func TestMutualTLS(t *testing.T) {
 
 func TestTLSConfigErrors(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, "ca")
-	srvCert, srvKey := ca.issue(t, dir, "server", true)
+	ca := testkit.NewCA(t, "ca")
+	srvCert, srvKey := ca.Issue(t, dir, "server", true)
 	notPEM := filepath.Join(dir, "not.pem")
 	writeFile(t, notPEM, []byte("hello"))
 	if cfg, err := ServerTLS("", "", ""); cfg != nil || err != nil {
@@ -195,14 +133,7 @@ func TestClusterStale(t *testing.T) {
 		t.Fatalf("%d %s", code, body)
 	}
 	ctx := context.Background()
-	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: f.db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := testkit.SQLiteAt(t, f.db)
 	now := time.Now()
 	rows := []model.NodeStatus{
 		{ID: "live", Role: "default", Zone: "z", HeartbeatAt: now, ExpiresAt: now.Add(time.Minute), Details: map[string]any{"state": "serving"}},

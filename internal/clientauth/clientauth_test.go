@@ -19,26 +19,18 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/jwstest"
 	"github.com/keygate/keygate/internal/oauth"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/storage/model"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 const tokenURL = "https://id.example.com/oauth/token"
 
 func openStore(t *testing.T) model.Store {
 	t.Helper()
-	s, err := datasource.Open(context.Background(), &config.DataSource{Type: config.DataSourceSQLite, Path: t.TempDir() + "/k.db"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return testkit.SQLite(t)
 }
 
 func setup(t *testing.T) (*Authenticator, *ecdsa.PrivateKey) {

@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/admin"
-	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/publish"
 	"github.com/keygate/keygate/internal/storage/model"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // BenchmarkConsolePages renders each page with 10,000 clients in the
@@ -64,13 +64,7 @@ profiles:
 		resp.Body.Close()
 	}
 	ctx := context.Background()
-	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: db})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
+	st := testkit.SQLiteAt(b, db)
 	now := time.Now()
 	for i := range 50 {
 		if err := st.Nodes().Heartbeat(ctx, model.NodeStatus{ID: fmt.Sprintf("node-%02d", i), Role: "default", Zone: "z", ConfigVersion: "v2",

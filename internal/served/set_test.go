@@ -3,8 +3,6 @@ package served
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -27,6 +25,7 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 var (
@@ -39,17 +38,12 @@ var (
 func testPEMs(t testing.TB) (ec, shortRSA string) {
 	t.Helper()
 	pemOnce.Do(func() {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		k, err := testkit.NewKey("ES256")
 		if err != nil {
 			errPEM = err
 			return
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			errPEM = err
-			return
-		}
-		ecPEM = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+		ecPEM = string(k.PEM)
 		rk, err := rsa.GenerateKey(rand.Reader, 1024)
 		if err != nil {
 			errPEM = err
@@ -467,9 +461,7 @@ func TestListenerWiring(t *testing.T) {
 	// A reload with a new key: the next request sees it, the old set
 	// drains and closes.
 	next := testSnapshot(t)
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKCS8PrivateKey(k)
-	next.Keys["signing-2026"].PrivateKey = secret.New(string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	next.Keys["signing-2026"].PrivateKey = secret.New(string(testkit.MustKey(t, "ES256").PEM))
 	if prev := h.Swap(build(t, next, Deps{})); prev != first {
 		t.Fatal("Swap did not return the previous set")
 	}

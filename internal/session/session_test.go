@@ -4,31 +4,20 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/session"
 	"github.com/keygate/keygate/internal/storage/model"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 func newStore(t *testing.T) model.Store {
 	t.Helper()
-	ctx := context.Background()
-	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "db"}, Type: config.DataSourceSQLite, Path: filepath.Join(t.TempDir(), "k.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return testkit.SQLite(t)
 }
 
 func TestLifetimes(t *testing.T) {

@@ -22,10 +22,10 @@ import (
 
 	"github.com/keygate/keygate/internal/clientip"
 	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/session"
 	"github.com/keygate/keygate/internal/storage/model"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 var cheap = config.Argon2Params{MemoryKiB: 1024, Iterations: 1, Parallelism: 1}
@@ -45,15 +45,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, edit func(*config.Profile)) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	st, err := datasource.Open(ctx, &config.DataSource{Meta: config.Meta{Name: "db"}, Type: config.DataSourceSQLite, Path: filepath.Join(t.TempDir(), "k.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := testkit.SQLite(t)
 	ap := &config.Profile{Meta: config.Meta{Name: "authn"}, Type: config.ProfileAuthentication, Path: "/authn",
 		Authenticators: map[string]*config.Authenticator{"password": {Name: "password", Type: "password", Argon2: cheap,
 			Lockout: config.LockoutPolicy{MaxFailures: 5, MaxFailuresPerIP: 20, Window: config.Duration(15 * time.Minute)}}},

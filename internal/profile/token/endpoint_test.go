@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,10 +34,10 @@ import (
 
 	"github.com/keygate/keygate/internal/clientauth"
 	"github.com/keygate/keygate/internal/config"
-	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/secret"
 	"github.com/keygate/keygate/internal/storage/model"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 const (
@@ -93,15 +94,8 @@ func (p *Profile) setStore(s model.Store) {
 func newEnv(t testing.TB, issuer string) *env {
 	t.Helper()
 	tt, _ := t.(*testing.T)
-	dbPath := t.TempDir() + "/k.db"
-	store, err := datasource.Open(context.Background(), &config.DataSource{Type: config.DataSourceSQLite, Path: dbPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	if err := store.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	dbPath := filepath.Join(t.TempDir(), "k.db")
+	store := testkit.SQLiteAt(t, dbPath)
 	jwtKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)

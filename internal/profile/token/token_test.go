@@ -1,13 +1,7 @@
 package token
 
 import (
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -21,32 +15,16 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/secret"
+	"github.com/keygate/keygate/internal/testkit"
 )
-
-func pemKey(t testing.TB, key any) string {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-}
 
 // keySet returns a set of a new ES256 key (active) and a new EdDSA key.
 func keySet(t testing.TB) *keys.Set {
 	t.Helper()
-	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, ed, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var signers []*keys.Signer
 	for name, k := range map[string]*config.Key{
-		"a-ec": {Algorithm: config.AlgES256, PrivateKey: secret.New(pemKey(t, ec))},
-		"b-ed": {Algorithm: config.AlgEdDSA, PrivateKey: secret.New(pemKey(t, ed))},
+		"a-ec": {Algorithm: config.AlgES256, PrivateKey: secret.New(string(testkit.MustKey(t, "ES256").PEM))},
+		"b-ed": {Algorithm: config.AlgEdDSA, PrivateKey: secret.New(string(testkit.MustKey(t, "EdDSA").PEM))},
 	} {
 		k.Name = name
 		s, err := keys.Parse(k)

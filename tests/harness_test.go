@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 	}
 	binary = filepath.Join(dir, "keygate")
 	if err := testkit.BuildKeygate(context.Background(), binary); err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "build keygate:", err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -20,10 +20,7 @@ func BuildKeygate(ctx context.Context, out string, flags ...string) error {
 	args := append(append([]string{"build"}, flags...), "-o", out, "github.com/keygate/keygate/cmd/keygate")
 	build := exec.CommandContext(ctx, "go", args...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build keygate: %w", err)
-	}
-	return nil
+	return build.Run()
 }
 
 // NodeEnv is the environment of a keygate runtime node on configDir that

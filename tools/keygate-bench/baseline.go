@@ -196,40 +196,16 @@ func runBaseline(ctx context.Context, o options, s scenario, k *benchKeys) (*res
 	if !loopback(addr) {
 		return nil, fmt.Errorf("baseline address %s is not loopback", addr)
 	}
-	srvCPU := cpuWindow{pid: pid}
-	benchCPU := cpuWindow{pid: 0}
-	hostCPU := cpuWindow{pid: -1}
-	irqCPU := cpuWindow{pid: -2}
-	out := drive(ctx, tokenLoad(addr, profilePath+"/token"), o.concurrency, o.warmup, o.duration,
-		func() {
-			if profile != "" {
-				_ = srv.cmd.Process.Signal(syscall.SIGUSR1)
-			}
-			hostCPU.begin()
-			irqCPU.begin()
-			srvCPU.begin()
-			benchCPU.begin()
-		},
-		func() {
-			srvCPU.finish()
-			benchCPU.finish()
-			hostCPU.finish()
-			irqCPU.finish()
-			if profile != "" {
-				_ = srv.cmd.Process.Signal(syscall.SIGUSR2)
-			}
-		})
-	rss, err := procPeakRSSKB(pid)
+	w := newWindow(srv, pid, profile)
+	out := drive(ctx, tokenLoad(addr, profilePath+"/token"), o.concurrency, o.warmup, o.duration, w.begin, w.end)
+	r, err := w.result(s, o.concurrency, out)
 	if err != nil {
 		return nil, err
 	}
-	r := newResult(s, o.concurrency, out, srvCPU, benchCPU, hostCPU, irqCPU, rss)
 	if o.baselineIn {
 		r.Storage = "none-inprocess" // server CPU and RSS are the bench process's own
 	}
-	if out.errors+out.warmupErrors > 0 {
-		logf("%s: %d errors (+%d in warm-up); first: %s", s.id(), out.errors, out.warmupErrors, out.errorSample)
-	}
+	reportErrors(s, out)
 	if profile != "" {
 		srv.stop()
 		logf("%s: CPU profile of the measured window: %s", s.id(), profile)

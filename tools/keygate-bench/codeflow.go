@@ -5,7 +5,7 @@ package main
 // HTTP, each with its own cookie state:
 //
 //	GET  {token}/authorize (PKCE S256, state, nonce)  -> 302 to {authn}/login?return_to=...
-//	GET  {authn}/login                                -> 200, csrf hidden field + keygate_csrf cookie
+//	GET  {authn}/login                                -> 200, csrf hidden field + its cookie (authn.CSRFCookie)
 //	POST {authn}/login (username, password, csrf, return_to) -> 303 back to authorize (+ SSO session cookie)
 //	GET  {token}/authorize                            -> 302 to the redirect URI with code and state
 //	POST {token}/token (authorization_code, code_verifier, client_secret_basic) -> 200 with an ID token
@@ -36,8 +36,10 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/keygate/keygate/internal/profile/authn"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 const (
@@ -76,21 +78,10 @@ func writeCodeflowConfig(dir string, s scenario, k *benchKeys, dbPath string) er
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	ds := fmt.Sprintf("{type: sqlite, path: %q}", dbPath)
-	if s.storage == "postgres" {
-		ds = `{type: postgres, url: "${BENCH_PG_URL}"}`
-	}
-	body := fmt.Sprintf(`# Written by keygate-bench (codeflow).
-schema: 1
-service-roles:
-  default: {zone: local, profiles: [token, authn]}
-zones:
-  local: {data-source: db}
-data-sources:
-  db: %s
-keys:
-  %s: {algorithm: ES256, private-key: "${file:%s}"}
-profiles:
+	body := "# Written by keygate-bench (codeflow).\n" +
+		testkit.Head(dataSource(s, dbPath), "token", "authn") +
+		testkit.KeysSection(k.keyRefs("ES256")...) +
+		fmt.Sprintf(`profiles:
   token:
     type: token
     path: %s
@@ -112,7 +103,7 @@ clients:
     redirect-uris: [%q]
     grant-types: [authorization_code]
     scopes: [openid, profile]
-`, ds, keyNames["ES256"], k.files["ES256"], profilePath, issuer, keyNames["ES256"], authnPath, codeflowClient, codeflowRedirect)
+`, profilePath, issuer, keyNames["ES256"], authnPath, codeflowClient, codeflowRedirect)
 	return os.WriteFile(filepath.Join(dir, "00-bench.yaml"), []byte(body), 0o600)
 }
 
@@ -146,9 +137,7 @@ func runCodeflow(ctx context.Context, o options, s scenario, k *benchKeys, work 
 		binary = filepath.Join(work, "keygate")
 		if _, err := os.Stat(binary); err != nil {
 			logf("building ./cmd/keygate (for keygate user add)")
-			build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binary, "./cmd/keygate")
-			build.Stdout, build.Stderr = os.Stderr, os.Stderr
-			if err := build.Run(); err != nil {
+			if err := testkit.BuildKeygate(ctx, binary, "-trimpath"); err != nil {
 				return nil, fmt.Errorf("build ./cmd/keygate: %w", err)
 			}
 		}
@@ -174,47 +163,13 @@ func runCodeflow(ctx context.Context, o options, s scenario, k *benchKeys, work 
 		return nil, fmt.Errorf("first flow: %w\n%s", err, srv.logTail())
 	}
 
-	srvCPU := cpuWindow{pid: srv.pid}
-	benchCPU := cpuWindow{pid: 0}
-	hostCPU := cpuWindow{pid: -1}
-	irqCPU := cpuWindow{pid: -2}
-	onStart := func() {
-		if profile != "" {
-			_ = srv.cmd.Process.Signal(syscall.SIGUSR1)
-		}
-		hostCPU.begin()
-		irqCPU.begin()
-		srvCPU.begin()
-		benchCPU.begin()
-	}
-	onEnd := func() {
-		srvCPU.finish()
-		benchCPU.finish()
-		hostCPU.finish()
-		irqCPU.finish()
-		if profile != "" {
-			_ = srv.cmd.Process.Signal(syscall.SIGUSR2)
-		}
-	}
-	out := driveFlows(ctx, f.flow, c, o.warmup, o.duration, onStart, onEnd)
-	rss, err := procPeakRSSKB(srv.pid)
+	w := newWindow(srv, srv.pid, profile)
+	out := driveFlows(ctx, f.flow, c, o.warmup, o.duration, w.begin, w.end)
+	r, err := w.nodeResult(s, c, out)
 	if err != nil {
-		return nil, fmt.Errorf("peak RSS: %w (did the server exit?)\n%s", err, srv.logTail())
+		return nil, err
 	}
-	r := newResult(s, c, out, srvCPU, benchCPU, hostCPU, irqCPU, rss)
-	if out.errors+out.warmupErrors > 0 {
-		logf("%s: %d errors (+%d in warm-up); first: %s", s.id(), out.errors, out.warmupErrors, out.errorSample)
-	}
-	srv.mu.Lock()
-	warns := srv.warns
-	srv.mu.Unlock()
-	if warns > 0 {
-		logf("%s: the server logged %d warnings/errors under load; last lines:\n%s", s.id(), warns, srv.logTail())
-	}
-	if profile != "" {
-		srv.stop()
-		logf("%s: CPU profile of the measured window: %s (go tool pprof -top %s)", s.id(), profile, profile)
-	}
+	w.reportNode(s, out)
 	return r, nil
 }
 
@@ -348,7 +303,7 @@ func (f *flower) flow() error {
 		return errors.New("GET login: no csrf field in the page")
 	}
 	csrf := html.UnescapeString(string(m[1]))
-	if j["keygate_csrf"] != csrf {
+	if j[authn.CSRFCookie] != csrf {
 		return errors.New("GET login: the csrf field and the keygate_csrf cookie differ")
 	}
 

@@ -56,13 +56,15 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 // Scenario kinds.
@@ -161,7 +163,7 @@ func run() int {
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each measurement (same load, not counted)")
 	fs.StringVar(&scen, "scenarios", "", "comma-separated scenario names or name/storage (default: all); see the package doc")
 	fs.StringVar(&stor, "storage", "sqlite,postgres", "comma-separated storages: sqlite, postgres")
-	fs.StringVar(&o.pgURL, "pg", "", "PostgreSQL server URL (default $KEYGATE_TEST_POSTGRES_URL or "+defaultPGURL+"); a fresh schema per scenario, dropped after")
+	fs.StringVar(&o.pgURL, "pg", "", "PostgreSQL server URL (default $KEYGATE_TEST_POSTGRES_URL or "+pgtest.DefaultURL+"); a fresh schema per scenario, dropped after")
 	fs.DurationVar(&o.reloadEvery, "reload-every", 100*time.Millisecond, "config rewrite interval of the -reload scenarios")
 	fs.IntVar(&o.tokens, "tokens", 512, "tokens pre-issued for the introspect scenario (half JWT, half opaque)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the server during each measured window to FILE (FILE-<scenario>.pprof); the server then runs in-process in a bench child instead of the binary")
@@ -218,10 +220,7 @@ func run() int {
 		}
 	}
 	if o.pgURL == "" {
-		o.pgURL = os.Getenv("KEYGATE_TEST_POSTGRES_URL")
-	}
-	if o.pgURL == "" {
-		o.pgURL = defaultPGURL
+		o.pgURL = pgtest.ServerURL()
 	}
 
 	selected, err := selectScenarios(catalogue(o.storages), o.scenarios)
@@ -250,9 +249,7 @@ func run() int {
 	if needServer && o.binary == "" && o.cpuprofile == "" {
 		o.binary = filepath.Join(work, "keygate")
 		logf("building ./cmd/keygate")
-		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", o.binary, "./cmd/keygate")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
+		if err := testkit.BuildKeygate(ctx, o.binary, "-trimpath"); err != nil {
 			fmt.Fprintln(os.Stderr, "keygate-bench: build ./cmd/keygate (run from the repository root, or pass -binary):", err)
 			return 1
 		}

@@ -4,18 +4,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -26,16 +18,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/valyala/fasthttp"
+
+	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
+	"github.com/keygate/keygate/internal/testkit"
 )
 
 const (
-	defaultPGURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
 	profilePath  = "/oauth/v2"
 	issuer       = "http://localhost/oauth/v2"
 	clientID     = "bench"
@@ -56,6 +47,10 @@ type benchKeys struct {
 	es256 *ecdsa.PrivateKey // for the baseline
 }
 
+// benchAlgs are the algorithms of the run's keys, in the order the
+// profile publishes the ones that do not sign.
+var benchAlgs = []string{"ES256", "RS256", "EdDSA"}
+
 var keyNames = map[string]string{"ES256": "k-es256", "RS256": "k-rs256", "EdDSA": "k-eddsa"}
 
 // generateKeys writes fresh ES256 (P-256), RS256 (RSA 2048) and EdDSA
@@ -65,34 +60,43 @@ func generateKeys(dir string) (*benchKeys, error) {
 	if err := os.MkdirAll(kd, 0o700); err != nil {
 		return nil, err
 	}
-	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	rs, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return nil, err
-	}
-	_, ed, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	k := &benchKeys{files: map[string]string{}, es256: ec}
-	for alg, key := range map[string]any{"ES256": ec, "RS256": rs, "EdDSA": ed} {
-		der, err := x509.MarshalPKCS8PrivateKey(key)
+	k := &benchKeys{files: map[string]string{}}
+	for _, alg := range benchAlgs {
+		key, err := testkit.NewKey(alg)
 		if err != nil {
 			return nil, err
 		}
 		path := filepath.Join(kd, keyNames[alg]+".pem")
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		if err := key.Write(path); err != nil {
 			return nil, err
 		}
 		k.files[alg] = path
+		if alg == "ES256" {
+			k.es256 = key.Signer.(*ecdsa.PrivateKey)
+		}
 	}
 	return k, nil
 }
 
+// keyRefs are the keys section's entries for algs.
+func (k *benchKeys) keyRefs(algs ...string) []testkit.KeyRef {
+	refs := make([]testkit.KeyRef, len(algs))
+	for i, alg := range algs {
+		refs[i] = testkit.KeyRef{Name: keyNames[alg], Alg: alg, File: k.files[alg]}
+	}
+	return refs
+}
+
 // ---- config ----
+
+// dataSource is the scenario's data-sources entry: the SQLite file at
+// dbPath, or the PostgreSQL schema the node gets in BENCH_PG_URL.
+func dataSource(s scenario, dbPath string) string {
+	if s.storage == "postgres" {
+		return `{type: postgres, url: "${BENCH_PG_URL}"}`
+	}
+	return testkit.SQLiteYAML(dbPath)
+}
 
 // writeConfig writes the scenario's config directory: one token profile
 // at /oauth/v2 signing with the scenario's algorithm (the other two keys
@@ -104,24 +108,10 @@ func writeConfig(dir string, s scenario, k *benchKeys, dbPath string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	ds := fmt.Sprintf("{type: sqlite, path: %q}", dbPath)
-	if s.storage == "postgres" {
-		ds = `{type: postgres, url: "${BENCH_PG_URL}"}`
-	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `# Written by keygate-bench.
-schema: 1
-service-roles:
-  default: {zone: local, profiles: [token]}
-zones:
-  local: {data-source: db}
-data-sources:
-  db: %s
-keys:
-`, ds)
-	for _, alg := range []string{"ES256", "RS256", "EdDSA"} {
-		fmt.Fprintf(&b, "  %s: {algorithm: %s, private-key: \"${file:%s}\"}\n", keyNames[alg], alg, k.files[alg])
-	}
+	b.WriteString("# Written by keygate-bench.\n")
+	b.WriteString(testkit.Head(dataSource(s, dbPath), "token"))
+	b.WriteString(testkit.KeysSection(k.keyRefs(benchAlgs...)...))
 	fmt.Fprintf(&b, `clients:
   %[1]s:
     profile: token
@@ -150,7 +140,7 @@ keys:
 // between them.
 func writeProfile(dir string, s scenario, variant int) error {
 	keys := []string{keyNames[s.alg]}
-	for _, alg := range []string{"ES256", "RS256", "EdDSA"} {
+	for _, alg := range benchAlgs {
 		if alg != s.alg {
 			keys = append(keys, keyNames[alg])
 		}
@@ -165,12 +155,7 @@ func writeProfile(dir string, s scenario, variant int) error {
     endpoints: [discovery, jwks, token, introspect, revoke]
     access-tokens: {format: %s, lifetime: %s}
 `, profilePath, issuer, strings.Join(keys, ", "), s.format, lifetime)
-	path := filepath.Join(dir, "30-profile.yaml")
-	tmp := filepath.Join(dir, ".30-profile.yaml.tmp")
-	if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return testkit.Replace(filepath.Join(dir, "30-profile.yaml"), body)
 }
 
 // ---- the server process ----
@@ -178,97 +163,43 @@ func writeProfile(dir string, s scenario, variant int) error {
 // server is a running keygate node (the binary, or a bench child serving
 // a node in-process for -cpuprofile) or a baseline child.
 type server struct {
-	cmd    *exec.Cmd
+	*testkit.Proc
 	pid    int
 	public string // host:port
 	ops    string // host:port; "" for the baseline
-	exited chan struct{}
-
-	mu      sync.Mutex
-	tail    []string // the last log lines, for error reports
-	warns   int      // log lines at WARN or ERROR after start-up
-	serving bool
 }
 
 const tailLines = 30
 
+// baselineServing is the baseline child's serving line.
+const baselineServing = "baseline serving"
+
 // start runs cmd and waits for its "runtime node serving" (or baseline
 // serving) JSON log line on stderr, which carries the real addresses.
-// Every other line is kept only in a short tail for error reports.
+// testkit keeps the log lines for error reports and counts the warnings.
 func start(ctx context.Context, cmd *exec.Cmd) (*server, error) {
-	stderr, err := cmd.StderrPipe()
+	p, err := testkit.Start(cmd, testkit.ServingRuntime, baselineServing)
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &server{cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{})}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			var entry struct{ Msg, Level, Public, Ops string }
-			_ = json.Unmarshal([]byte(line), &entry)
-			s.mu.Lock()
-			if len(s.tail) == tailLines {
-				s.tail = s.tail[1:]
-			}
-			s.tail = append(s.tail, line)
-			if s.serving && (entry.Level == "WARN" || entry.Level == "ERROR") {
-				s.warns++
-			}
-			if !s.serving && (entry.Msg == "runtime node serving" || entry.Msg == "baseline serving") {
-				s.public, s.ops, s.serving = entry.Public, entry.Ops, true
-				close(ready)
-			}
-			s.mu.Unlock()
-		}
-		_ = cmd.Wait()
-		close(s.exited)
-	}()
 	select {
-	case <-ready:
-		return s, nil
-	case <-s.exited:
-		return nil, fmt.Errorf("server exited before serving:\n%s", s.logTail())
+	case <-p.Serving():
+		return &server{Proc: p, pid: cmd.Process.Pid, public: p.Addr("public"), ops: p.Addr("ops")}, nil
+	case <-p.Exited():
+		return nil, fmt.Errorf("server exited before serving:\n%s", p.Logs.Tail(tailLines))
 	case <-time.After(60 * time.Second):
-		s.stop()
-		return nil, fmt.Errorf("server did not log serving within 60s:\n%s", s.logTail())
+		p.Stop(15 * time.Second)
+		return nil, fmt.Errorf("server did not log serving within 60s:\n%s", p.Logs.Tail(tailLines))
 	case <-ctx.Done():
-		s.stop()
+		p.Stop(15 * time.Second)
 		return nil, ctx.Err()
 	}
 }
 
-func (s *server) logTail() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.tail, "\n")
-}
+func (s *server) logTail() string { return s.Logs.Tail(tailLines) }
 
 // stop sends SIGTERM and waits (killing after 15 s).
-func (s *server) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(15 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	}
-}
-
-func (s *server) alive() bool {
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (s *server) stop() { s.Stop(15 * time.Second) }
 
 var httpc = &http.Client{Timeout: 5 * time.Second}
 
@@ -276,15 +207,13 @@ var httpc = &http.Client{Timeout: 5 * time.Second}
 func (s *server) waitReady(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last string
-	for time.Now().Before(deadline) && ctx.Err() == nil && s.alive() {
-		resp, err := httpc.Get("http://" + s.ops + "/readyz")
+	for time.Now().Before(deadline) && ctx.Err() == nil && s.Alive() {
+		code, body, err := testkit.HTTPGet(httpc, "http://"+s.ops+"/readyz")
+		if err == nil && code == http.StatusOK {
+			return nil
+		}
 		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+			last = fmt.Sprintf("%d %s", code, strings.TrimSpace(string(body)))
 		} else {
 			last = err.Error()
 		}
@@ -323,24 +252,18 @@ func (s *server) reloadCounts() (success, failure int, err error) {
 	return success, failure, sc.Err()
 }
 
-// serverEnv is the environment of a keygate node: loopback listeners on
-// free ports, JSON logs at info (the serving line is INFO; nothing is
-// logged per request at info), and the bench's secrets. GO* runtime
-// variables (GOMAXPROCS, GOGC, GOMEMLIMIT, GODEBUG) pass through for
-// experiments; no other variable of the bench's environment does, so a
-// stray KEYGATE_* cannot change what is measured.
+// serverEnv is the environment of a keygate node: testkit's (loopback
+// listeners on free ports, JSON logs; the serving line is INFO and nothing
+// is logged per request at info), the bench's node id and secrets. GO*
+// runtime variables (GOMAXPROCS, GOGC, GOMEMLIMIT, GODEBUG) pass through
+// for experiments; no other variable of the bench's environment does, so
+// a stray KEYGATE_* cannot change what is measured.
 func serverEnv(configDir, pgURL string) []string {
-	env := []string{
-		"PATH=" + os.Getenv("PATH"),
-		"KEYGATE_CONFIG_DIR=" + configDir,
-		"KEYGATE_LISTEN_ADDR=127.0.0.1:0",
-		"KEYGATE_OPS_LISTEN_ADDR=127.0.0.1:0",
-		"KEYGATE_LOG_FORMAT=json",
+	env := append(testkit.NodeEnv(configDir),
 		"KEYGATE_LOG_LEVEL=info",
 		"KEYGATE_NODE_ID=keygate-bench",
-		"KEYGATE_SHUTDOWN_TIMEOUT=10s",
-		"BENCH_CLIENT_SECRET=" + clientSecret,
-	}
+		"BENCH_CLIENT_SECRET="+clientSecret,
+	)
 	if pgURL != "" {
 		env = append(env, "BENCH_PG_URL="+pgURL)
 	}
@@ -354,6 +277,8 @@ func serverEnv(configDir, pgURL string) []string {
 
 // ---- PostgreSQL ----
 
+// postgres is the run's PostgreSQL server; each scenario gets a schema of
+// its own on it (pgtest's, as the tests do).
 type postgres struct {
 	url   string
 	once  sync.Once
@@ -362,68 +287,27 @@ type postgres struct {
 
 func newPostgres(u string) *postgres { return &postgres{url: u} }
 
-func (p *postgres) describe() string {
-	u, err := url.Parse(p.url)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Host + u.Path
-}
-
-func (p *postgres) connect(ctx context.Context) (*pgx.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	return pgx.Connect(ctx, p.url)
-}
+func (p *postgres) describe() string { return pgtest.Describe(p.url) }
 
 // reachable checks once per run that the server answers.
 func (p *postgres) reachable(ctx context.Context) error {
-	p.once.Do(func() {
-		conn, err := p.connect(ctx)
-		if err == nil {
-			err = conn.Ping(ctx)
-			conn.Close(context.Background())
-		}
-		p.reach = err
-	})
+	p.once.Do(func() { p.reach = pgtest.Ping(ctx, p.url) })
 	return p.reach
 }
 
 // createSchema makes a fresh schema and returns its name and the server
-// URL with search_path set to it (pgx passes unknown URL parameters to
-// the server as run-time parameters).
+// URL with search_path set to it.
 func (p *postgres) createSchema(ctx context.Context) (string, string, error) {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "kg_bench_" + hex.EncodeToString(b[:])
-	conn, err := p.connect(ctx)
+	name, err := pgtest.CreateSchema(ctx, p.url, "kg_bench_")
 	if err != nil {
 		return "", "", err
 	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", "", err
-	}
-	u, err := url.Parse(p.url)
-	if err != nil {
-		return "", "", err
-	}
-	q := u.Query()
-	q.Set("search_path", name)
-	u.RawQuery = q.Encode()
-	return name, u.String(), nil
+	u, err := pgtest.WithSearchPath(p.url, name)
+	return name, u, err
 }
 
 func (p *postgres) dropSchema(name string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := p.connect(ctx)
-	if err != nil {
-		logf("drop schema %s: %v", name, err)
-		return
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
+	if err := pgtest.DropSchema(context.Background(), p.url, name); err != nil {
 		logf("drop schema %s: %v", name, err)
 	}
 }
@@ -548,10 +432,7 @@ func runKeygate(ctx context.Context, o options, s scenario, k *benchKeys, work s
 		close(reloadDone)
 	}
 
-	srvCPU := cpuWindow{pid: srv.pid}
-	benchCPU := cpuWindow{pid: 0}
-	hostCPU := cpuWindow{pid: -1}
-	irqCPU := cpuWindow{pid: -2}
+	w := newWindow(srv, srv.pid, profile)
 	var reloads, fails int
 	onStart := func() {
 		if s.reload {
@@ -560,22 +441,10 @@ func runKeygate(ctx context.Context, o options, s scenario, k *benchKeys, work s
 			inWindow = true
 			reloadMu.Unlock()
 		}
-		if profile != "" {
-			_ = srv.cmd.Process.Signal(syscall.SIGUSR1)
-		}
-		hostCPU.begin()
-		irqCPU.begin()
-		srvCPU.begin()
-		benchCPU.begin()
+		w.begin()
 	}
 	onEnd := func() {
-		srvCPU.finish()
-		benchCPU.finish()
-		hostCPU.finish()
-		irqCPU.finish()
-		if profile != "" {
-			_ = srv.cmd.Process.Signal(syscall.SIGUSR2)
-		}
+		w.end()
 		if s.reload {
 			reloadMu.Lock()
 			inWindow = false
@@ -594,27 +463,14 @@ func runKeygate(ctx context.Context, o options, s scenario, k *benchKeys, work s
 	if reloadErr != nil {
 		return nil, fmt.Errorf("rewrite config: %w", reloadErr)
 	}
-	rss, err := procPeakRSSKB(srv.pid)
+	r, err := w.nodeResult(s, o.concurrency, out)
 	if err != nil {
-		return nil, fmt.Errorf("peak RSS: %w (did the server exit?)\n%s", err, srv.logTail())
+		return nil, err
 	}
-	r := newResult(s, o.concurrency, out, srvCPU, benchCPU, hostCPU, irqCPU, rss)
 	if s.reload {
 		r.ReloadWrites, r.Reloads, r.ReloadFailures = &windowWrites, &reloads, &fails
 	}
-	if out.errors+out.warmupErrors > 0 {
-		logf("%s: %d errors (+%d in warm-up); first: %s", s.id(), out.errors, out.warmupErrors, out.errorSample)
-	}
-	srv.mu.Lock()
-	warns := srv.warns
-	srv.mu.Unlock()
-	if warns > 0 {
-		logf("%s: the server logged %d warnings/errors under load; last lines:\n%s", s.id(), warns, srv.logTail())
-	}
-	if profile != "" {
-		srv.stop() // flushes nothing more; the profile was written at SIGUSR2
-		logf("%s: CPU profile of the measured window: %s (go tool pprof -top %s)", s.id(), profile, profile)
-	}
+	w.reportNode(s, out)
 	return r, nil
 }
 

@@ -281,11 +281,7 @@ func TestBundleEventsAreAudited(t *testing.T) {
 	if code, _, body := f.do(t, "POST", "/admin/v1/rollout/rollback", token, nil); code != http.StatusOK {
 		t.Fatalf("rollback: %d %s", code, body)
 	}
-	st, err := datasource.Open(context.Background(), &config.DataSource{Meta: config.Meta{Name: "d"}, Type: "sqlite", Path: f.db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := testkit.SQLiteAt(t, f.db)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var types []string

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -419,11 +420,6 @@ func rsaBits(pemText string) int {
 	return 0
 }
 
-func sorted[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
+// sorted is m's keys in order, for output and errors that must not
+// depend on map iteration.
+func sorted[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

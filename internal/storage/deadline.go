@@ -132,19 +132,32 @@ func get[T any](d time.Duration, ctx context.Context, fn func(context.Context) (
 }
 
 func (s *deadlineStore) AccessTokens() model.AccessTokens {
-	return dAccessTokens{s.s.AccessTokens(), s.d}
+	return dAccessTokens{dByHash[model.AccessToken]{s.s.AccessTokens(), s.d}}
 }
 func (s *deadlineStore) Revocations() model.Revocations { return dRevocations{s.s.Revocations(), s.d} }
 func (s *deadlineStore) Assertions() model.Assertions   { return dAssertions{s.s.Assertions(), s.d} }
 func (s *deadlineStore) RefreshTokens() model.RefreshTokens {
-	return dRefreshTokens{s.s.RefreshTokens(), s.d}
+	r := s.s.RefreshTokens()
+	return dRefreshTokens{dByHash[model.RefreshToken]{r, s.d}, r}
 }
-func (s *deadlineStore) AuthCodes() model.AuthCodes { return dAuthCodes{s.s.AuthCodes(), s.d} }
-func (s *deadlineStore) Sessions() model.Sessions   { return dSessions{s.s.Sessions(), s.d} }
-func (s *deadlineStore) Users() model.Users         { return dUsers{s.s.Users(), s.d} }
-func (s *deadlineStore) Groups() model.Groups       { return dGroups{s.s.Groups(), s.d} }
-func (s *deadlineStore) Audit() model.Audit         { return dAudit{s.s.Audit(), s.d} }
-func (s *deadlineStore) Nodes() model.Nodes         { return dNodes{s.s.Nodes(), s.d} }
+func (s *deadlineStore) AuthCodes() model.AuthCodes {
+	c := s.s.AuthCodes()
+	return dAuthCodes{dByHash[model.AuthCode]{c, s.d}, c}
+}
+func (s *deadlineStore) Sessions() model.Sessions {
+	ss := s.s.Sessions()
+	return dSessions{dByHash[model.Session]{ss, s.d}, ss}
+}
+func (s *deadlineStore) Users() model.Users {
+	u := s.s.Users()
+	return dUsers{dResources[model.User]{u, s.d}, u}
+}
+func (s *deadlineStore) Groups() model.Groups {
+	g := s.s.Groups()
+	return dGroups{dResources[model.Group]{g, s.d}, g}
+}
+func (s *deadlineStore) Audit() model.Audit { return dAudit{s.s.Audit(), s.d} }
+func (s *deadlineStore) Nodes() model.Nodes { return dNodes{s.s.Nodes(), s.d} }
 
 func (s *deadlineStore) GC(ctx context.Context, now time.Time) (model.GCStats, error) {
 	// GC deletes in batches for as long as it takes; each batch is a call
@@ -161,17 +174,27 @@ func (s *deadlineStore) SchemaVersion(ctx context.Context) (int, error) {
 }
 func (s *deadlineStore) Close() error { return s.s.Close() }
 
-type dAccessTokens struct {
-	a model.AccessTokens
+// byHash is what the records found by the hash of their secret (access
+// and refresh tokens, codes, sessions) have in common: one wrapper bounds
+// their Create and Get.
+type byHash[T any] interface {
+	Create(ctx context.Context, r T) error
+	Get(ctx context.Context, h model.Hash) (T, error)
+}
+
+type dByHash[T any] struct {
+	a byHash[T]
 	d time.Duration
 }
 
-func (a dAccessTokens) Create(ctx context.Context, t model.AccessToken) error {
-	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Create(ctx, t) })
+func (a dByHash[T]) Create(ctx context.Context, r T) error {
+	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Create(ctx, r) })
 }
-func (a dAccessTokens) Get(ctx context.Context, h model.Hash) (model.AccessToken, error) {
-	return get(a.d, ctx, func(ctx context.Context) (model.AccessToken, error) { return a.a.Get(ctx, h) })
+func (a dByHash[T]) Get(ctx context.Context, h model.Hash) (T, error) {
+	return get(a.d, ctx, func(ctx context.Context) (T, error) { return a.a.Get(ctx, h) })
 }
+
+type dAccessTokens struct{ dByHash[model.AccessToken] }
 
 type dRevocations struct {
 	a model.Revocations
@@ -195,16 +218,10 @@ func (a dAssertions) Use(ctx context.Context, clientID, jti string, exp time.Tim
 }
 
 type dRefreshTokens struct {
+	dByHash[model.RefreshToken]
 	a model.RefreshTokens
-	d time.Duration
 }
 
-func (a dRefreshTokens) Create(ctx context.Context, t model.RefreshToken) error {
-	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Create(ctx, t) })
-}
-func (a dRefreshTokens) Get(ctx context.Context, h model.Hash) (model.RefreshToken, error) {
-	return get(a.d, ctx, func(ctx context.Context) (model.RefreshToken, error) { return a.a.Get(ctx, h) })
-}
 func (a dRefreshTokens) Rotate(ctx context.Context, old model.Hash, next model.RefreshToken) error {
 	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Rotate(ctx, old, next) })
 }
@@ -216,16 +233,10 @@ func (a dRefreshTokens) RevokeSession(ctx context.Context, sid string) (int, err
 }
 
 type dAuthCodes struct {
+	dByHash[model.AuthCode]
 	a model.AuthCodes
-	d time.Duration
 }
 
-func (a dAuthCodes) Create(ctx context.Context, c model.AuthCode) error {
-	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Create(ctx, c) })
-}
-func (a dAuthCodes) Get(ctx context.Context, h model.Hash) (model.AuthCode, error) {
-	return get(a.d, ctx, func(ctx context.Context) (model.AuthCode, error) { return a.a.Get(ctx, h) })
-}
 func (a dAuthCodes) Fail(ctx context.Context, h model.Hash) error {
 	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Fail(ctx, h) })
 }
@@ -234,16 +245,10 @@ func (a dAuthCodes) Consume(ctx context.Context, h model.Hash) (model.AuthCode, 
 }
 
 type dSessions struct {
+	dByHash[model.Session]
 	a model.Sessions
-	d time.Duration
 }
 
-func (a dSessions) Create(ctx context.Context, s model.Session) error {
-	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Create(ctx, s) })
-}
-func (a dSessions) Get(ctx context.Context, h model.Hash) (model.Session, error) {
-	return get(a.d, ctx, func(ctx context.Context) (model.Session, error) { return a.a.Get(ctx, h) })
-}
 func (a dSessions) Touch(ctx context.Context, h model.Hash, now time.Time) error {
 	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Touch(ctx, h, now) })
 }
@@ -254,64 +259,60 @@ func (a dSessions) Exists(ctx context.Context, id string) (bool, error) {
 	return get(a.d, ctx, func(ctx context.Context) (bool, error) { return a.a.Exists(ctx, id) })
 }
 
-type dUsers struct {
-	a model.Users
+// resources is what Users and Groups have in common: SCIM resources kept
+// by id, updated atomically, listed by a SCIM filter. One wrapper bounds
+// those calls for both.
+type resources[T any] interface {
+	Create(ctx context.Context, r T) error
+	Get(ctx context.Context, id string) (T, error)
+	Update(ctx context.Context, id string, fn func(old T) (T, error)) error
+	Delete(ctx context.Context, id string) error
+	Query(ctx context.Context, zone string, q model.UserQuery) ([]T, int, error)
+}
+
+type dResources[T any] struct {
+	a resources[T]
 	d time.Duration
 }
 
-func (a dUsers) Create(ctx context.Context, u model.User) error {
-	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Create(ctx, u) })
+func (a dResources[T]) Create(ctx context.Context, r T) error {
+	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Create(ctx, r) })
 }
-func (a dUsers) Get(ctx context.Context, id string) (model.User, error) {
-	return get(a.d, ctx, func(ctx context.Context) (model.User, error) { return a.a.Get(ctx, id) })
+func (a dResources[T]) Get(ctx context.Context, id string) (T, error) {
+	return get(a.d, ctx, func(ctx context.Context) (T, error) { return a.a.Get(ctx, id) })
 }
-func (a dUsers) GetByUsername(ctx context.Context, zone, username string) (model.User, error) {
-	return get(a.d, ctx, func(ctx context.Context) (model.User, error) { return a.a.GetByUsername(ctx, zone, username) })
-}
-func (a dUsers) Update(ctx context.Context, id string, fn func(model.User) (model.User, error)) error {
+func (a dResources[T]) Update(ctx context.Context, id string, fn func(T) (T, error)) error {
 	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Update(ctx, id, fn) })
 }
-func (a dUsers) Delete(ctx context.Context, id string) error {
+func (a dResources[T]) Delete(ctx context.Context, id string) error {
 	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Delete(ctx, id) })
 }
-func (a dUsers) Query(ctx context.Context, zone string, q model.UserQuery) ([]model.User, int, error) {
+func (a dResources[T]) Query(ctx context.Context, zone string, q model.UserQuery) ([]T, int, error) {
 	var total int
-	page, err := get(a.d, ctx, func(ctx context.Context) ([]model.User, error) {
+	page, err := get(a.d, ctx, func(ctx context.Context) ([]T, error) {
 		p, n, err := a.a.Query(ctx, zone, q)
 		total = n
 		return p, err
 	})
 	return page, total, err
+}
+
+type dUsers struct {
+	dResources[model.User]
+	u model.Users
+}
+
+func (a dUsers) GetByUsername(ctx context.Context, zone, username string) (model.User, error) {
+	return get(a.d, ctx, func(ctx context.Context) (model.User, error) { return a.u.GetByUsername(ctx, zone, username) })
 }
 
 type dGroups struct {
-	a model.Groups
-	d time.Duration
+	dResources[model.Group]
+	g model.Groups
 }
 
-func (a dGroups) Create(ctx context.Context, g model.Group) error {
-	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Create(ctx, g) })
-}
-func (a dGroups) Get(ctx context.Context, id string) (model.Group, error) {
-	return get(a.d, ctx, func(ctx context.Context) (model.Group, error) { return a.a.Get(ctx, id) })
-}
-func (a dGroups) Update(ctx context.Context, id string, fn func(model.Group) (model.Group, error)) error {
-	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Update(ctx, id, fn) })
-}
-func (a dGroups) Delete(ctx context.Context, id string) error {
-	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Delete(ctx, id) })
-}
-func (a dGroups) Query(ctx context.Context, zone string, q model.UserQuery) ([]model.Group, int, error) {
-	var total int
-	page, err := get(a.d, ctx, func(ctx context.Context) ([]model.Group, error) {
-		p, n, err := a.a.Query(ctx, zone, q)
-		total = n
-		return p, err
-	})
-	return page, total, err
-}
 func (a dGroups) Of(ctx context.Context, id string) ([]model.GroupRef, error) {
-	return get(a.d, ctx, func(ctx context.Context) ([]model.GroupRef, error) { return a.a.Of(ctx, id) })
+	return get(a.d, ctx, func(ctx context.Context) ([]model.GroupRef, error) { return a.g.Of(ctx, id) })
 }
 
 type dAudit struct {

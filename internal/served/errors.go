@@ -8,55 +8,34 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Error bodies, serialized once. The codes are OAuth's where one fits
-// (RFC 6749 §5.2, §4.1.2.1); otherwise a snake_case name of the status.
-// An internal error message never reaches a client.
-var (
-	bodyInvalidRequest   = []byte(`{"error":"invalid_request"}`)
-	bodyUnauthorized     = []byte(`{"error":"unauthorized"}`)
-	bodyAccessDenied     = []byte(`{"error":"access_denied"}`)
-	bodyNotFound         = []byte(`{"error":"not_found"}`)
-	bodyMethodNotAllowed = []byte(`{"error":"method_not_allowed"}`)
-	bodyNotAcceptable    = []byte(`{"error":"not_acceptable"}`)
-	bodyTooLarge         = []byte(`{"error":"request_too_large"}`)
-	bodyUnsupportedMedia = []byte(`{"error":"unsupported_media_type"}`)
-	bodyTooManyRequests  = []byte(`{"error":"too_many_requests"}`)
-	bodyNotImplemented   = []byte(`{"error":"not_implemented"}`)
-	bodyUnavailable      = []byte(`{"error":"temporarily_unavailable"}`)
-	bodyServerError      = []byte(`{"error":"server_error"}`)
-)
+// Error bodies by status, serialized once. The codes are OAuth's where one
+// fits (RFC 6749 §5.2, §4.1.2.1); otherwise a snake_case name of the
+// status. An internal error message never reaches a client.
+var errorBodies = map[int][]byte{
+	fiber.StatusBadRequest:            []byte(`{"error":"invalid_request"}`),
+	fiber.StatusUnauthorized:          []byte(`{"error":"unauthorized"}`),
+	fiber.StatusForbidden:             []byte(`{"error":"access_denied"}`),
+	fiber.StatusNotFound:              []byte(`{"error":"not_found"}`),
+	fiber.StatusMethodNotAllowed:      []byte(`{"error":"method_not_allowed"}`),
+	fiber.StatusNotAcceptable:         []byte(`{"error":"not_acceptable"}`),
+	fiber.StatusRequestEntityTooLarge: []byte(`{"error":"request_too_large"}`),
+	fiber.StatusUnsupportedMediaType:  []byte(`{"error":"unsupported_media_type"}`),
+	fiber.StatusTooManyRequests:       []byte(`{"error":"too_many_requests"}`),
+	fiber.StatusNotImplemented:        []byte(`{"error":"not_implemented"}`),
+	fiber.StatusServiceUnavailable:    []byte(`{"error":"temporarily_unavailable"}`),
+	fiber.StatusInternalServerError:   []byte(`{"error":"server_error"}`),
+}
 
 // errorBody maps an HTTP status to its JSON body and the status actually
 // sent: statuses without a body of their own become 400 or 500.
 func errorBody(status int) (int, []byte) {
-	switch status {
-	case fiber.StatusBadRequest:
-		return status, bodyInvalidRequest
-	case fiber.StatusUnauthorized:
-		return status, bodyUnauthorized
-	case fiber.StatusForbidden:
-		return status, bodyAccessDenied
-	case fiber.StatusNotFound:
-		return status, bodyNotFound
-	case fiber.StatusMethodNotAllowed:
-		return status, bodyMethodNotAllowed
-	case fiber.StatusNotAcceptable:
-		return status, bodyNotAcceptable
-	case fiber.StatusRequestEntityTooLarge:
-		return status, bodyTooLarge
-	case fiber.StatusUnsupportedMediaType:
-		return status, bodyUnsupportedMedia
-	case fiber.StatusTooManyRequests:
-		return status, bodyTooManyRequests
-	case fiber.StatusNotImplemented:
-		return status, bodyNotImplemented
-	case fiber.StatusServiceUnavailable:
-		return status, bodyUnavailable
+	if body, ok := errorBodies[status]; ok {
+		return status, body
 	}
 	if status >= 400 && status < 500 {
-		return fiber.StatusBadRequest, bodyInvalidRequest
+		return fiber.StatusBadRequest, errorBodies[fiber.StatusBadRequest]
 	}
-	return fiber.StatusInternalServerError, bodyServerError
+	return fiber.StatusInternalServerError, errorBodies[fiber.StatusInternalServerError]
 }
 
 // handleError is the app's fiber.ErrorHandler. A *fiber.Error keeps its

@@ -137,34 +137,45 @@ func (cl *client) mayIntrospect(info tokenInfo) bool {
 	return cl.introspectAll || info.clientID == cl.id || slices.Contains(info.audience, cl.id)
 }
 
+// tokenRequest is what introspection and revocation do first: parse the
+// form, authenticate the caller (a public client only where allowPublic:
+// revocation, RFC 7009 §2.1), require the token parameter and the store,
+// and look the token up. ok is false for anything but an access token of
+// this profile.
+func (p *Profile) tokenRequest(c *fiber.Ctx, allowPublic bool) (f *form, cl *client, info tokenInfo, ok bool, e *oauth.Error) {
+	if f, e = parseForm(c); e != nil {
+		return nil, nil, tokenInfo{}, false, e
+	}
+	if cl, e = p.authenticate(c.Context(), f, allowPublic); e != nil {
+		return nil, nil, tokenInfo{}, false, e
+	}
+	if !f.hasToken {
+		return nil, nil, tokenInfo{}, false, oauth.ErrInvalidRequest.WithDescription("token is required")
+	}
+	if p.store == nil {
+		return nil, nil, tokenInfo{}, false, oauth.ErrServerError.WithCause(errNoStore)
+	}
+	info, ok, err := p.lookup(c.Context(), f.token)
+	if err != nil {
+		return nil, nil, tokenInfo{}, false, oauth.ErrServerError.WithCause(err)
+	}
+	return f, cl, info, ok, nil
+}
+
 // serveIntrospect is token introspection (RFC 7662 §2): the caller is an
 // authenticated client of this profile; any token that is not an active
 // access token of this profile, or that the caller may not introspect
 // (mayIntrospect), is {"active":false}, with no reason.
 func (p *Profile) serveIntrospect(c *fiber.Ctx) error {
 	const ep = config.EndpointIntrospect
-	f, e := parseForm(c)
+	f, caller, info, ok, e := p.tokenRequest(c, false)
 	if e != nil {
 		return p.fail(c, ep, e)
-	}
-	caller, e := p.authenticate(c.Context(), f, false)
-	if e != nil {
-		return p.fail(c, ep, e)
-	}
-	if !f.hasToken {
-		return p.fail(c, ep, oauth.ErrInvalidRequest.WithDescription("token is required"))
-	}
-	if p.store == nil {
-		return p.fail(c, ep, oauth.ErrServerError.WithCause(errNoStore))
-	}
-	ctx := c.Context()
-	info, ok, err := p.lookup(ctx, f.token)
-	if err != nil {
-		return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
 	}
 	if !ok {
 		return p.introspectRefresh(c, caller, f.token)
 	}
+	ctx := c.Context()
 	if !p.now().Before(info.expires) || !caller.mayIntrospect(info) {
 		return sendJSON(c, inactive)
 	}
@@ -220,25 +231,11 @@ func (p *Profile) introspectRefresh(c *fiber.Ctx, caller *client, token string) 
 // access tokens are looked up first, then refresh tokens.
 func (p *Profile) serveRevoke(c *fiber.Ctx) error {
 	const ep = config.EndpointRevoke
-	f, e := parseForm(c)
+	f, cl, info, ok, e := p.tokenRequest(c, true)
 	if e != nil {
 		return p.fail(c, ep, e)
-	}
-	cl, e := p.authenticate(c.Context(), f, true)
-	if e != nil {
-		return p.fail(c, ep, e)
-	}
-	if !f.hasToken {
-		return p.fail(c, ep, oauth.ErrInvalidRequest.WithDescription("token is required"))
-	}
-	if p.store == nil {
-		return p.fail(c, ep, oauth.ErrServerError.WithCause(errNoStore))
 	}
 	ctx := c.Context()
-	info, ok, err := p.lookup(ctx, f.token)
-	if err != nil {
-		return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
-	}
 	if !ok {
 		// A refresh token of the client ends its whole family (RFC 7009
 		// §2.1: the server MUST support revoking refresh tokens).

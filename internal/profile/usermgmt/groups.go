@@ -112,11 +112,7 @@ func (p *Profile) groupFrom(c *fiber.Ctx, g *model.Group, r scim.Resource) *scim
 }
 
 func (p *Profile) createGroup(c *fiber.Ctx, who actor) error {
-	in, err := p.decode(c)
-	if err != nil {
-		return p.fail(c, err)
-	}
-	r, err := scim.Groups.Check(in)
+	r, err := p.resource(c, scim.Groups)
 	if err != nil {
 		return p.fail(c, err)
 	}
@@ -206,11 +202,7 @@ func (p *Profile) changeGroup(c *fiber.Ctx, who actor, event string, apply func(
 }
 
 func (p *Profile) replaceGroup(c *fiber.Ctx, who actor) error {
-	in, err := p.decode(c)
-	if err != nil {
-		return p.fail(c, err)
-	}
-	r, err := scim.Groups.Check(in)
+	r, err := p.resource(c, scim.Groups)
 	if err != nil {
 		return p.fail(c, err)
 	}

@@ -381,12 +381,18 @@ func (p *Profile) decode(c *fiber.Ctx) (map[string]any, *scim.Error) {
 	return scim.Decode(bytes.NewReader(c.Body()))
 }
 
-func (p *Profile) createUser(c *fiber.Ctx, who actor) error {
+// resource is the request body as a resource of rt: decoded, then checked
+// against its schema, as a create or a replace takes it.
+func (p *Profile) resource(c *fiber.Ctx, rt *scim.ResourceType) (scim.Resource, *scim.Error) {
 	in, err := p.decode(c)
 	if err != nil {
-		return p.fail(c, err)
+		return nil, err
 	}
-	r, err := scim.Users.Check(in)
+	return rt.Check(in)
+}
+
+func (p *Profile) createUser(c *fiber.Ctx, who actor) error {
+	r, err := p.resource(c, scim.Users)
 	if err != nil {
 		return p.fail(c, err)
 	}
@@ -625,11 +631,7 @@ func (p *Profile) current(u model.User) scim.Resource {
 }
 
 func (p *Profile) replaceUser(c *fiber.Ctx, who actor) error {
-	in, err := p.decode(c)
-	if err != nil {
-		return p.fail(c, err)
-	}
-	r, err := scim.Users.Check(in)
+	r, err := p.resource(c, scim.Users)
 	if err != nil {
 		return p.fail(c, err)
 	}

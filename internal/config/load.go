@@ -121,14 +121,7 @@ type loader struct {
 }
 
 // rawConfig is every decoded entry, before filtering and resolution.
-type rawConfig struct {
-	ServiceRoles map[string]*ServiceRole
-	Zones        map[string]*Zone
-	DataSources  map[string]*DataSource
-	Keys         map[string]*Key
-	Profiles     map[string]*Profile
-	Clients      map[string]*Client
-}
+type rawConfig = Entries
 
 type hashInput struct {
 	kind, path string

@@ -25,14 +25,16 @@ func (l *loader) resolve() *Snapshot {
 		return nil
 	}
 	s := &Snapshot{
-		Schema:       l.schema,
-		Role:         role.Name,
-		ServiceRoles: map[string]*ServiceRole{role.Name: role},
-		Zones:        map[string]*Zone{},
-		DataSources:  map[string]*DataSource{},
-		Keys:         map[string]*Key{},
-		Profiles:     map[string]*Profile{},
-		Clients:      make(map[string]*Client, len(r.Clients)),
+		Schema: l.schema,
+		Role:   role.Name,
+		Entries: Entries{
+			ServiceRoles: map[string]*ServiceRole{role.Name: role},
+			Zones:        map[string]*Zone{},
+			DataSources:  map[string]*DataSource{},
+			Keys:         map[string]*Key{},
+			Profiles:     map[string]*Profile{},
+			Clients:      make(map[string]*Client, len(r.Clients)),
+		},
 	}
 	if z, ok := r.Zones[role.Zone]; ok {
 		s.Zones[z.Name] = z

@@ -13,6 +13,33 @@ const SchemaVersion = 1
 
 var SupportedSchemas = []int{1}
 
+// Entries are a configuration's named entries, by section.
+type Entries struct {
+	ServiceRoles map[string]*ServiceRole
+	Zones        map[string]*Zone
+	DataSources  map[string]*DataSource
+	Keys         map[string]*Key
+	Profiles     map[string]*Profile
+	Clients      map[string]*Client
+}
+
+// EachMeta calls fn with every entry's Meta, section by section in the
+// order the sections are documented, names sorted within a section.
+func (e *Entries) EachMeta(fn func(section string, m *Meta)) {
+	eachMeta("service-roles", e.ServiceRoles, fn)
+	eachMeta("zones", e.Zones, fn)
+	eachMeta("data-sources", e.DataSources, fn)
+	eachMeta("keys", e.Keys, fn)
+	eachMeta("profiles", e.Profiles, fn)
+	eachMeta("clients", e.Clients, fn)
+}
+
+func eachMeta[T interface{ meta() *Meta }](section string, m map[string]T, fn func(string, *Meta)) {
+	for _, name := range sortedKeys(m) {
+		fn(section, m[name].meta())
+	}
+}
+
 // Snapshot is one loaded, validated, fully resolved configuration as seen by
 // one service role. It is immutable: callers never write to it.
 type Snapshot struct {
@@ -20,12 +47,8 @@ type Snapshot struct {
 	// Role is the service role the snapshot was resolved for.
 	Role string
 
-	ServiceRoles map[string]*ServiceRole
-	Zones        map[string]*Zone
-	DataSources  map[string]*DataSource
-	Keys         map[string]*Key
-	Profiles     map[string]*Profile
-	Clients      map[string]*Client
+	// Entries are those the role uses (see Load).
+	Entries
 
 	// Hash is the hex SHA-256 over every input (config files, env files,
 	// files read through ${file:PATH}); equal hashes mean equal snapshots.

@@ -44,42 +44,28 @@ var (
 	authenticatorTypes = []string{"password", "oidc"}
 )
 
+// checkSection checks a section's complete entries in name order, each
+// with its record current (for positions and failed values).
+func checkSection[T any](l *loader, section string, m map[string]T, check func(T)) {
+	for _, name := range sortedKeys(m) {
+		if l.complete(section, name) {
+			l.cur = l.recs[section][name]
+			check(m[name])
+		}
+	}
+}
+
 // validate applies defaults and checks every entry, with the references
 // between entries. A value with a missing variable is not checked (the
 // variable is its error, where the role uses the entry); everything else
 // about the entry is, in every role and stage (see complete).
 func (l *loader) validate() {
 	r := &l.raw
-	for _, name := range sortedKeys(r.ServiceRoles) {
-		if l.complete("service-roles", name) {
-			l.cur = l.recs["service-roles"][name]
-			l.checkRole(r.ServiceRoles[name])
-		}
-	}
-	for _, name := range sortedKeys(r.Zones) {
-		if l.complete("zones", name) {
-			l.cur = l.recs["zones"][name]
-			l.checkZone(r.Zones[name])
-		}
-	}
-	for _, name := range sortedKeys(r.DataSources) {
-		if l.complete("data-sources", name) {
-			l.cur = l.recs["data-sources"][name]
-			l.checkDataSource(r.DataSources[name])
-		}
-	}
-	for _, name := range sortedKeys(r.Keys) {
-		if l.complete("keys", name) {
-			l.cur = l.recs["keys"][name]
-			l.checkKey(r.Keys[name])
-		}
-	}
-	for _, name := range sortedKeys(r.Profiles) {
-		if l.complete("profiles", name) {
-			l.cur = l.recs["profiles"][name]
-			l.checkProfile(r.Profiles[name])
-		}
-	}
+	checkSection(l, "service-roles", r.ServiceRoles, l.checkRole)
+	checkSection(l, "zones", r.Zones, l.checkZone)
+	checkSection(l, "data-sources", r.DataSources, l.checkDataSource)
+	checkSection(l, "keys", r.Keys, l.checkKey)
+	checkSection(l, "profiles", r.Profiles, l.checkProfile)
 	// Clients are many and each one's checks touch nothing of another's,
 	// so they are checked in map order (errors are sorted at the end).
 	recs := l.recs["clients"]

@@ -10,12 +10,7 @@ package config
 // does not use may lack defaults if a variable they need is unset.
 // Callers never write to it.
 type Written struct {
-	ServiceRoles map[string]*ServiceRole
-	Zones        map[string]*Zone
-	DataSources  map[string]*DataSource
-	Keys         map[string]*Key
-	Profiles     map[string]*Profile
-	Clients      map[string]*Client
+	Entries
 
 	recs map[string]map[string]*entryRec
 }
@@ -28,7 +23,7 @@ func LoadWritten(opts Options) (*Snapshot, *Written, error) {
 		return nil, nil, err
 	}
 	r := &l.raw
-	return snap, &Written{r.ServiceRoles, r.Zones, r.DataSources, r.Keys, r.Profiles, r.Clients, l.recs}, nil
+	return snap, &Written{Entries: *r, recs: l.recs}, nil
 }
 
 // Value says how one value of an entry was written.

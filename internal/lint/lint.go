@@ -375,32 +375,14 @@ func (c *checker) consent(name string, cl *config.Client) {
 
 // ignores: a misspelt rule id in lint-ignore silences nothing, silently.
 func (c *checker) ignores() {
-	each := func(section string, m *config.Meta) {
+	c.def.EachMeta(func(section string, m *config.Meta) {
 		for _, rule := range sorted(m.LintIgnore) {
 			if !slices.Contains(Rules, rule) {
 				c.add(section, m, section+"."+m.Name+".lint-ignore."+rule, RuleUnknownRule, Warning,
 					"lint-ignore names rule %q, which does not exist (rules: %s)", rule, strings.Join(Rules, ", "))
 			}
 		}
-	}
-	for _, n := range sorted(c.def.ServiceRoles) {
-		each("service-roles", &c.def.ServiceRoles[n].Meta)
-	}
-	for _, n := range sorted(c.def.Zones) {
-		each("zones", &c.def.Zones[n].Meta)
-	}
-	for _, n := range sorted(c.def.DataSources) {
-		each("data-sources", &c.def.DataSources[n].Meta)
-	}
-	for _, n := range sorted(c.def.Keys) {
-		each("keys", &c.def.Keys[n].Meta)
-	}
-	for _, n := range sorted(c.def.Profiles) {
-		each("profiles", &c.def.Profiles[n].Meta)
-	}
-	for _, n := range sorted(c.def.Clients) {
-		each("clients", &c.def.Clients[n].Meta)
-	}
+	})
 }
 
 // rsaBits is the size of a PEM RSA private key, or 0 if it is not one.

@@ -67,26 +67,28 @@ func testSnapshot(t testing.TB) *config.Snapshot {
 		Schema: 1,
 		Role:   "default",
 		Hash:   "test",
-		ServiceRoles: map[string]*config.ServiceRole{
-			"default": {Meta: meta("default"), Zone: "local", Profiles: []string{"authn", "token"}},
-			"eu-edge": {Meta: meta("eu-edge"), Zone: "eu", Profiles: []string{"token-external"}},
-		},
-		Keys: map[string]*config.Key{
-			"signing-2026": {Meta: meta("signing-2026"), Algorithm: config.AlgES256, PrivateKey: secret.New(ec)},
-		},
-		Profiles: map[string]*config.Profile{
-			"token": {Meta: meta("token"), Type: config.ProfileToken, Path: "/oauth/v2",
-				Issuer: "https://id.example.com/oauth/v2", SigningKeys: []string{"signing-2026"},
-				Endpoints: []string{"discovery", "jwks"}},
-			"token-external": {Meta: meta("token-external"), Type: config.ProfileToken, Path: "/ext",
-				Issuer: "https://api.example.com/ext", SigningKeys: []string{"signing-2026"},
-				Endpoints: []string{"jwks", "discovery"}},
-			"authn": {Meta: meta("authn"), Type: config.ProfileAuthentication, Path: "/authn",
-				Authenticators: map[string]*config.Authenticator{"password": {Name: "password", Type: "password"}}},
-			"users": {Meta: meta("users"), Type: config.ProfileUserManagement, Path: "/scim/v2", TokenProfile: "token"},
-		},
-		Clients: map[string]*config.Client{
-			"web-app": {Meta: meta("web-app"), Profile: "token", Scopes: []string{"openid", "profile"}},
+		Entries: config.Entries{
+			ServiceRoles: map[string]*config.ServiceRole{
+				"default": {Meta: meta("default"), Zone: "local", Profiles: []string{"authn", "token"}},
+				"eu-edge": {Meta: meta("eu-edge"), Zone: "eu", Profiles: []string{"token-external"}},
+			},
+			Keys: map[string]*config.Key{
+				"signing-2026": {Meta: meta("signing-2026"), Algorithm: config.AlgES256, PrivateKey: secret.New(ec)},
+			},
+			Profiles: map[string]*config.Profile{
+				"token": {Meta: meta("token"), Type: config.ProfileToken, Path: "/oauth/v2",
+					Issuer: "https://id.example.com/oauth/v2", SigningKeys: []string{"signing-2026"},
+					Endpoints: []string{"discovery", "jwks"}},
+				"token-external": {Meta: meta("token-external"), Type: config.ProfileToken, Path: "/ext",
+					Issuer: "https://api.example.com/ext", SigningKeys: []string{"signing-2026"},
+					Endpoints: []string{"jwks", "discovery"}},
+				"authn": {Meta: meta("authn"), Type: config.ProfileAuthentication, Path: "/authn",
+					Authenticators: map[string]*config.Authenticator{"password": {Name: "password", Type: "password"}}},
+				"users": {Meta: meta("users"), Type: config.ProfileUserManagement, Path: "/scim/v2", TokenProfile: "token"},
+			},
+			Clients: map[string]*config.Client{
+				"web-app": {Meta: meta("web-app"), Profile: "token", Scopes: []string{"openid", "profile"}},
+			},
 		},
 	}
 }

@@ -202,17 +202,7 @@ func (d *Doc) remove(path []string) error {
 		return d.set(path[:len(path)-1], map[string]any{})
 	}
 	inFlow := parent.Style&yaml.FlowStyle != 0 || d.inFlow(path[:len(path)-1])
-	start := d.offset(key.Line, key.Column)
-	end, err := d.end(val, inFlow)
-	if err != nil {
-		return err
-	}
-	if inFlow {
-		d.cutFlowItem(start, end)
-		return nil
-	}
-	d.cutLines(start, end)
-	return nil
+	return d.cut(key, val, inFlow)
 }
 
 func (d *Doc) removeItem(path []string, i int) error {
@@ -225,8 +215,15 @@ func (d *Doc) removeItem(path []string, i int) error {
 	}
 	item := val.Content[i]
 	inFlow := val.Style&yaml.FlowStyle != 0 || d.inFlow(path)
-	start := d.offset(item.Line, item.Column)
-	end, err := d.end(item, inFlow)
+	return d.cut(item, item, inFlow)
+}
+
+// cut removes the text from first (a key, or an item) to the end of last
+// (its value, or the item itself): the entry from its flow collection, or
+// its lines from a block one.
+func (d *Doc) cut(first, last *yaml.Node, inFlow bool) error {
+	start := d.offset(first.Line, first.Column)
+	end, err := d.end(last, inFlow)
 	if err != nil {
 		return err
 	}

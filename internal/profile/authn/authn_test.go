@@ -54,11 +54,11 @@ func newFixture(t *testing.T, edit func(*config.Profile)) *fixture {
 	if edit != nil {
 		edit(ap)
 	}
-	snap := &config.Snapshot{Profiles: map[string]*config.Profile{
+	snap := &config.Snapshot{Entries: config.Entries{Profiles: map[string]*config.Profile{
 		"authn": ap,
 		"token": {Meta: config.Meta{Name: "token"}, Type: config.ProfileToken, Path: "/oauth/v2", AuthenticationProfile: "authn"},
 		"other": {Meta: config.Meta{Name: "other"}, Type: config.ProfileToken, Path: "/other"}, // signs in elsewhere
-	}}
+	}}}
 	f := &fixture{t: t, st: st, snap: snap, now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	f.build()
 	f.login = "/authn/login?return_to=" + url.QueryEscape(returnTo)

@@ -45,12 +45,14 @@ func keySet(t testing.TB) *keys.Set {
 
 func snapshot(profiles ...*config.Profile) *config.Snapshot {
 	s := &config.Snapshot{
-		Schema:   1,
-		Profiles: map[string]*config.Profile{},
-		Clients: map[string]*config.Client{
-			"web-app":     {Profile: "token", Scopes: []string{"openid", "profile", "email"}},
-			"billing-api": {Profile: "token", Scopes: []string{"invoices:read"}},
-			"partner":     {Profile: "token-external", Scopes: []string{"partner:write"}},
+		Schema: 1,
+		Entries: config.Entries{
+			Profiles: map[string]*config.Profile{},
+			Clients: map[string]*config.Client{
+				"web-app":     {Profile: "token", Scopes: []string{"openid", "profile", "email"}},
+				"billing-api": {Profile: "token", Scopes: []string{"invoices:read"}},
+				"partner":     {Profile: "token-external", Scopes: []string{"partner:write"}},
+			},
 		},
 	}
 	for name, c := range s.Clients {

@@ -96,7 +96,7 @@ func runBundle(args, environ []string, stdout, stderr io.Writer) (int, error) {
 		up.EnvFiles[key][filepath.Base(path)] = string(data)
 	}
 	if first != "" {
-		up.Rollout = &admin.RolloutSpec{First: splitList(first)}
+		up.Rollout = &admin.RolloutSpec{First: settings.SplitList(first)}
 		if soak != 0 {
 			up.Rollout.Soak = ptrTo(admin.Duration(soak))
 		}
@@ -330,16 +330,6 @@ func exitCode(err error) int {
 		return exitUsage
 	}
 	return exitFailure
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
 }
 
 func orNone(list []string) string {

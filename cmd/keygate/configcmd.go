@@ -27,11 +27,7 @@ type listFlag []string
 
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
-		}
-	}
+	*l = append(*l, settings.SplitList(v)...)
 	return nil
 }
 
@@ -86,12 +82,7 @@ func fileDirs(environ []string) []string {
 	var dirs []string
 	for _, kv := range environ {
 		if v, ok := strings.CutPrefix(kv, "KEYGATE_FILE_DIRS="); ok {
-			dirs = nil
-			for _, d := range strings.Split(v, ",") {
-				if d = strings.TrimSpace(d); d != "" {
-					dirs = append(dirs, d)
-				}
-			}
+			dirs = settings.SplitList(v)
 		}
 	}
 	return dirs

@@ -284,6 +284,11 @@ func UnknownWarning(name string) string {
 	return msg
 }
 
+// SplitList reads a comma-separated list as the KEYGATE_* list settings
+// do, so a flag or a tool that takes one agrees with them: items trimmed,
+// empty ones dropped ("a, b," is [a b]).
+func SplitList(s string) []string { return cleanList(strings.Split(s, ",")) }
+
 // cleanList trims list items and drops empty ones, so "a, b," means [a b].
 func cleanList(in []string) []string {
 	var out []string

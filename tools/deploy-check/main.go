@@ -39,6 +39,7 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/dotenv"
+	"github.com/keygate/keygate/internal/settings"
 )
 
 // Names the manifests use (deploy/kubernetes/base).
@@ -284,7 +285,7 @@ func checkOverlay(overlay string, data []byte, configDir string) (problems []str
 		// The env file the node reads: find the mounted ConfigMap key.
 		fileVars := map[string]string{}
 		envFile := env.value("KEYGATE_ENV_FILE")
-		for _, f := range splitList(envFile) {
+		for _, f := range settings.SplitList(envFile) {
 			body, ok := mountedConfigMapFile(d.Spec.Template.Spec, c, configMaps, f)
 			if !ok {
 				fail("%s: KEYGATE_ENV_FILE %s is not a file of a mounted ConfigMap", where, f)
@@ -300,7 +301,7 @@ func checkOverlay(overlay string, data []byte, configDir string) (problems []str
 		}
 
 		required, err := config.RequiredVariables(config.Options{
-			Dir: rendered, Role: role, ExcludeTags: splitList(env.value("KEYGATE_EXCLUDE_TAGS")),
+			Dir: rendered, Role: role, ExcludeTags: settings.SplitList(env.value("KEYGATE_EXCLUDE_TAGS")),
 		})
 		if err != nil {
 			fail("%s: config.d does not load: %v", where, err)
@@ -506,16 +507,6 @@ func merged(fileVars map[string]string, e env) map[string]string {
 	}
 	for k, v := range e.vars {
 		out[k] = v
-	}
-	return out
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
 	}
 	return out
 }

@@ -92,20 +92,25 @@ func serveBaselineMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "usage: keygate-bench "+serveBaselineArg+" KEY.pem [PROFILE]")
 		return 2
 	}
-	key, err := readECKey(args[0])
-	if err != nil {
+	if err := serveBaseline(args); err != nil {
 		fmt.Fprintln(os.Stderr, "baseline:", err)
 		return 1
+	}
+	return 0
+}
+
+func serveBaseline(args []string) error {
+	key, err := readECKey(args[0])
+	if err != nil {
+		return err
 	}
 	app, err := baselineApp(key)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "baseline:", err)
-		return 1
+		return err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "baseline:", err)
-		return 1
+		return err
 	}
 	line, _ := json.Marshal(map[string]string{"level": "INFO", "msg": "baseline serving", "public": ln.Addr().String()})
 	fmt.Fprintln(os.Stderr, string(line))
@@ -128,11 +133,7 @@ func serveBaselineMain(args []string) int {
 			}
 		}
 	}()
-	if err := app.Listener(ln); err != nil {
-		fmt.Fprintln(os.Stderr, "baseline:", err)
-		return 1
-	}
-	return 0
+	return app.Listener(ln)
 }
 
 func readECKey(path string) (*ecdsa.PrivateKey, error) {

@@ -63,6 +63,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keygate/keygate/internal/settings"
 	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
 	"github.com/keygate/keygate/internal/testkit"
 )
@@ -204,15 +205,15 @@ func run() int {
 			*p = abs
 		}
 	}
-	o.serverEnv = splitList(senv)
+	o.serverEnv = settings.SplitList(senv)
 	for _, kv := range o.serverEnv {
 		if !strings.Contains(kv, "=") {
 			fmt.Fprintf(os.Stderr, "keygate-bench: -server-env: %q is not NAME=value\n", kv)
 			return 2
 		}
 	}
-	o.scenarios = splitList(scen)
-	o.storages = splitList(stor)
+	o.scenarios = settings.SplitList(scen)
+	o.storages = settings.SplitList(stor)
 	for _, st := range o.storages {
 		if st != "sqlite" && st != "postgres" {
 			fmt.Fprintf(os.Stderr, "keygate-bench: unknown storage %q (want sqlite, postgres)\n", st)
@@ -416,16 +417,6 @@ func selectScenarios(all []scenario, filter []string) ([]scenario, error) {
 		}
 	}
 	return out, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 func logf(format string, args ...any) {

@@ -12,14 +12,19 @@ import (
 // architecture Go supports.
 const clockTicks = 100
 
+// procFile is /proc/<pid>/<name>, or this process's (pid 0).
+func procFile(pid int, name string) string {
+	if pid > 0 {
+		return fmt.Sprintf("/proc/%d/%s", pid, name)
+	}
+	return "/proc/self/" + name
+}
+
 // procCPU returns utime+stime of pid (0: this process) in clock ticks, from
 // /proc/<pid>/stat (fields 14 and 15; field 2, comm, may hold spaces and
 // parentheses, so fields are counted after its closing parenthesis).
 func procCPU(pid int) (int64, error) {
-	path := "/proc/self/stat"
-	if pid > 0 {
-		path = fmt.Sprintf("/proc/%d/stat", pid)
-	}
+	path := procFile(pid, "stat")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
@@ -43,10 +48,7 @@ func procCPU(pid int) (int64, error) {
 
 // procPeakRSSKB returns VmHWM (peak resident set size) of pid in kB.
 func procPeakRSSKB(pid int) (int64, error) {
-	path := "/proc/self/status"
-	if pid > 0 {
-		path = fmt.Sprintf("/proc/%d/status", pid)
-	}
+	path := procFile(pid, "status")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err

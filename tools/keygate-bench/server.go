@@ -112,22 +112,20 @@ func writeConfig(dir string, s scenario, k *benchKeys, dbPath string) error {
 	b.WriteString("# Written by keygate-bench.\n")
 	b.WriteString(testkit.Head(dataSource(s, dbPath), "token"))
 	b.WriteString(testkit.KeysSection(k.keyRefs(benchAlgs...)...))
-	fmt.Fprintf(&b, `clients:
-  %[1]s:
+	b.WriteString("clients:\n")
+	for _, c := range []struct{ id, own string }{
+		{clientID, "introspect-all-tokens: true"},
+		{opaqueClient, "access-tokens: {format: opaque}"},
+	} {
+		fmt.Fprintf(&b, `  %s:
     profile: token
     secret: "${BENCH_CLIENT_SECRET}"
     grant-types: [client_credentials]
-    scopes: [%[3]q]
-    audiences: [%[4]s]
-    introspect-all-tokens: true
-  %[2]s:
-    profile: token
-    secret: "${BENCH_CLIENT_SECRET}"
-    grant-types: [client_credentials]
-    scopes: [%[3]q]
-    audiences: [%[4]s]
-    access-tokens: {format: opaque}
-`, clientID, opaqueClient, benchScope, audience)
+    scopes: [%q]
+    audiences: [%s]
+    %s
+`, c.id, benchScope, audience, c.own)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "00-bench.yaml"), []byte(b.String()), 0o600); err != nil {
 		return err
 	}

@@ -60,14 +60,19 @@ func URL(t testing.TB) string {
 
 // Ping checks that the server at u answers, within 5 s.
 func Ping(ctx context.Context, u string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	return withConn(ctx, u, 5*time.Second, func(ctx context.Context, conn *pgx.Conn) error { return conn.Ping(ctx) })
+}
+
+// withConn runs fn on a connection of its own to u, all within timeout.
+func withConn(ctx context.Context, u string, timeout time.Duration, fn func(context.Context, *pgx.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, u)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
-	return conn.Ping(ctx)
+	return fn(ctx, conn)
 }
 
 // Describe names the server without credentials.
@@ -85,30 +90,18 @@ func CreateSchema(ctx context.Context, u, prefix string) (string, error) {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := prefix + hex.EncodeToString(b[:])
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", err
-	}
-	return name, nil
+	return name, withConn(ctx, u, 10*time.Second, func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize())
+		return err
+	})
 }
 
 // DropSchema drops a schema CreateSchema made, with everything in it.
 func DropSchema(ctx context.Context, u, name string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
+	return withConn(ctx, u, 30*time.Second, func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{name}.Sanitize()+" CASCADE")
 		return err
-	}
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{name}.Sanitize()+" CASCADE")
-	return err
+	})
 }
 
 // WithSearchPath returns u with search_path set to schema, for code that

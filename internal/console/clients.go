@@ -226,14 +226,17 @@ func (c *Server) newClient(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, r, http.StatusOK, "client", page{Title: "New client", Nav: "config", Session: s, Data: f})
 }
 
-func (c *Server) tokenProfiles() []string {
+func (c *Server) tokenProfiles() []string { return c.profilesOf(config.ProfileToken) }
+
+// profilesOf names the active version's profiles of type typ, in order.
+func (c *Server) profilesOf(typ string) []string {
 	wr, err := c.c.Admin.Entries(c.c.Admin.ActiveVersion())
 	if err != nil || wr == nil {
 		return nil
 	}
 	var out []string
 	for _, name := range sortedKeys(wr.Profiles) {
-		if wr.Profiles[name].Type == config.ProfileToken {
+		if wr.Profiles[name].Type == typ {
 			out = append(out, name)
 		}
 	}

@@ -126,19 +126,7 @@ func (c *Server) newIdP(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, r, http.StatusOK, "idp", page{Title: "New IdP connection", Nav: "config", Session: s, Data: f})
 }
 
-func (c *Server) authnProfiles() []string {
-	wr, err := c.c.Admin.Entries(c.c.Admin.ActiveVersion())
-	if err != nil || wr == nil {
-		return nil
-	}
-	var out []string
-	for _, name := range sortedKeys(wr.Profiles) {
-		if wr.Profiles[name].Type == config.ProfileAuthentication {
-			out = append(out, name)
-		}
-	}
-	return out
-}
+func (c *Server) authnProfiles() []string { return c.profilesOf(config.ProfileAuthentication) }
 
 func (c *Server) createIdP(w http.ResponseWriter, r *http.Request, s *session) {
 	if c.c.Git == nil {

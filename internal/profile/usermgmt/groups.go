@@ -210,11 +210,7 @@ func (p *Profile) replaceGroup(c *fiber.Ctx, who actor) error {
 }
 
 func (p *Profile) patchGroup(c *fiber.Ctx, who actor) error {
-	in, err := p.decode(c)
-	if err != nil {
-		return p.fail(c, err)
-	}
-	ops, err := scim.DecodePatch(in, MaxPatchOps)
+	ops, err := p.patchOps(c)
 	if err != nil {
 		return p.fail(c, err)
 	}

@@ -381,6 +381,15 @@ func (p *Profile) decode(c *fiber.Ctx) (map[string]any, *scim.Error) {
 	return scim.Decode(bytes.NewReader(c.Body()))
 }
 
+// patchOps are the request body's PATCH operations (at most MaxPatchOps).
+func (p *Profile) patchOps(c *fiber.Ctx) ([]scim.Operation, *scim.Error) {
+	in, err := p.decode(c)
+	if err != nil {
+		return nil, err
+	}
+	return scim.DecodePatch(in, MaxPatchOps)
+}
+
 // resource is the request body as a resource of rt: decoded, then checked
 // against its schema, as a create or a replace takes it.
 func (p *Profile) resource(c *fiber.Ctx, rt *scim.ResourceType) (scim.Resource, *scim.Error) {
@@ -641,11 +650,7 @@ func (p *Profile) replaceUser(c *fiber.Ctx, who actor) error {
 }
 
 func (p *Profile) patchUser(c *fiber.Ctx, who actor) error {
-	in, err := p.decode(c)
-	if err != nil {
-		return p.fail(c, err)
-	}
-	ops, err := scim.DecodePatch(in, MaxPatchOps)
+	ops, err := p.patchOps(c)
 	if err != nil {
 		return p.fail(c, err)
 	}

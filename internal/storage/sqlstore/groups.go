@@ -181,18 +181,7 @@ func (s *Store) leaveGroups(ctx context.Context, tx Tx, id string) error {
 }
 
 func (g groups) Query(ctx context.Context, zone string, q model.UserQuery) ([]model.Group, int, error) {
-	var out []model.Group
-	total, err := g.s.list(ctx, scimTable{"groups", groupCols, scim.Groups, groupColumns}, zone, q.Filter, q.SortBy, q.Descending, q.Offset, q.Limit,
-		func(row Row) error {
-			var gr model.Group
-			err := scan(row, g.dest(&gr)...)
-			out = append(out, gr)
-			return err
-		})
-	if err != nil {
-		return nil, 0, fmt.Errorf("list groups: %w", err)
-	}
-	return out, total, nil
+	return query(ctx, g.s, scimTable{"groups", groupCols, scim.Groups, groupColumns}, zone, q, g.dest)
 }
 
 func (g groups) Of(ctx context.Context, id string) ([]model.GroupRef, error) {

@@ -76,18 +76,7 @@ func withoutMember(doc map[string]any, id string) map[string]any {
 // the meaning scim.ResourceType.Match gives it, so that both engines and
 // the in-memory evaluation agree.
 func (u users) Query(ctx context.Context, zone string, q model.UserQuery) ([]model.User, int, error) {
-	var out []model.User
-	total, err := u.s.list(ctx, scimTable{"users", userCols, scim.Users, userColumns}, zone, q.Filter, q.SortBy, q.Descending, q.Offset, q.Limit,
-		func(row Row) error {
-			var usr model.User
-			err := scan(row, u.dest(&usr)...)
-			out = append(out, usr)
-			return err
-		})
-	if err != nil {
-		return nil, 0, fmt.Errorf("list users: %w", err)
-	}
-	return out, total, nil
+	return query(ctx, u.s, scimTable{"users", userCols, scim.Users, userColumns}, zone, q, u.dest)
 }
 
 // scimTable is a table of SCIM resources: its columns, resource type, and
@@ -96,6 +85,22 @@ type scimTable struct {
 	name, cols string
 	rt         *scim.ResourceType
 	columns    map[string]string
+}
+
+// query is a page of the zone's resources of tbl matching q, each row read
+// into a T through dest, and how many match in all.
+func query[T any](ctx context.Context, s *Store, tbl scimTable, zone string, q model.UserQuery, dest func(*T) []any) ([]T, int, error) {
+	var out []T
+	total, err := s.list(ctx, tbl, zone, q.Filter, q.SortBy, q.Descending, q.Offset, q.Limit, func(row Row) error {
+		var v T
+		err := scan(row, dest(&v)...)
+		out = append(out, v)
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("list %s: %w", tbl.name, err)
+	}
+	return out, total, nil
 }
 
 // list counts the zone's rows matching filter and scans a page of them.

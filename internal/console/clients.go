@@ -80,16 +80,22 @@ func (c *Server) fromRepo(w http.ResponseWriter, r *http.Request, s *session, fi
 
 // findClient finds the file that defines clients.<name>.
 func findClient(files map[string][]byte, name string) (string, *yamledit.Doc, error) {
+	return findEntry(files, "clients", "client", name)
+}
+
+// findEntry is the repository file that defines section.name, parsed; kind
+// names the entry in the error when none does.
+func findEntry(files map[string][]byte, section, kind, name string) (string, *yamledit.Doc, error) {
 	for _, fname := range sortedKeys(files) {
 		doc, err := yamledit.Parse(files[fname])
 		if err != nil {
 			continue
 		}
-		if _, ok := doc.Get([]string{"clients", name}); ok {
+		if _, ok := doc.Get([]string{section, name}); ok {
 			return fname, doc, nil
 		}
 	}
-	return "", nil, fmt.Errorf("no client %q in the repository's configuration", name)
+	return "", nil, fmt.Errorf("no %s %q in the repository's configuration", kind, name)
 }
 
 func formFromDoc(doc *yamledit.Doc, name string) *clientForm {

@@ -176,16 +176,7 @@ func (c *Server) createIdP(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 func findProfile(files map[string][]byte, profile string) (string, *yamledit.Doc, error) {
-	for _, fname := range sortedKeys(files) {
-		doc, err := yamledit.Parse(files[fname])
-		if err != nil {
-			continue
-		}
-		if _, ok := doc.Get([]string{"profiles", profile}); ok {
-			return fname, doc, nil
-		}
-	}
-	return "", nil, fmt.Errorf("no profile %q in the repository's configuration", profile)
+	return findEntry(files, "profiles", "profile", profile)
 }
 
 func idpSecretVariable(profile, name string) string {

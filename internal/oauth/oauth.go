@@ -154,7 +154,7 @@ func Write(r *fasthttp.Response, e *Error, realm string) {
 	r.Header.SetContentType("application/json")
 	NoStore(r)
 	if e.Status == http.StatusUnauthorized && !e.NoChallenge {
-		r.Header.Set(fasthttp.HeaderWWWAuthenticate, `Basic realm="`+quote(realm)+`"`)
+		r.Header.Set(fasthttp.HeaderWWWAuthenticate, `Basic realm="`+Realm(realm)+`"`)
 	}
 	r.SetBodyRaw(b)
 }
@@ -166,8 +166,10 @@ func NoStore(r *fasthttp.Response) {
 	r.Header.Set(fasthttp.HeaderPragma, "no-cache")
 }
 
-// quote keeps a realm a valid quoted-string (RFC 9110 §5.6.4).
-func quote(s string) string {
+// Realm keeps a challenge's realm (the issuer, for Basic and Bearer) a
+// valid quoted-string (RFC 9110 §5.6.4): what could end or escape it, and
+// anything outside visible ASCII, is dropped.
+func Realm(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
 			return -1

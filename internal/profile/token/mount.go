@@ -1,6 +1,8 @@
 package token
 
 import (
+	"strings"
+
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/keygate/keygate/internal/config"
@@ -19,16 +21,8 @@ func (p *Profile) Mount(r fiber.Router) { p.MountWith(r, nil) }
 // A listed endpoint answers other methods with 405 and an Allow header
 // (RFC 9110 §15.5.6).
 func (p *Profile) MountWith(r fiber.Router, wrap Wrap) {
-	get := func(endpoint string, h fiber.Handler) {
-		if !p.served[endpoint] {
-			return
-		}
-		path := p.path + endpointPaths[endpoint]
-		r.Get(path, chain(wrap, endpoint, h)...)
-		r.All(path, chain(wrap, endpoint, methodNotAllowed("GET, HEAD"))...)
-	}
 	// cors wraps the endpoints browser apps fetch and answers their
-	// preflights.
+	// preflights; other endpoints keep h as it is.
 	cors := func(endpoint, methods string, h fiber.Handler) fiber.Handler {
 		if !corsEndpoints[endpoint] {
 			return h
@@ -36,39 +30,37 @@ func (p *Profile) MountWith(r fiber.Router, wrap Wrap) {
 		r.Options(p.path+endpointPaths[endpoint], chain(wrap, endpoint, p.preflight(methods))...)
 		return p.withCORS(h)
 	}
-	post := func(endpoint string, h fiber.Handler) {
+	// route mounts a served endpoint for the methods in allow (GET, POST
+	// or both), and 405 for the others.
+	route := func(endpoint, allow string, h fiber.Handler) {
 		if !p.served[endpoint] {
 			return
 		}
 		path := p.path + endpointPaths[endpoint]
-		h = cors(endpoint, "POST", h)
-		r.Post(path, chain(wrap, endpoint, h)...)
-		r.All(path, chain(wrap, endpoint, methodNotAllowed("POST"))...)
-	}
-	getPost := func(endpoint string, h fiber.Handler) {
-		if !p.served[endpoint] {
-			return
+		h = cors(endpoint, allow, h)
+		if strings.Contains(allow, "GET") {
+			r.Get(path, chain(wrap, endpoint, h)...)
 		}
-		path := p.path + endpointPaths[endpoint]
-		h = cors(endpoint, "GET, HEAD, POST", h)
-		r.Get(path, chain(wrap, endpoint, h)...)
-		r.Post(path, chain(wrap, endpoint, h)...)
-		r.All(path, chain(wrap, endpoint, methodNotAllowed("GET, HEAD, POST"))...)
+		if strings.Contains(allow, "POST") {
+			r.Post(path, chain(wrap, endpoint, h)...)
+		}
+		r.All(path, chain(wrap, endpoint, methodNotAllowed(allow))...)
 	}
-	get(config.EndpointDiscovery, p.serveDiscovery)
+	const get, post, getPost = "GET, HEAD", "POST", "GET, HEAD, POST"
+	route(config.EndpointDiscovery, get, p.serveDiscovery)
 	if path := p.MetadataPath(); path != "" {
 		// The same document at the RFC 8414 location, which internal/served
 		// keeps unique among a role's profiles.
 		r.Get(path, chain(wrap, config.EndpointDiscovery, p.serveDiscovery)...)
-		r.All(path, chain(wrap, config.EndpointDiscovery, methodNotAllowed("GET, HEAD"))...)
+		r.All(path, chain(wrap, config.EndpointDiscovery, methodNotAllowed(get))...)
 	}
-	get(config.EndpointJWKS, p.serveJWKS)
-	post(config.EndpointToken, p.serveToken)
-	post(config.EndpointIntrospect, p.serveIntrospect)
-	post(config.EndpointRevoke, p.serveRevoke)
-	getPost(config.EndpointAuthorize, p.serveAuthorize) // OpenID Connect Core 1.0 §3.1.2.1
-	getPost(config.EndpointUserinfo, p.serveUserinfo)   // §5.3.1
-	getPost(config.EndpointLogout, p.serveLogout)       // RP-Initiated Logout 1.0 §2
+	route(config.EndpointJWKS, get, p.serveJWKS)
+	route(config.EndpointToken, post, p.serveToken)
+	route(config.EndpointIntrospect, post, p.serveIntrospect)
+	route(config.EndpointRevoke, post, p.serveRevoke)
+	route(config.EndpointAuthorize, getPost, p.serveAuthorize) // OpenID Connect Core 1.0 §3.1.2.1
+	route(config.EndpointUserinfo, getPost, p.serveUserinfo)   // §5.3.1
+	route(config.EndpointLogout, getPost, p.serveLogout)       // RP-Initiated Logout 1.0 §2
 }
 
 func chain(wrap Wrap, endpoint string, h fiber.Handler) []fiber.Handler {

@@ -181,27 +181,17 @@ func (p *Profile) bearerFail(c *fiber.Ctx, endpoint string, e *oauth.Error) erro
 		// No credentials: a bare challenge, no body (RFC 6750 §3.1).
 		r.SetStatusCode(http.StatusUnauthorized)
 		oauth.NoStore(r)
-		r.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="`+realm(p.issuer)+`"`)
+		r.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="`+oauth.Realm(p.issuer)+`"`)
 		return nil
 	}
 	_ = p.fail(c, endpoint, e) // writes the body; overwrite its Basic challenge
 	switch e.Status {
 	case http.StatusUnauthorized, http.StatusForbidden, http.StatusBadRequest:
-		ch := `Bearer realm="` + realm(p.issuer) + `", error="` + e.Code + `"`
+		ch := `Bearer realm="` + oauth.Realm(p.issuer) + `", error="` + e.Code + `"`
 		if e.Code == errInsufficientScope.Code {
 			ch += `, scope="openid"`
 		}
 		r.Header.Set(fasthttp.HeaderWWWAuthenticate, ch)
 	}
 	return nil
-}
-
-// realm keeps the issuer a valid quoted-string.
-func realm(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
-			return -1
-		}
-		return r
-	}, s)
 }

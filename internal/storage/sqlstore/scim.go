@@ -156,25 +156,25 @@ func (f *filterSQL) arg(v any) string {
 // the login keeps it), compared without COALESCE so their indexes serve.
 var userColumns = map[string]string{"id": "id", "externalId": "external_id", "userName": "username"}
 
+// join is "(l op r)" of two subexpressions.
+func (f *filterSQL) join(left scim.Expr, op string, right scim.Expr, within *scim.Attribute) (string, error) {
+	l, err := f.expr(left, within)
+	if err != nil {
+		return "", err
+	}
+	r, err := f.expr(right, within)
+	return "(" + l + " " + op + " " + r + ")", err
+}
+
 // expr is e as a two-valued SQL condition (every leaf is COALESCEd to
 // false, so NOT and OR behave as in Go). elem is the element of a value
 // filter ("e.value") when within is set.
 func (f *filterSQL) expr(e scim.Expr, within *scim.Attribute) (string, error) {
 	switch x := e.(type) {
 	case *scim.And:
-		l, err := f.expr(x.Left, within)
-		if err != nil {
-			return "", err
-		}
-		r, err := f.expr(x.Right, within)
-		return "(" + l + " AND " + r + ")", err
+		return f.join(x.Left, "AND", x.Right, within)
 	case *scim.Or:
-		l, err := f.expr(x.Left, within)
-		if err != nil {
-			return "", err
-		}
-		r, err := f.expr(x.Right, within)
-		return "(" + l + " OR " + r + ")", err
+		return f.join(x.Left, "OR", x.Right, within)
 	case *scim.Not:
 		inner, err := f.expr(x.X, within)
 		return "(NOT " + inner + ")", err

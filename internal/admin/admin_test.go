@@ -42,6 +42,10 @@ type fixture struct {
 	srv    *httptest.Server
 	pubDir string
 	db     string
+	// st is the zones' database, made before the admin first opens it: a
+	// publish writes audit events there from a goroutine of its own, and
+	// two pools creating one SQLite file at once can find it locked.
+	st model.Store
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -54,11 +58,12 @@ func newFixture(t testing.TB) *fixture {
 	pools := datasource.New(datasource.Options{Migrate: true})
 	t.Cleanup(func() { pools.Close() })
 	dbDir := t.TempDir()
+	st := testkit.SQLiteAt(t, filepath.Join(dbDir, "k.db"))
 	api := New(Config{Publisher: p, SigningKey: ed25519.NewKeyFromSeed(make([]byte, 32)), Token: []byte(token),
 		ConfigDir: t.TempDir(), Pools: pools, Environ: []string{"DB_DIR=" + dbDir}})
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{api: api, srv: srv, pubDir: pubDir, db: filepath.Join(dbDir, "k.db")}
+	return &fixture{api: api, srv: srv, pubDir: pubDir, db: filepath.Join(dbDir, "k.db"), st: st}
 }
 
 func (f *fixture) do(t testing.TB, method, path, tok string, body any) (int, http.Header, []byte) {
@@ -155,7 +160,7 @@ func TestClusterAndPhasedUpgrade(t *testing.T) {
 		t.Fatalf("%d %s", code, body)
 	}
 	ctx := context.Background()
-	st := testkit.SQLiteAt(t, f.db)
+	st := f.st
 	now := time.Now()
 	for _, n := range []model.NodeStatus{
 		{ID: "live", Role: "default", Zone: "z", ConfigVersion: "v1", HeartbeatAt: now, ExpiresAt: now.Add(time.Hour), Details: map[string]any{"config_schema_max": 0}},

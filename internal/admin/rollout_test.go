@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/storage/model"
-	"github.com/keygate/keygate/internal/testkit"
 )
 
 func TestJudge(t *testing.T) {
@@ -96,7 +95,7 @@ func (f *fixture) channels(t *testing.T) map[string]string {
 func (f *fixture) beat(t *testing.T, nodes ...model.NodeStatus) {
 	t.Helper()
 	ctx := context.Background()
-	st := testkit.SQLiteAt(t, f.db)
+	st := f.st
 	for _, n := range nodes {
 		if err := st.Nodes().Heartbeat(ctx, n); err != nil {
 			t.Fatal(err)
@@ -281,7 +280,7 @@ func TestBundleEventsAreAudited(t *testing.T) {
 	if code, _, body := f.do(t, "POST", "/admin/v1/rollout/rollback", token, nil); code != http.StatusOK {
 		t.Fatalf("rollback: %d %s", code, body)
 	}
-	st := testkit.SQLiteAt(t, f.db)
+	st := f.st
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var types []string

@@ -133,7 +133,7 @@ func TestClusterStale(t *testing.T) {
 		t.Fatalf("%d %s", code, body)
 	}
 	ctx := context.Background()
-	st := testkit.SQLiteAt(t, f.db)
+	st := f.st
 	now := time.Now()
 	rows := []model.NodeStatus{
 		{ID: "live", Role: "default", Zone: "z", HeartbeatAt: now, ExpiresAt: now.Add(time.Minute), Details: map[string]any{"state": "serving"}},

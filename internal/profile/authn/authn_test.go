@@ -595,3 +595,17 @@ func TestFormAcrossReload(t *testing.T) {
 		t.Fatalf("after reload without the token profile: %d", r.status)
 	}
 }
+
+// A busy account is never locked by its own successes: after more
+// sign-ins in the window than one audit page holds, the next still works.
+func TestManySuccessesDoNotLock(t *testing.T) {
+	f := newFixture(t, nil)
+	f.addUser("alice", "pw-alice-1", cheap)
+	tok := f.form()
+	for i := 1; i <= 60; i++ {
+		if r := f.post(tok, tok, "alice", "pw-alice-1", returnTo); r.status != 303 {
+			t.Fatalf("sign-in %d: %d %s", i, r.status, r.body)
+		}
+		f.now = f.now.Add(time.Second)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	goruntime "runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -189,7 +190,9 @@ func (p *Profile) accountWait(ctx context.Context, username string, now time.Tim
 	since := now.Add(-p.lockout.window)
 	audit := p.store.Audit()
 	limit := 4*p.lockout.max + 16
-	succ, err := audit.List(ctx, model.AuditQuery{Type: AuditLoginSuccess, Subject: username, Since: since, Limit: limit})
+	// The newest events first: the limit must keep the latest success and
+	// the latest attempts, or a busy account's old rows would push them out.
+	succ, err := audit.List(ctx, model.AuditQuery{Type: AuditLoginSuccess, Subject: username, Since: since, Limit: limit, Newest: true})
 	if err != nil {
 		return 0, fmt.Errorf("audit: %w", err)
 	}
@@ -198,10 +201,11 @@ func (p *Profile) accountWait(ctx context.Context, username string, now time.Tim
 			since = e.Time
 		}
 	}
-	fails, err := audit.List(ctx, model.AuditQuery{Type: AuditLoginAttempt, Subject: username, Since: since, Limit: limit})
+	fails, err := audit.List(ctx, model.AuditQuery{Type: AuditLoginAttempt, Subject: username, Since: since, Limit: limit, Newest: true})
 	if err != nil {
 		return 0, fmt.Errorf("audit: %w", err)
 	}
+	slices.Reverse(fails) // oldest first, as the count below reads them
 	var times []time.Time
 	for _, e := range fails {
 		// An attempt recorded at the instant of a success is that success's own.

@@ -374,6 +374,8 @@ type AuditQuery struct {
 	Since    time.Time // inclusive
 	Until    time.Time // exclusive
 	Limit    int       // default 100
+	// Newest lists the newest events first (the limit keeps the newest).
+	Newest bool
 }
 
 // Audit is an append-only event log. Store.GC never deletes from it;

@@ -60,7 +60,11 @@ func (a audit) List(ctx context.Context, q model.AuditQuery) ([]model.AuditEvent
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
 	args = append(args, limit) // a parameter, so that every limit is one statement
-	query += fmt.Sprintf(" ORDER BY time, id LIMIT $%d", len(args))
+	order := "time, id"
+	if q.Newest {
+		order = "time DESC, id DESC"
+	}
+	query += fmt.Sprintf(" ORDER BY %s LIMIT $%d", order, len(args))
 	var out []model.AuditEvent
 	d := a.s.d
 	err := a.s.r.Query(ctx, func(row Row) error {

@@ -378,7 +378,7 @@ func (c *Server) commit(w http.ResponseWriter, r *http.Request, s *session, base
 		audit[k] = v
 	}
 	c.audit("console_commit", s.Actor(), audit)
-	removed, added := lineChanges(string(files[file]), string(edited))
+	removed, added := yamledit.ChangedLines(string(files[file]), string(edited))
 	c.render(w, r, http.StatusOK, "proposed", page{Title: "Change proposed", Nav: "config", Session: s,
 		Data: proposal{Proposal: p, File: file, Removed: removed, Added: added, Vault: vault}})
 }
@@ -396,20 +396,6 @@ func fieldErrors(errs []string, client string) map[string][]string {
 		out[field] = append(out[field], e)
 	}
 	return out
-}
-
-// lineChanges is the changed middle of two texts: what the commit shows.
-func lineChanges(a, b string) (removed, added []string) {
-	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
-	i := 0
-	for i < len(al) && i < len(bl) && al[i] == bl[i] {
-		i++
-	}
-	j := 0
-	for j < len(al)-i && j < len(bl)-i && al[len(al)-1-j] == bl[len(bl)-1-j] {
-		j++
-	}
-	return al[i : len(al)-j], bl[i : len(bl)-j]
 }
 
 func orDefault(s, d string) string {

@@ -504,3 +504,19 @@ func (d *Doc) splice(start, end int, text string) {
 	out = append(out, d.src[end:]...)
 	d.src = out
 }
+
+// ChangedLines is the changed middle of two texts — the lines a and b do
+// not share once their common head and tail are set aside: what a commit
+// of the edit shows.
+func ChangedLines(a, b string) (removed, added []string) {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	i := 0
+	for i < len(al) && i < len(bl) && al[i] == bl[i] {
+		i++
+	}
+	j := 0
+	for j < len(al)-i && j < len(bl)-i && al[len(al)-1-j] == bl[len(bl)-1-j] {
+		j++
+	}
+	return al[i : len(al)-j], bl[i : len(bl)-j]
+}

@@ -7,21 +7,6 @@ import (
 	"testing"
 )
 
-// diff returns the lines of b that are not in a at the same place, after
-// aligning the common head and tail: what a commit would show.
-func changed(a, b string) (removed, added []string) {
-	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
-	i := 0
-	for i < len(al) && i < len(bl) && al[i] == bl[i] {
-		i++
-	}
-	j := 0
-	for j < len(al)-i && j < len(bl)-i && al[len(al)-1-j] == bl[len(bl)-1-j] {
-		j++
-	}
-	return al[i : len(al)-j], bl[i : len(bl)-j]
-}
-
 const corpus = `# Clients of the example deployment.
 clients:
   # A browser application.
@@ -126,7 +111,7 @@ func TestEdits(t *testing.T) {
 			if err := tc.edit(d); err != nil {
 				t.Fatal(err)
 			}
-			removed, added := changed(corpus, string(d.Bytes()))
+			removed, added := ChangedLines(corpus, string(d.Bytes()))
 			if strings.Join(removed, "\n") != strings.Join(tc.removed, "\n") || strings.Join(added, "\n") != strings.Join(tc.added, "\n") {
 				t.Errorf("removed %q\nadded %q\nwant removed %q\nadded %q\n---\n%s", removed, added, tc.removed, tc.added, d.Bytes())
 			}
@@ -184,7 +169,7 @@ func TestRepositoryConfig(t *testing.T) {
 	if err := d.Append([]string{"clients", "web-app", "redirect-uris"}, "https://app.example.com/callback"); err != nil {
 		t.Fatal(err)
 	}
-	removed, added := changed(string(src), string(d.Bytes()))
+	removed, added := ChangedLines(string(src), string(d.Bytes()))
 	if len(removed) != 1 || len(added) != 1 || !strings.HasSuffix(added[0], ", https://app.example.com/callback]") {
 		t.Errorf("removed %q added %q", removed, added)
 	}
@@ -202,7 +187,7 @@ func TestRepositoryConfig(t *testing.T) {
 				if err := d.Set([]string{k, "zz-new", "tags"}, []string{"t"}); err != nil {
 					t.Errorf("%s: add an entry to %s: %v", f, k, err)
 				}
-				if removed, added := changed(string(src), string(d.Bytes())); len(removed) != 0 || len(added) != 2 || added[1] != "    tags: [t]" {
+				if removed, added := ChangedLines(string(src), string(d.Bytes())); len(removed) != 0 || len(added) != 2 || added[1] != "    tags: [t]" {
 					t.Errorf("%s: adding an entry removed %q added %q", f, removed, added)
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/storage/model"
 )
@@ -57,7 +58,8 @@ func (s *Server) auditBundle(typ, version, actor string, r *Rollout) {
 			continue
 		}
 		for _, zn := range zones[name] {
-			if err := st.Audit().Append(ctx, model.AuditEvent{Time: time.Now().UTC(), Type: typ, Zone: zn, ClientID: "admin", Details: details}); err != nil {
+			// Logged once above, whatever the zones; here only a failure.
+			if err := (audit.Trail{Store: st}).Record(ctx, model.AuditEvent{Type: typ, Zone: zn, ClientID: "admin", Details: details}); err != nil {
 				s.c.Logger.Warn("audit: event not written", "event", typ, "data_source", name, "error", err.Error())
 			}
 		}

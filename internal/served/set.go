@@ -208,7 +208,7 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Set, err error) {
 		if deps.Previous != nil {
 			prev = deps.Previous.tokens[name]
 		}
-		tp, err := token.New(snap, p, ks, token.Deps{Store: r.store, Metrics: deps.Metrics, Logger: r.log, Previous: prev})
+		tp, err := token.New(snap, p, ks, token.Deps{Store: r.store, Zone: role.Zone, Metrics: deps.Metrics, Logger: r.log, Previous: prev})
 		if err != nil {
 			errs = append(errs, asConfigErrors(err, p.Pos, "profiles."+name)...)
 			continue

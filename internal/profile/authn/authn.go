@@ -31,6 +31,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/clientip"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/password"
@@ -85,6 +86,7 @@ type Profile struct {
 	path    string
 	zone    string
 	store   model.Store
+	trail   audit.Trail // the zone's audit table and the log
 	log     *slog.Logger
 	now     func() time.Time
 	ip      *IPLimiter
@@ -192,6 +194,7 @@ func New(snap *config.Snapshot, p *config.Profile, deps Deps) (*Profile, error) 
 	if prof.ip == nil {
 		prof.ip = NewIPLimiter()
 	}
+	prof.trail = audit.Trail{Store: prof.store, Zone: prof.zone, Logger: prof.log, Now: prof.now}
 	for _, tp := range snap.Profiles {
 		if tp.Type == config.ProfileToken && tp.AuthenticationProfile == p.Name {
 			prof.authorize[strings.TrimSuffix(tp.Path, "/")+"/authorize"] = true

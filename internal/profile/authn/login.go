@@ -143,7 +143,7 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 	// that refuses writes neither allows uncounted guesses nor tells a
 	// right password from a wrong one.
 	ev.Type, ev.Time, ev.Details = AuditLoginAttempt, now, map[string]any{"profile": p.name}
-	if err := p.store.Audit().Append(ctx, ev); err != nil {
+	if err := p.trail.Record(ctx, ev); err != nil {
 		p.log.Error("login: cannot record the attempt; refused unchecked", "profile", p.name, "err", err)
 		form.Error = msgBadLogin
 		return p.loginPage(c, fiber.StatusBadRequest, form)
@@ -216,13 +216,12 @@ func (p *Profile) postLogin(c *fiber.Ctx) error {
 	return c.SendStatus(fiber.StatusSeeOther)
 }
 
-// audit appends an event; a failure is logged, not shown (the login's
-// outcome does not depend on it, except that lockout counting needs it).
+// audit records an event; a failure is logged by the trail, not shown
+// (the login's outcome does not depend on it, except that lockout
+// counting needs it).
 func (p *Profile) audit(ctx context.Context, ev model.AuditEvent, typ string, now time.Time, details map[string]any) {
 	ev.Type, ev.Time, ev.Details = typ, now, details
-	if err := p.store.Audit().Append(ctx, ev); err != nil {
-		p.log.Error("login: audit append failed", "profile", p.name, "type", typ, "err", err)
-	}
+	_ = p.trail.Record(ctx, ev)
 }
 
 func (p *Profile) dummyHash() string {

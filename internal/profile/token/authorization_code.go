@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/oauth"
 	"github.com/keygate/keygate/internal/storage/model"
 )
@@ -62,7 +63,7 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 		if e := g.revokeCodeGrant(ctx, code, now); e != nil {
 			return nil, oauth.ErrServerError.WithCause(e)
 		}
-		g.audit(ctx, auditCodeReuse, code.Subject, cl.id, map[string]any{"code_client": code.ClientID})
+		g.audit(ctx, audit.CodeReuse, code.Subject, cl.id, map[string]any{"code_client": code.ClientID})
 		return nil, errBadCode.WithCause(errors.New("code replayed; its tokens were revoked"))
 	case errors.Is(err, model.ErrRevoked):
 		return nil, errBadCode.WithCause(fmt.Errorf("code ended after %d refused exchanges", code.FailedAttempts))
@@ -146,7 +147,7 @@ func (g *authorizationCode) revokeCodeGrant(ctx context.Context, code model.Auth
 		}
 	}
 	if code.RefreshFamilyID != "" {
-		if err := g.families.revoke(ctx, code.RefreshFamilyID, code.ClientID, now); err != nil {
+		if err := g.families.revoke(ctx, code.RefreshFamilyID, code.ClientID, code.Subject, audit.CodeReuse, now); err != nil {
 			return fmt.Errorf("replayed code: %w", err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/storage/model"
 )
 
@@ -27,7 +28,7 @@ func TestFailedExchangeKeepsCode(t *testing.T) {
 		return r.StatusCode, m
 	}
 	reuses := func() int {
-		evs, err := f.store.Audit().List(context.Background(), model.AuditQuery{Type: auditCodeReuse})
+		evs, err := f.store.Audit().List(context.Background(), model.AuditQuery{Type: audit.CodeReuse})
 		if err != nil {
 			t.Fatal(err)
 		}

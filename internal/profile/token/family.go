@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/storage/model"
 )
 
@@ -47,17 +48,22 @@ const inFlight = time.Minute
 type families struct {
 	store   model.Store
 	clients clients // how long a revocation must outlive the tokens it covers
+	trail   audit.Trail
+	profile string
 }
 
 // revoke revokes a refresh token family and every access token issued
-// from it (RFC 9700 §4.14.2 on reuse, RFC 7009 §2.1 on revocation).
-func (f *families) revoke(ctx context.Context, family, clientID string, now time.Time) error {
+// from it (RFC 9700 §4.14.2 on reuse, RFC 7009 §2.1 on revocation), and
+// records why in the audit trail.
+func (f *families) revoke(ctx context.Context, family, clientID, subject, reason string, now time.Time) error {
 	if err := f.store.Revocations().Revoke(ctx, family, now.Add(f.clients.accessLifetime(clientID)+inFlight)); err != nil {
 		return fmt.Errorf("revoke the access tokens of refresh family: %w", err)
 	}
 	if err := f.store.RefreshTokens().RevokeFamily(ctx, family); err != nil {
 		return fmt.Errorf("revoke refresh family: %w", err)
 	}
+	_ = f.trail.Record(ctx, model.AuditEvent{Time: now, Type: audit.FamilyRevoked, Subject: subject, ClientID: clientID,
+		Details: map[string]any{"profile": f.profile, "family": family, "reason": reason}})
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"golang.org/x/oauth2"
 
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/password"
@@ -515,7 +516,7 @@ func TestCodeAttacks(t *testing.T) {
 	if r.StatusCode != 400 || m["error"] != "invalid_grant" {
 		t.Errorf("refresh token of a reused code: %d %v", r.StatusCode, m)
 	}
-	if evs, _ := f.store.Audit().List(context.Background(), model.AuditQuery{Type: auditCodeReuse}); len(evs) != 1 {
+	if evs, _ := f.store.Audit().List(context.Background(), model.AuditQuery{Type: audit.CodeReuse}); len(evs) != 1 {
 		t.Errorf("audit events %v", evs)
 	}
 	// A code is no client credential: a public client cannot redeem a

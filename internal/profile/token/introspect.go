@@ -242,7 +242,7 @@ func (p *Profile) serveRevoke(c *fiber.Ctx) error {
 		switch rt, err := p.store.RefreshTokens().Get(ctx, model.HashSecret(f.token)); {
 		case err == nil && rt.ClientID == cl.id && rt.Profile == p.name:
 			// RFC 7009 §2.1: with the access tokens of the same grant.
-			if err := p.families.revoke(ctx, rt.FamilyID, rt.ClientID, p.now()); err != nil {
+			if err := p.families.revoke(ctx, rt.FamilyID, rt.ClientID, rt.Subject, "revocation", p.now()); err != nil {
 				return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
 			}
 		case err != nil && !errors.Is(err, model.ErrNotFound):

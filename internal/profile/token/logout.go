@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/lestrrat-go/jwx/v2/jws"
 
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/oauth"
 	"github.com/keygate/keygate/internal/session"
@@ -139,9 +140,8 @@ func (p *Profile) serveLogout(c *fiber.Ctx) error {
 				p.count(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("logout of user %s not done, session kept: revoke its refresh tokens: %w", sess.UserID, err)))
 				return p.logoutPage(c, ep, "The server cannot sign you out right now.")
 			}
-			if n > 0 {
-				p.log.Debug("logout revoked refresh tokens", "profile", p.name, "subject", sess.UserID, "families", n)
-			}
+			_ = p.trail.Record(ctx, model.AuditEvent{Type: audit.Logout, Subject: sess.UserID, ClientID: clientID,
+				Details: map[string]any{"profile": p.name, "sid": sess.ID, "families_revoked": n}})
 			ended = sess.ID
 		}
 		if err := session.Delete(ctx, p.store, cookie); err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/oauth"
 	"github.com/keygate/keygate/internal/storage/model"
 )
@@ -85,9 +86,9 @@ func (g *refreshToken) Handle(ctx context.Context, r *grantRequest) ([]byte, *oa
 // whole family is revoked (RFC 9700 §4.14.2), the newest token too, with
 // every access token issued from it.
 func (g *refreshToken) reuse(ctx context.Context, old model.RefreshToken) *oauth.Error {
-	if err := g.families.revoke(ctx, old.FamilyID, old.ClientID, g.now()); err != nil {
+	if err := g.families.revoke(ctx, old.FamilyID, old.ClientID, old.Subject, audit.RefreshReuse, g.now()); err != nil {
 		return oauth.ErrServerError.WithCause(err)
 	}
-	g.audit(ctx, auditRefreshReuse, old.Subject, old.ClientID, map[string]any{"family": old.FamilyID})
+	g.audit(ctx, audit.RefreshReuse, old.Subject, old.ClientID, map[string]any{"family": old.FamilyID})
 	return errBadRefresh.WithCause(errors.New("refresh token reused; family revoked"))
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/clientauth"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/keys"
@@ -57,6 +58,7 @@ var endpointPaths = map[string]string{
 // caller (internal/served).
 type Deps struct {
 	Store   model.Store      // the role's zone data source; nil in tests that need none
+	Zone    string           // the role's zone: its audit events are written under it
 	Metrics Metrics          // may be nil
 	Logger  *slog.Logger     // may be nil
 	Now     func() time.Time // nil = time.Now
@@ -94,6 +96,7 @@ type Profile struct {
 	grants    map[string]Grant // by grant_type
 	issue     *issuer          // signs and stores what the grants issue
 	families  *families        // revokes grant families
+	trail     audit.Trail      // the zone's audit table and the log
 
 	// Code flow policy (defaults applied by config.Load).
 	loginURL     string // the authentication profile's login page, "" if none
@@ -236,8 +239,9 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 		idTokenLifetime: orDefault(p.IDTokens.Lifetime.D(), config.DefaultIDTokenLifetime),
 		refreshLifetime: orDefault(p.RefreshTokens.Lifetime.D(), config.DefaultRefreshTokenLifetime),
 	}
-	prof.families = &families{store: deps.Store, clients: prof.clients}
-	users := &userGrants{profile: p.Name, store: deps.Store, issue: prof.issue, families: prof.families, log: prof.log, now: prof.now}
+	prof.trail = audit.Trail{Store: deps.Store, Zone: deps.Zone, Logger: prof.log, Now: prof.now}
+	prof.families = &families{store: deps.Store, clients: prof.clients, trail: prof.trail, profile: p.Name}
+	users := &userGrants{profile: p.Name, store: deps.Store, issue: prof.issue, families: prof.families, trail: prof.trail, now: prof.now}
 	prof.grants = newGrants(served, prof.issue, users, rotateRefresh)
 	if prof.discovery, err = json.Marshal(prof.metadata(snap, ks)); err != nil {
 		return nil, fmt.Errorf("profile %q: serialize discovery: %w", p.Name, err)

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"time"
 
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/oauth"
 	"github.com/keygate/keygate/internal/storage/model"
 )
@@ -21,15 +21,9 @@ type userGrants struct {
 	store    model.Store // nil: these grants answer server_error
 	issue    *issuer
 	families *families
-	log      *slog.Logger
+	trail    audit.Trail
 	now      func() time.Time
 }
-
-// Audit event types written when a user's grant is replayed.
-const (
-	auditCodeReuse    = "code_reuse"
-	auditRefreshReuse = "refresh_token_reuse"
-)
 
 // activeUser checks that the grant's user still exists and is active.
 func (u *userGrants) activeUser(ctx context.Context, id string) *oauth.Error {
@@ -45,14 +39,11 @@ func (u *userGrants) activeUser(ctx context.Context, id string) *oauth.Error {
 	return nil
 }
 
-// audit appends a security event; a failure is logged, not returned (the
-// request's own outcome does not depend on it).
+// audit records a security event; a failure is logged by the trail, not
+// returned (the request's own outcome does not depend on it).
 func (u *userGrants) audit(ctx context.Context, typ, subject, clientID string, details map[string]any) {
-	err := u.store.Audit().Append(ctx, model.AuditEvent{Time: u.now(), Type: typ, Subject: subject, ClientID: clientID, Details: details})
-	if err != nil {
-		u.log.Error("audit append failed", "profile", u.profile, "type", typ, "error", err.Error())
-	}
-	u.log.Warn("token reuse detected", "profile", u.profile, "type", typ, "client", clientID)
+	details["profile"] = u.profile
+	_ = u.trail.Record(ctx, model.AuditEvent{Time: u.now(), Type: typ, Subject: subject, ClientID: clientID, Details: details})
 }
 
 func subset(sub, of []string) bool {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/keygate/keygate/internal/audit"
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/profile/authn"
@@ -741,10 +742,7 @@ func (p *Profile) audit(ctx context.Context, st model.Store, zone, typ string, w
 	if who.subject != "" && who.subject != who.client {
 		ev.Details["actor_user"] = who.subject
 	}
-	if err := st.Audit().Append(ctx, ev); err != nil {
-		p.log.Error("scim: audit event not written", "type", typ, "error", err.Error())
-	}
-	p.log.Info("scim change", "type", typ, "user", userID, "client", who.client)
+	_ = audit.Trail{Store: st, Logger: p.log}.Record(ctx, ev)
 }
 
 // auditEvents answers GET <path>/AuditEvents: the zone's audit trail,

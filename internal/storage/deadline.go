@@ -266,7 +266,7 @@ type resources[T any] interface {
 	Create(ctx context.Context, r T) error
 	Get(ctx context.Context, id string) (T, error)
 	Update(ctx context.Context, id string, fn func(old T) (T, error)) error
-	Delete(ctx context.Context, id string) error
+	Delete(ctx context.Context, id string, version int64) error
 	Query(ctx context.Context, zone string, q model.UserQuery) ([]T, int, error)
 }
 
@@ -284,8 +284,8 @@ func (a dResources[T]) Get(ctx context.Context, id string) (T, error) {
 func (a dResources[T]) Update(ctx context.Context, id string, fn func(T) (T, error)) error {
 	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Update(ctx, id, fn) })
 }
-func (a dResources[T]) Delete(ctx context.Context, id string) error {
-	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Delete(ctx, id) })
+func (a dResources[T]) Delete(ctx context.Context, id string, version int64) error {
+	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Delete(ctx, id, version) })
 }
 func (a dResources[T]) Query(ctx context.Context, zone string, q model.UserQuery) ([]T, int, error) {
 	var total int

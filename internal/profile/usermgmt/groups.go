@@ -224,7 +224,7 @@ func (p *Profile) deleteGroup(c *fiber.Ctx, who actor) error {
 	if r := p.loaded("group", nf, err); r != nil {
 		return r(c)
 	}
-	return p.deleted(c, who, "group", g.ID, g.Version, func(ctx context.Context, st model.Store) error { return st.Groups().Delete(ctx, g.ID) })
+	return p.deleted(c, who, "group", g.ID, g.Version, func(ctx context.Context, st model.Store, v int64) error { return st.Groups().Delete(ctx, g.ID, v) })
 }
 
 func (p *Profile) groupPage(ctx context.Context, c *fiber.Ctx, zone string, st model.Store, q scim.Query) ([]map[string]any, int, error) {

@@ -551,15 +551,23 @@ func (p *Profile) sendResource(c *fiber.Ctx, rt *scim.ResourceType, version int6
 }
 
 // deleted answers a DELETE once the resource is loaded: If-Match, the
-// delete in its home store, the audit event, 204.
-func (p *Profile) deleted(c *fiber.Ctx, who actor, kind, id string, version int64, del func(ctx context.Context, st model.Store) error) error {
+// delete in its home store, the audit event, 204. With If-Match the store
+// deletes only the version that matched, so a change that lands between
+// the read and the delete is not lost to it.
+func (p *Profile) deleted(c *fiber.Ctx, who actor, kind, id string, version int64, del func(ctx context.Context, st model.Store, version int64) error) error {
 	if e := preconditionsVersion(c, version); e != nil {
 		return p.fail(c, e)
+	}
+	if im := c.Get(fiber.HeaderIfMatch); im == "" || im == "*" {
+		version = 0
 	}
 	ctx, cancel := p.ctx(c)
 	defer cancel()
 	zone, st := p.homeOf(id)
-	if err := del(ctx, st); err != nil && !errors.Is(err, model.ErrNotFound) {
+	switch err := del(ctx, st, version); {
+	case errors.Is(err, model.ErrModified):
+		return p.fail(c, scim.Errorf(http.StatusPreconditionFailed, "", "the resource has changed since it was read; read it again"))
+	case err != nil && !errors.Is(err, model.ErrNotFound):
 		return p.storeFailed(c, "delete "+kind, err)
 	}
 	p.audit(ctx, st, zone, "scim_"+kind+"_deleted", who, id)
@@ -665,7 +673,7 @@ func (p *Profile) deleteUser(c *fiber.Ctx, who actor) error {
 	if r := p.loaded("user", nf, err); r != nil {
 		return r(c)
 	}
-	return p.deleted(c, who, "user", u.ID, u.Version, func(ctx context.Context, st model.Store) error { return st.Users().Delete(ctx, u.ID) })
+	return p.deleted(c, who, "user", u.ID, u.Version, func(ctx context.Context, st model.Store, v int64) error { return st.Users().Delete(ctx, u.ID, v) })
 }
 
 // page is one page of a list: the resources as represented, and how many

@@ -29,6 +29,9 @@ var (
 	ErrReplay = errors.New("storage: replay")
 	// ErrRevoked: the record exists but was revoked.
 	ErrRevoked = errors.New("storage: revoked")
+	// ErrModified: a conditional write named a version the record no
+	// longer has (another write came first).
+	ErrModified = errors.New("storage: modified since read")
 	// ErrSchemaTooOld: the database lacks migrations this binary needs;
 	// run `keygate migrate`.
 	ErrSchemaTooOld = errors.New("storage: database schema too old")
@@ -327,7 +330,8 @@ type Groups interface {
 	Get(ctx context.Context, id string) (Group, error)
 	// Update applies fn atomically, as Users.Update; the version goes up.
 	Update(ctx context.Context, id string, fn func(old Group) (Group, error)) error
-	Delete(ctx context.Context, id string) error
+	// Delete removes the group, as Users.Delete does.
+	Delete(ctx context.Context, id string, version int64) error
 	Query(ctx context.Context, zone string, q UserQuery) (page []Group, total int, err error)
 	// Of lists the groups whose members include id, by display name.
 	Of(ctx context.Context, id string) ([]GroupRef, error)
@@ -345,8 +349,10 @@ type Users interface {
 	// fn's error is returned as is. The ID cannot change; UpdatedAt is set
 	// to the current time. ErrConflict if the new username is taken.
 	Update(ctx context.Context, id string, fn func(old User) (User, error)) error
-	// Delete removes the user; ErrNotFound if there is none.
-	Delete(ctx context.Context, id string) error
+	// Delete removes the user; ErrNotFound if there is none. A version
+	// above 0 deletes only that version, atomically: ErrModified if the
+	// stored one is another (SCIM's If-Match on DELETE).
+	Delete(ctx context.Context, id string, version int64) error
 	// Query returns a page of the zone's users matching q and how many
 	// match in all.
 	Query(ctx context.Context, zone string, q UserQuery) (page []User, total int, err error)

@@ -125,18 +125,14 @@ func (g groups) Update(ctx context.Context, id string, fn func(old model.Group) 
 
 // Delete removes the group and it from every group it is a member of
 // (their rows and their representations), in one transaction.
-func (g groups) Delete(ctx context.Context, id string) error {
+func (g groups) Delete(ctx context.Context, id string, version int64) error {
 	tx, err := g.s.db.Begin(ctx)
 	if err != nil {
 		return g.s.failed("delete group", err)
 	}
 	defer tx.Rollback()
-	n, err := tx.Exec(ctx, `DELETE FROM groups WHERE id = $1`, id)
-	if err != nil {
+	if err := deleteVersion(ctx, tx, "groups", id, version); err != nil {
 		return g.s.failed("delete group", err)
-	}
-	if n == 0 {
-		return fmt.Errorf("group: %w", model.ErrNotFound)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM group_members WHERE group_id = $1`, id); err != nil {
 		return g.s.failed("delete group", err)

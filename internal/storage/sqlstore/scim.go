@@ -32,23 +32,37 @@ func (u users) scim(r map[string]any) (doc, folded any, err error) {
 // Delete removes the user, and it from every group: the membership rows,
 // and the member entry in each group's representation (whose version goes
 // up), in one transaction.
-func (u users) Delete(ctx context.Context, id string) error {
+func (u users) Delete(ctx context.Context, id string, version int64) error {
 	tx, err := u.s.db.Begin(ctx)
 	if err != nil {
 		return u.s.failed("delete user", err)
 	}
 	defer tx.Rollback()
-	n, err := tx.Exec(ctx, `DELETE FROM users WHERE id = $1`, id)
-	if err != nil {
+	if err := deleteVersion(ctx, tx, "users", id, version); err != nil {
 		return u.s.failed("delete user", err)
-	}
-	if n == 0 {
-		return fmt.Errorf("user: %w", model.ErrNotFound)
 	}
 	if err := u.s.leaveGroups(ctx, tx, id); err != nil {
 		return u.s.failed("delete user", err)
 	}
 	return u.s.failed("delete user", tx.Commit())
+}
+
+// deleteVersion deletes the row id of a versioned table (users, groups):
+// any version for 0, else only that one. No row deleted is ErrNotFound or,
+// when the row is there, ErrModified.
+func deleteVersion(ctx context.Context, tx Tx, table, id string, version int64) error {
+	n, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE id = $1 AND ($2 = 0 OR version = $2)`, id, version)
+	if err != nil || n > 0 {
+		return err
+	}
+	var there bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+table+` WHERE id = $1)`, id).Scan(&there); err != nil {
+		return err
+	}
+	if there {
+		return fmt.Errorf("%s %s: %w", table, id, model.ErrModified)
+	}
+	return fmt.Errorf("%s %s: %w", table, id, model.ErrNotFound)
 }
 
 // withoutMember drops the member entries whose value is id.

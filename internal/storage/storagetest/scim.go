@@ -165,8 +165,15 @@ func testSCIMUsers(t *testing.T, open Opener) {
 	if page, _, _ := s.Users().Query(ctx, "eu", model.UserQuery{Filter: e, Limit: 10}); len(page) != 1 {
 		t.Errorf("the folded copy was not updated: %d", len(page))
 	}
-	must(t, "delete", s.Users().Delete(ctx, "scim-u-0"))
-	wantErr(t, "delete again", s.Users().Delete(ctx, "scim-u-0"), model.ErrNotFound)
+	// A conditional delete of a version the user no longer has changes
+	// nothing; of the one it has, deletes.
+	wantErr(t, "delete version 1", s.Users().Delete(ctx, "scim-u-0", 1), model.ErrModified)
+	if _, err := s.Users().Get(ctx, "scim-u-0"); err != nil {
+		t.Errorf("a refused conditional delete removed the user: %v", err)
+	}
+	must(t, "delete version 2", s.Users().Delete(ctx, "scim-u-0", 2))
+	wantErr(t, "delete again", s.Users().Delete(ctx, "scim-u-0", 0), model.ErrNotFound)
+	wantErr(t, "conditional delete of none", s.Users().Delete(ctx, "scim-u-0", 2), model.ErrNotFound)
 	wantErr(t, "get deleted", func() error { _, err := s.Users().Get(ctx, "scim-u-0"); return err }(), model.ErrNotFound)
 }
 
@@ -217,7 +224,7 @@ func testSCIMGroups(t *testing.T, open Opener) {
 	must(t, "get", err)
 	equal(t, "members of g1", g.Members, []string{"u1", "u2"})
 
-	must(t, "delete u2", s.Users().Delete(ctx, "u2"))
+	must(t, "delete u2", s.Users().Delete(ctx, "u2", 0))
 	g, _ = s.Groups().Get(ctx, "g1")
 	if len(g.Members) != 1 || g.Version != 2 || len(g.SCIM["members"].([]any)) != 1 {
 		t.Errorf("g1 after its member went: %+v", g)
@@ -237,13 +244,14 @@ func testSCIMGroups(t *testing.T, open Opener) {
 		old.Members = append(old.Members, "g3")
 		return old, nil
 	}))
-	must(t, "delete g3", s.Groups().Delete(ctx, "g3"))
+	must(t, "delete g3", s.Groups().Delete(ctx, "g3", 0))
 	g, _ = s.Groups().Get(ctx, "g1")
 	if len(g.Members) != 1 || strings.Contains(fmt.Sprint(g.SCIM["members"]), "g3") {
 		t.Errorf("g1 still lists the deleted g3: %+v", g)
 	}
-	must(t, "delete g1", s.Groups().Delete(ctx, "g1"))
-	wantErr(t, "delete g1 again", s.Groups().Delete(ctx, "g1"), model.ErrNotFound)
+	wantErr(t, "delete g1 at an old version", s.Groups().Delete(ctx, "g1", 1), model.ErrModified)
+	must(t, "delete g1", s.Groups().Delete(ctx, "g1", g.Version))
+	wantErr(t, "delete g1 again", s.Groups().Delete(ctx, "g1", 0), model.ErrNotFound)
 	refs, _ = s.Groups().Of(ctx, "u1")
 	equal(t, "groups of u1 at the end", refs, []model.GroupRef(nil))
 }

@@ -35,7 +35,7 @@ const clusterToken = "admin-token-cluster-0123456789"
 // cleanup. pgtest.URL skips loudly (or fails with CI=true) when the server
 // is unreachable. Where the test role may not create databases, it falls
 // back to a fresh schema (still a data source of its own), and says so.
-func zoneDatabase(t *testing.T, zone string) string {
+func zoneDatabase(t testing.TB, zone string) string {
 	t.Helper()
 	base := pgtest.URL(t)
 	var b [4]byte

@@ -82,7 +82,7 @@ data-sources:
 }
 
 // issue gets a client_credentials token from n's token endpoint.
-func (n *node) issue(t *testing.T, form url.Values, user, pass string) string {
+func (n *node) issue(t testing.TB, form url.Values, user, pass string) string {
 	t.Helper()
 	form.Set("grant_type", "client_credentials")
 	code, body := postForm(t, n.Public()+"/oauth/v2/token", form, user, pass)

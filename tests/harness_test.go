@@ -36,13 +36,13 @@ func TestMain(m *testing.M) {
 type node struct{ *testkit.Node }
 
 // startNode runs `keygate runtime` on dir and waits until it serves.
-func startNode(t *testing.T, dir string, env ...string) *node {
+func startNode(t testing.TB, dir string, env ...string) *node {
 	t.Helper()
 	return &node{testkit.StartNode(t, binary, dir, env...)}
 }
 
 // launch runs `keygate runtime` on dir without waiting (AwaitServing).
-func launch(t *testing.T, dir string, env ...string) *node {
+func launch(t testing.TB, dir string, env ...string) *node {
 	t.Helper()
 	return &node{testkit.LaunchNode(t, binary, dir, env...)}
 }

@@ -262,7 +262,7 @@ func (k *kubeVolume) write(files map[string]string) {
 	k.cur = ts
 }
 
-func check(t *testing.T, err error) {
+func check(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

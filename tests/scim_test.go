@@ -53,7 +53,7 @@ type scimResp struct {
 	raw    string
 }
 
-func scimCall(t *testing.T, method, u, tok, contentType string, body []byte, headers ...string) scimResp {
+func scimCall(t testing.TB, method, u, tok, contentType string, body []byte, headers ...string) scimResp {
 	t.Helper()
 	req, err := http.NewRequest(method, u, bytes.NewReader(body))
 	check(t, err)

@@ -48,7 +48,7 @@ func (n *node) readyz() (int, string) {
 	return code, string(body)
 }
 
-func (n *node) waitReady(t *testing.T) {
+func (n *node) waitReady(t testing.TB) {
 	t.Helper()
 	testkit.WaitFor(t, 10*time.Second, "/readyz 200", func() bool { code, _ := n.readyz(); return code == http.StatusOK })
 }

@@ -121,7 +121,7 @@ type introspected struct {
 
 // postForm posts an application/x-www-form-urlencoded body, with HTTP Basic
 // credentials when user is not empty.
-func postForm(t *testing.T, endpoint string, form url.Values, user, pass string) (int, []byte) {
+func postForm(t testing.TB, endpoint string, form url.Values, user, pass string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {

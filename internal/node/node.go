@@ -180,6 +180,7 @@ func (n *Node) Serve(public, opsLn net.Listener) error {
 	go func() { errc <- n.ops.Serve(opsLn) }()
 	n.log.Info("runtime node serving", "public", public.Addr().String(), "ops", opsLn.Addr().String(),
 		"role", n.settings.ServiceRole, "config_dir", n.settings.ConfigDir)
+	n.announce(public.Addr(), opsLn.Addr())
 	err := <-errc
 	if err2 := <-errc; err == nil {
 		err = err2

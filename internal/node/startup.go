@@ -85,4 +85,3 @@ func browsable(addr net.Addr) string {
 	}
 	return net.JoinHostPort(host, port)
 }
-

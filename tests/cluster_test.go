@@ -201,7 +201,7 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 		// The cause is only in B's (debug) log, which arrives through a pipe.
 		testkit.WaitFor(t, 15*time.Second, "B to log the refusal as a replay", func() bool { return b.Logs.Contains("assertion jti replayed") })
 		if got, ok := metricValue(b.Metrics(), "keygate_oauth_errors_total",
-			map[string]string{"profile": "token", "endpoint": "token", "error": "invalid_client"}); !ok || got != 1 {
+			map[string]string{"profile": "token", "endpoint": "token", "error": "invalid_client", "reason": "assertion_replayed"}); !ok || got != 1 {
 			t.Errorf("B's invalid_client count = %v (found %v), want 1", got, ok)
 		}
 		// A fresh assertion works on B: the refusal was the replay.

@@ -319,7 +319,7 @@ func TestTokenServiceWithRealClients(t *testing.T) {
 		want   float64
 	}{
 		{"keygate_tokens_issued_total", map[string]string{"profile": "token", "grant_type": "client_credentials"}, 2},
-		{"keygate_oauth_errors_total", map[string]string{"profile": "token", "endpoint": "token", "error": "invalid_client"}, 1},
+		{"keygate_oauth_errors_total", map[string]string{"profile": "token", "endpoint": "token", "error": "invalid_client", "reason": "wrong_secret"}, 1},
 	} {
 		if got, ok := metricValue(page, c.name, c.labels); !ok || got != c.want {
 			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)

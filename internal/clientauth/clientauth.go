@@ -68,6 +68,23 @@ type Credentials struct {
 	HasClientSecret, HasAssertion bool
 }
 
+// ClaimedID is the client id the request names, authenticated or not
+// (the Basic user, else client_id), cut to 64 bytes: what a refusal is
+// logged under. It is request input: log it as a value, never as a
+// metric label.
+func (c *Credentials) ClaimedID() string {
+	id := c.ClientID
+	if c.Authorization != "" {
+		if user, _, err := parseBasic(c.Authorization); err == nil {
+			id = user
+		}
+	}
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	return id
+}
+
 // UsedBasic reports whether the request carried HTTP Basic credentials,
 // so an invalid_client answer is a 401 with a Basic challenge.
 func (c *Credentials) UsedBasic() bool {
@@ -247,18 +264,18 @@ func (a *Authenticator) Authenticate(ctx context.Context, cr *Credentials) (*Cli
 	switch {
 	case methods > 1:
 		// RFC 6749 §2.3: "MUST NOT use more than one authentication method in each request."
-		return nil, oauth.ErrInvalidRequest.WithDescription("use exactly one client authentication method")
+		return nil, oauth.ErrInvalidRequest.WithDescription("use exactly one client authentication method").WithReason("several_auth_methods")
 	case methods == 0:
-		return nil, oauth.ErrInvalidClient.WithDescription("client authentication required").WithCause(errors.New("no credentials"))
+		return nil, oauth.ErrInvalidClient.WithDescription("client authentication required").WithReason("no_credentials").WithCause(errors.New("no credentials"))
 	}
 	switch {
 	case basic:
 		id, secret, err := parseBasic(cr.Authorization)
 		if err != nil {
-			return nil, oauth.ErrInvalidClient.WithDescription("client authentication failed").WithCause(err)
+			return nil, failed("malformed_basic", "%v", err)
 		}
 		if cr.ClientID != "" && cr.ClientID != id {
-			return nil, oauth.ErrInvalidRequest.WithDescription("client_id does not match the Authorization header")
+			return nil, oauth.ErrInvalidRequest.WithDescription("client_id does not match the Authorization header").WithReason("client_id_mismatch")
 		}
 		return a.secret(id, secret, config.AuthSecretBasic)
 	case cr.HasClientSecret:
@@ -277,8 +294,10 @@ func inBody(c *Client, e *oauth.Error) (*Client, *oauth.Error) {
 	return c, e
 }
 
-func failed(cause string, args ...any) *oauth.Error {
-	return oauth.ErrInvalidClient.WithDescription("client authentication failed").WithCause(fmt.Errorf(cause, args...))
+// failed is a refused client authentication: the same answer to the
+// client whatever the reason, which only the log and the metric tell.
+func failed(reason, cause string, args ...any) *oauth.Error {
+	return oauth.ErrInvalidClient.WithDescription("client authentication failed").WithReason(reason).WithCause(fmt.Errorf(cause, args...))
 }
 
 // secret checks a client secret in constant time (hash of presented vs
@@ -293,11 +312,11 @@ func (a *Authenticator) secret(id, secret, method string) (*Client, *oauth.Error
 	ok := subtle.ConstantTimeCompare(got[:], want[:]) == 1
 	switch {
 	case c == nil:
-		return nil, failed("unknown client")
+		return nil, failed("unknown_client", "unknown client")
 	case c.Method != method:
-		return nil, failed("client %s uses %s, not %s", id, c.Method, method)
+		return nil, failed("wrong_auth_method", "client %s uses %s, not %s", id, c.Method, method)
 	case c.secretHash == dummy || !ok:
-		return nil, failed("client %s: wrong secret", id)
+		return nil, failed("wrong_secret", "client %s: wrong secret", id)
 	}
 	return c, nil
 }
@@ -332,19 +351,21 @@ func parseBasic(h string) (id, secret string, err error) {
 // (never the assertion's content), so a client developer can tell an
 // expired assertion from a wrong key.
 var (
-	errAssertionMalformed = assertionError("the client assertion is not a signed JWT")
-	errAssertionHeader    = assertionError("the client assertion's header is refused: alg must be the algorithm of a registered key, and crit is not supported")
-	errAssertionSignature = assertionError("the client assertion's signature does not verify with the client's registered keys")
-	errAssertionIssuer    = assertionError("the client assertion's iss and sub must both be the client_id")
-	errAssertionClaims    = assertionError("the client assertion must have exp and jti claims")
-	errAssertionExpired   = assertionError("the client assertion has expired")
-	errAssertionEarly     = assertionError("the client assertion is not valid yet (nbf or iat in the future)")
-	errAssertionAudience  = assertionError("the client assertion's aud must be the token endpoint URL or the issuer")
-	errAssertionTooLong   = assertionError("the client assertion expires more than 1 hour from now")
-	errAssertionReplayed  = assertionError("the client assertion's jti was already used")
+	errAssertionMalformed = assertionError("assertion_malformed", "the client assertion is not a signed JWT")
+	errAssertionHeader    = assertionError("assertion_header", "the client assertion's header is refused: alg must be the algorithm of a registered key, and crit is not supported")
+	errAssertionSignature = assertionError("assertion_signature", "the client assertion's signature does not verify with the client's registered keys")
+	errAssertionIssuer    = assertionError("assertion_issuer", "the client assertion's iss and sub must both be the client_id")
+	errAssertionClaims    = assertionError("assertion_claims", "the client assertion must have exp and jti claims")
+	errAssertionExpired   = assertionError("assertion_expired", "the client assertion has expired")
+	errAssertionEarly     = assertionError("assertion_not_yet_valid", "the client assertion is not valid yet (nbf or iat in the future)")
+	errAssertionAudience  = assertionError("assertion_audience", "the client assertion's aud must be the token endpoint URL or the issuer")
+	errAssertionTooLong   = assertionError("assertion_lifetime", "the client assertion expires more than 1 hour from now")
+	errAssertionReplayed  = assertionError("assertion_replayed", "the client assertion's jti was already used")
 )
 
-func assertionError(desc string) *oauth.Error { return oauth.ErrInvalidClient.WithDescription(desc) }
+func assertionError(reason, desc string) *oauth.Error {
+	return oauth.ErrInvalidClient.WithDescription(desc).WithReason(reason)
+}
 
 // assertion implements private_key_jwt (RFC 7523 §2.2 and §3).
 func (a *Authenticator) assertion(ctx context.Context, cr *Credentials) (*Client, *oauth.Error) {
@@ -367,10 +388,10 @@ func (a *Authenticator) assertion(ctx context.Context, cr *Credentials) (*Client
 	}
 	c := a.clients[id]
 	if c == nil {
-		return nil, failed("unknown client")
+		return nil, failed("unknown_client", "unknown client")
 	}
 	if c.Method != config.AuthPrivateKeyJWT || c.keys == nil {
-		return nil, failed("client %s uses %s, not private_key_jwt", id, c.Method)
+		return nil, failed("wrong_auth_method", "client %s uses %s, not private_key_jwt", id, c.Method)
 	}
 	msg, err := jws.Parse(raw)
 	if err != nil || len(msg.Signatures()) != 1 {

@@ -50,7 +50,7 @@ type Metrics struct {
 
 	requestCache cache[requestKey, requestObservers]
 	tokenCache   cache[[2]string, prometheus.Counter]
-	errorCache   cache[[3]string, prometheus.Counter]
+	errorCache   cache[[4]string, prometheus.Counter]
 
 	gcDeleted *prometheus.CounterVec
 	gcRuns    *prometheus.CounterVec
@@ -101,8 +101,8 @@ func New() *Metrics {
 		}, []string{"profile", "grant_type"}),
 		oauthErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_oauth_errors_total",
-			Help: "OAuth error responses by profile, endpoint and error code.",
-		}, []string{"profile", "endpoint", "error"}),
+			Help: "OAuth error responses by profile, endpoint, error code and reason (a fixed word, finer than the code: wrong_secret, code_expired, ...).",
+		}, []string{"profile", "endpoint", "error", "reason"}),
 		gcDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_storage_gc_deleted_total",
 			Help: "Expired rows deleted by the periodic storage GC, by data source.",
@@ -182,12 +182,13 @@ func (m *Metrics) TokenIssued(profile, grant string) {
 }
 
 // OAuthError counts an OAuth error response; code is the RFC 6749 error code
-// (invalid_grant, …), never its description, which may echo client input.
-func (m *Metrics) OAuthError(profile, endpoint, code string) {
-	k := [3]string{profile, endpoint, code}
+// (invalid_grant, …) and reason the error's fixed reason word, never its
+// description, which may echo client input.
+func (m *Metrics) OAuthError(profile, endpoint, code, reason string) {
+	k := [4]string{profile, endpoint, code, reason}
 	c, ok := m.errorCache.get(k)
 	if !ok {
-		c = m.errorCache.add(k, func() prometheus.Counter { return m.oauthErrors.WithLabelValues(profile, endpoint, code) })
+		c = m.errorCache.add(k, func() prometheus.Counter { return m.oauthErrors.WithLabelValues(profile, endpoint, code, reason) })
 	}
 	c.Inc()
 }

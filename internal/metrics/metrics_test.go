@@ -17,7 +17,7 @@ func TestRegistry(t *testing.T) {
 	m.ReloadSucceeded("abc", "v1", "default", time.Millisecond)
 	m.ObserveRequest("token", "jwks", 200, time.Millisecond)
 	m.TokenIssued("token", "client_credentials")
-	m.OAuthError("token", "token", "invalid_grant")
+	m.OAuthError("token", "token", "invalid_grant", "code_expired")
 
 	families, err := m.Registry().Gather()
 	if err != nil {
@@ -168,8 +168,8 @@ func TestTokensAndErrors(t *testing.T) {
 	m.TokenIssued("token", "client_credentials")
 	m.TokenIssued("token", "client_credentials")
 	m.TokenIssued("token", "refresh_token")
-	m.OAuthError("token", "token", "invalid_grant")
-	m.OAuthError("token", "introspect", "invalid_client")
+	m.OAuthError("token", "token", "invalid_grant", "code_expired")
+	m.OAuthError("token", "introspect", "invalid_client", "wrong_secret")
 
 	if got := counterValue(t, m, "keygate_tokens_issued_total", map[string]string{"profile": "token", "grant_type": "client_credentials"}); got != 2 {
 		t.Errorf("client_credentials = %v", got)
@@ -177,7 +177,7 @@ func TestTokensAndErrors(t *testing.T) {
 	if got := counterValue(t, m, "keygate_tokens_issued_total", map[string]string{"profile": "token", "grant_type": "refresh_token"}); got != 1 {
 		t.Errorf("refresh_token = %v", got)
 	}
-	if got := counterValue(t, m, "keygate_oauth_errors_total", map[string]string{"profile": "token", "endpoint": "token", "error": "invalid_grant"}); got != 1 {
+	if got := counterValue(t, m, "keygate_oauth_errors_total", map[string]string{"profile": "token", "endpoint": "token", "error": "invalid_grant", "reason": "code_expired"}); got != 1 {
 		t.Errorf("invalid_grant = %v", got)
 	}
 	if got := len(gather(t, m, "keygate_oauth_errors_total")); got != 2 {
@@ -235,7 +235,7 @@ func TestConcurrent(t *testing.T) {
 			for i := range each {
 				m.ObserveRequest("token", "token", 200+(i+w)%3, time.Millisecond)
 				m.TokenIssued("token", "client_credentials")
-				m.OAuthError("token", "token", "invalid_grant")
+				m.OAuthError("token", "token", "invalid_grant", "code_expired")
 			}
 		})
 	}
@@ -250,7 +250,7 @@ func TestConcurrent(t *testing.T) {
 	if got := counterValue(t, m, "keygate_tokens_issued_total", map[string]string{"profile": "token", "grant_type": "client_credentials"}); got != workers*each {
 		t.Errorf("tokens = %v", got)
 	}
-	if got := counterValue(t, m, "keygate_oauth_errors_total", map[string]string{"profile": "token", "endpoint": "token", "error": "invalid_grant"}); got != workers*each {
+	if got := counterValue(t, m, "keygate_oauth_errors_total", map[string]string{"profile": "token", "endpoint": "token", "error": "invalid_grant", "reason": "code_expired"}); got != workers*each {
 		t.Errorf("oauth errors = %v", got)
 	}
 }
@@ -260,11 +260,11 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 	m := New()
 	m.ObserveRequest("token", "token", 200, time.Millisecond)
 	m.TokenIssued("token", "client_credentials")
-	m.OAuthError("token", "token", "invalid_grant")
+	m.OAuthError("token", "token", "invalid_grant", "code_expired")
 	for name, f := range map[string]func(){
 		"ObserveRequest": func() { m.ObserveRequest("token", "token", 200, time.Millisecond) },
 		"TokenIssued":    func() { m.TokenIssued("token", "client_credentials") },
-		"OAuthError":     func() { m.OAuthError("token", "token", "invalid_grant") },
+		"OAuthError":     func() { m.OAuthError("token", "token", "invalid_grant", "code_expired") },
 	} {
 		if allocs := testing.AllocsPerRun(1000, f); allocs != 0 {
 			t.Errorf("%s: %v allocs per call, want 0", name, allocs)

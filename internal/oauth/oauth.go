@@ -25,6 +25,10 @@ type Error struct {
 	Status      int    // HTTP status
 	// Cause is debug detail for logs only; never sent.
 	Cause error
+	// Reason says why, finer than Code, for the refusal log and the
+	// errors metric: a fixed snake_case word of the code's own (never
+	// request input), "" where the code says it all.
+	Reason string
 	// NoChallenge: a 401 answering credentials the client sent in the
 	// body, which Write sends without a WWW-Authenticate challenge.
 	NoChallenge bool
@@ -91,6 +95,13 @@ func (e *Error) WithDescription(desc string) *Error {
 func (e *Error) WithoutChallenge() *Error {
 	c := *e
 	c.NoChallenge = true
+	return &c
+}
+
+// WithReason returns a copy with the reason set; pass a constant.
+func (e *Error) WithReason(reason string) *Error {
+	c := *e
+	c.Reason = reason
 	return &c
 }
 

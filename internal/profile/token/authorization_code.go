@@ -26,10 +26,10 @@ var errBadCode = oauth.ErrInvalidGrant.WithDescription("the authorization code i
 func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte, *oauth.Error) {
 	f, cl := r.form, r.client
 	if f.code == "" {
-		return nil, oauth.ErrInvalidRequest.WithDescription("code is required")
+		return nil, oauth.ErrInvalidRequest.WithDescription("code is required").WithReason("code_missing")
 	}
 	if f.redirectURI == "" {
-		return nil, oauth.ErrInvalidRequest.WithDescription("redirect_uri is required")
+		return nil, oauth.ErrInvalidRequest.WithDescription("redirect_uri is required").WithReason("redirect_uri_missing")
 	}
 	if g.store == nil {
 		return nil, oauth.ErrServerError.WithCause(errNoStore)
@@ -39,7 +39,7 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 	code, err := g.store.AuthCodes().Get(ctx, hash)
 	switch {
 	case errors.Is(err, model.ErrNotFound):
-		return nil, errBadCode.WithCause(errors.New("unknown code"))
+		return nil, errBadCode.WithReason("code_unknown").WithCause(errors.New("unknown code"))
 	case err != nil:
 		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("get code: %w", err))
 	}
@@ -64,19 +64,19 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 			return nil, oauth.ErrServerError.WithCause(e)
 		}
 		g.audit(ctx, audit.CodeReuse, code.Subject, cl.id, map[string]any{"code_client": code.ClientID})
-		return nil, errBadCode.WithCause(errors.New("code replayed; its tokens were revoked"))
+		return nil, errBadCode.WithReason("code_reused").WithCause(errors.New("code replayed; its tokens were revoked"))
 	case errors.Is(err, model.ErrRevoked):
-		return nil, errBadCode.WithCause(fmt.Errorf("code ended after %d refused exchanges", code.FailedAttempts))
+		return nil, errBadCode.WithReason("code_ended").WithCause(fmt.Errorf("code ended after %d refused exchanges", code.FailedAttempts))
 	case errors.Is(err, model.ErrNotFound):
-		return nil, errBadCode.WithCause(errors.New("unknown code"))
+		return nil, errBadCode.WithReason("code_unknown").WithCause(errors.New("unknown code"))
 	case err != nil:
 		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("consume code: %w", err))
 	}
 	if !now.Before(code.ExpiresAt) {
-		return nil, errBadCode.WithCause(errors.New("code expired"))
+		return nil, errBadCode.WithReason("code_expired").WithCause(errors.New("code expired"))
 	}
 	if f.hasScope && !subset(r.scopes, code.Scopes) {
-		return nil, oauth.ErrInvalidScope.WithDescription("scope must not exceed the authorized scope")
+		return nil, oauth.ErrInvalidScope.WithDescription("scope must not exceed the authorized scope").WithReason("scope_exceeds_grant")
 	}
 	if e := g.activeUser(ctx, code.Subject); e != nil {
 		return nil, e
@@ -100,17 +100,17 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 func checkExchange(code model.AuthCode, profile, clientID string, f *form) *oauth.Error {
 	switch {
 	case code.Profile != profile:
-		return errBadCode.WithCause(fmt.Errorf("code of profile %s", code.Profile))
+		return errBadCode.WithReason("code_other_profile").WithCause(fmt.Errorf("code of profile %s", code.Profile))
 	case code.ClientID != clientID:
-		return errBadCode.WithCause(fmt.Errorf("code of client %s presented by %s", code.ClientID, clientID))
+		return errBadCode.WithReason("code_other_client").WithCause(fmt.Errorf("code of client %s presented by %s", code.ClientID, clientID))
 	case code.RedirectURI != f.redirectURI:
 		// RFC 6749 §4.1.3: identical to the authorization request's.
-		return errBadCode.WithCause(errors.New("redirect_uri differs"))
+		return errBadCode.WithReason("redirect_uri_mismatch").WithCause(errors.New("redirect_uri differs"))
 	}
 	return checkPKCE(code.CodeChallenge, code.CodeChallengeMethod, f.codeVerifier)
 }
 
-var errSessionEnded = oauth.ErrInvalidGrant.WithDescription("the sign-in session of this authorization code has ended")
+var errSessionEnded = oauth.ErrInvalidGrant.WithDescription("the sign-in session of this authorization code has ended").WithReason("session_ended")
 
 // sessionStillOpen refuses a code whose SSO session was ended (logout)
 // after the code was issued, and revokes the refresh token family its
@@ -161,20 +161,20 @@ func checkPKCE(challenge, method, verifier string) *oauth.Error {
 		if verifier != "" {
 			// RFC 9700 §2.1.1: a verifier for a code issued without a
 			// challenge is a downgrade attempt.
-			return oauth.ErrInvalidGrant.WithDescription("code_verifier was not expected")
+			return oauth.ErrInvalidGrant.WithDescription("code_verifier was not expected").WithReason("pkce_unexpected")
 		}
 		return nil
 	}
 	if verifier == "" {
-		return oauth.ErrInvalidGrant.WithDescription("code_verifier is required")
+		return oauth.ErrInvalidGrant.WithDescription("code_verifier is required").WithReason("pkce_missing")
 	}
 	if method != "S256" || !validVerifier(verifier) {
-		return oauth.ErrInvalidGrant.WithDescription("code_verifier is invalid")
+		return oauth.ErrInvalidGrant.WithDescription("code_verifier is invalid").WithReason("pkce_malformed")
 	}
 	sum := sha256.Sum256([]byte(verifier))
 	got := base64.RawURLEncoding.EncodeToString(sum[:])
 	if subtle.ConstantTimeCompare([]byte(got), []byte(challenge)) != 1 {
-		return oauth.ErrInvalidGrant.WithDescription("code_verifier does not match the code_challenge")
+		return oauth.ErrInvalidGrant.WithDescription("code_verifier does not match the code_challenge").WithReason("pkce_mismatch")
 	}
 	return nil
 }

@@ -401,7 +401,7 @@ func (p *Profile) authzPage(c *fiber.Ctx, msg string) error {
 // count records an OAuth error in metrics and logs, without writing it.
 func (p *Profile) count(c *fiber.Ctx, endpoint string, e *oauth.Error) {
 	if p.metrics != nil {
-		p.metrics.OAuthError(p.name, endpoint, e.Code)
+		p.metrics.OAuthError(p.name, endpoint, e.Code, reasonOf(e))
 	}
 	level := slog.LevelDebug
 	if e.Status >= 500 {

@@ -107,7 +107,7 @@ func (cl *client) scopePolicy(f *form) ([]string, *oauth.Error) {
 			continue
 		}
 		if !cl.scopeSet[s] {
-			return nil, oauth.ErrInvalidScope.WithDescription("a requested scope is not allowed for this client")
+			return nil, oauth.ErrInvalidScope.WithDescription("a requested scope is not allowed for this client").WithReason("scope_not_allowed")
 		}
 		if !containsString(out, s) {
 			out = append(out, s)
@@ -129,7 +129,7 @@ func (cl *client) audiencePolicy(f *form, issuer string) ([]string, *oauth.Error
 	var out []string
 	for _, r := range f.resources {
 		if !containsString(cl.audiences, r) {
-			return nil, oauth.ErrInvalidTarget.WithDescription("a requested resource or audience is not allowed for this client")
+			return nil, oauth.ErrInvalidTarget.WithDescription("a requested resource or audience is not allowed for this client").WithReason("audience_not_allowed")
 		}
 		if !containsString(out, r) {
 			out = append(out, r)

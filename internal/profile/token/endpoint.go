@@ -176,14 +176,28 @@ func (p *Profile) authenticate(ctx context.Context, f *form, allowPublic bool) (
 
 // fail writes an OAuth error response, counts it and logs its cause.
 func (p *Profile) fail(c *fiber.Ctx, endpoint string, e *oauth.Error) error {
+	return p.refuse(c, endpoint, nil, e)
+}
+
+// refuse is fail for a request whose form was read: its refusal line
+// names the client the form claims.
+func (p *Profile) refuse(c *fiber.Ctx, endpoint string, f *form, e *oauth.Error) error {
 	e = oauth.Retryable(e)
 	if p.metrics != nil {
-		p.metrics.OAuthError(p.name, endpoint, e.Code)
+		p.metrics.OAuthError(p.name, endpoint, e.Code, reasonOf(e))
 	}
 	level := slog.LevelDebug
 	if e.Status >= 500 {
 		level = slog.LevelError
+	} else {
+		client := ""
+		if f != nil {
+			client = f.creds.ClaimedID()
+		}
+		p.logRefusal(c, endpoint, client, e)
 	}
+	// The cause (debug, or error for a failure of ours) holds internal
+	// detail; the info line above is what an operator reads first.
 	if p.log.Enabled(c.Context(), level) {
 		attrs := []any{"profile", p.name, "endpoint", endpoint, "error", e.Code}
 		if e.Cause != nil {
@@ -218,30 +232,30 @@ func (p *Profile) serveToken(c *fiber.Ctx) error {
 		return p.fail(c, ep, e)
 	}
 	if f.grantType == "" {
-		return p.fail(c, ep, oauth.ErrInvalidRequest.WithDescription("grant_type is required"))
+		return p.refuse(c, ep, f, oauth.ErrInvalidRequest.WithDescription("grant_type is required").WithReason("grant_type_missing"))
 	}
 	cl, e := p.authenticate(c.Context(), f, true)
 	if e != nil {
-		return p.fail(c, ep, e)
+		return p.refuse(c, ep, f, e)
 	}
 	g, ok := p.grants[f.grantType]
 	if !ok {
-		return p.fail(c, ep, oauth.ErrUnsupportedGrantType.WithDescription("unsupported grant_type"))
+		return p.refuse(c, ep, f, oauth.ErrUnsupportedGrantType.WithDescription("unsupported grant_type").WithReason("grant_type_unsupported"))
 	}
 	if !cl.grants[f.grantType] {
-		return p.fail(c, ep, oauth.ErrUnauthorizedClient.WithDescription("the client may not use this grant_type"))
+		return p.refuse(c, ep, f, oauth.ErrUnauthorizedClient.WithDescription("the client may not use this grant_type").WithReason("grant_type_not_allowed"))
 	}
 	scopes, e := cl.scopePolicy(f)
 	if e != nil {
-		return p.fail(c, ep, e)
+		return p.refuse(c, ep, f, e)
 	}
 	aud, e := cl.audiencePolicy(f, p.issuer)
 	if e != nil {
-		return p.fail(c, ep, e)
+		return p.refuse(c, ep, f, e)
 	}
 	body, e := g.Handle(c.Context(), &grantRequest{form: f, client: cl, scopes: scopes, audience: aud})
 	if e != nil {
-		return p.fail(c, ep, e)
+		return p.refuse(c, ep, f, e)
 	}
 	if p.metrics != nil {
 		p.metrics.TokenIssued(p.name, f.grantType)

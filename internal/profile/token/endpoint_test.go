@@ -61,10 +61,10 @@ func (r *recorder) TokenIssued(profile, grant string) {
 	r.issued = append(r.issued, profile+"/"+grant)
 }
 
-func (r *recorder) OAuthError(profile, endpoint, code string) {
+func (r *recorder) OAuthError(profile, endpoint, code, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.errors = append(r.errors, profile+"/"+endpoint+"/"+code)
+	r.errors = append(r.errors, profile+"/"+endpoint+"/"+code+"/"+reason)
 }
 
 type env struct {
@@ -525,7 +525,7 @@ func TestTokenBadInput(t *testing.T) {
 		t.Errorf("%d access tokens stored after bad requests", n)
 	}
 	e.metrics.mu.Lock()
-	if len(e.metrics.issued) != 0 || len(e.metrics.errors) < len(cases)-2 || e.metrics.errors[0] != "token/token/invalid_client" {
+	if len(e.metrics.issued) != 0 || len(e.metrics.errors) < len(cases)-2 || e.metrics.errors[0] != "token/token/invalid_client/wrong_secret" {
 		t.Errorf("metrics issued=%v errors=%v", e.metrics.issued, e.metrics.errors)
 	}
 	e.metrics.mu.Unlock()

@@ -146,11 +146,12 @@ func (p *Profile) tokenRequest(c *fiber.Ctx, allowPublic bool) (f *form, cl *cli
 	if f, e = parseForm(c); e != nil {
 		return nil, nil, tokenInfo{}, false, e
 	}
+	// f goes back with a refusal: the log line names the client it claims.
 	if cl, e = p.authenticate(c.Context(), f, allowPublic); e != nil {
-		return nil, nil, tokenInfo{}, false, e
+		return f, nil, tokenInfo{}, false, e
 	}
 	if !f.hasToken {
-		return nil, nil, tokenInfo{}, false, oauth.ErrInvalidRequest.WithDescription("token is required")
+		return f, nil, tokenInfo{}, false, oauth.ErrInvalidRequest.WithDescription("token is required").WithReason("token_missing")
 	}
 	if p.store == nil {
 		return nil, nil, tokenInfo{}, false, oauth.ErrServerError.WithCause(errNoStore)
@@ -170,7 +171,7 @@ func (p *Profile) serveIntrospect(c *fiber.Ctx) error {
 	const ep = config.EndpointIntrospect
 	f, caller, info, ok, e := p.tokenRequest(c, false)
 	if e != nil {
-		return p.fail(c, ep, e)
+		return p.refuse(c, ep, f, e)
 	}
 	if !ok {
 		return p.introspectRefresh(c, caller, f.token)
@@ -233,7 +234,7 @@ func (p *Profile) serveRevoke(c *fiber.Ctx) error {
 	const ep = config.EndpointRevoke
 	f, cl, info, ok, e := p.tokenRequest(c, true)
 	if e != nil {
-		return p.fail(c, ep, e)
+		return p.refuse(c, ep, f, e)
 	}
 	ctx := c.Context()
 	if !ok {

@@ -27,7 +27,7 @@ var errBadRefresh = oauth.ErrInvalidGrant.WithDescription("the refresh token is 
 func (g *refreshToken) Handle(ctx context.Context, r *grantRequest) ([]byte, *oauth.Error) {
 	f, cl := r.form, r.client
 	if f.refreshToken == "" {
-		return nil, oauth.ErrInvalidRequest.WithDescription("refresh_token is required")
+		return nil, oauth.ErrInvalidRequest.WithDescription("refresh_token is required").WithReason("refresh_token_missing")
 	}
 	if g.store == nil {
 		return nil, oauth.ErrServerError.WithCause(errNoStore)
@@ -37,23 +37,23 @@ func (g *refreshToken) Handle(ctx context.Context, r *grantRequest) ([]byte, *oa
 	old, err := g.store.RefreshTokens().Get(ctx, hash)
 	switch {
 	case errors.Is(err, model.ErrNotFound):
-		return nil, errBadRefresh.WithCause(errors.New("unknown refresh token"))
+		return nil, errBadRefresh.WithReason("refresh_unknown").WithCause(errors.New("unknown refresh token"))
 	case err != nil:
 		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("get refresh token: %w", err))
 	case old.Profile != g.profile || old.ClientID != cl.id:
-		return nil, errBadRefresh.WithCause(fmt.Errorf("refresh token of client %s presented by %s", old.ClientID, cl.id))
+		return nil, errBadRefresh.WithReason("refresh_other_client").WithCause(fmt.Errorf("refresh token of client %s presented by %s", old.ClientID, cl.id))
 	case !old.RevokedAt.IsZero():
-		return nil, errBadRefresh.WithCause(errors.New("family revoked"))
+		return nil, errBadRefresh.WithReason("refresh_revoked").WithCause(errors.New("family revoked"))
 	case !old.UsedAt.IsZero():
 		return nil, g.reuse(ctx, old)
 	case !now.Before(old.ExpiresAt):
-		return nil, errBadRefresh.WithCause(errors.New("refresh token expired"))
+		return nil, errBadRefresh.WithReason("refresh_expired").WithCause(errors.New("refresh token expired"))
 	}
 	// RFC 6749 §6: a narrower scope may be asked for, never a wider one.
 	scopes := old.Scopes
 	if f.hasScope && strings.TrimSpace(f.scope) != "" {
 		if !subset(r.scopes, old.Scopes) {
-			return nil, oauth.ErrInvalidScope.WithDescription("scope must not exceed the scope originally granted")
+			return nil, oauth.ErrInvalidScope.WithDescription("scope must not exceed the scope originally granted").WithReason("scope_exceeds_grant")
 		}
 		scopes = r.scopes
 	}
@@ -74,7 +74,7 @@ func (g *refreshToken) Handle(ctx context.Context, r *grantRequest) ([]byte, *oa
 		case errors.Is(err, model.ErrReplay):
 			return nil, g.reuse(ctx, old)
 		case errors.Is(err, model.ErrRevoked), errors.Is(err, model.ErrNotFound):
-			return nil, errBadRefresh.WithCause(err)
+			return nil, errBadRefresh.WithReason("refresh_revoked").WithCause(err)
 		case err != nil:
 			return nil, oauth.ErrServerError.WithCause(fmt.Errorf("rotate refresh token: %w", err))
 		}
@@ -90,5 +90,5 @@ func (g *refreshToken) reuse(ctx context.Context, old model.RefreshToken) *oauth
 		return oauth.ErrServerError.WithCause(err)
 	}
 	g.audit(ctx, audit.RefreshReuse, old.Subject, old.ClientID, map[string]any{"family": old.FamilyID})
-	return errBadRefresh.WithCause(errors.New("refresh token reused; family revoked"))
+	return errBadRefresh.WithReason("refresh_reused").WithCause(errors.New("refresh token reused; family revoked"))
 }

@@ -71,7 +71,7 @@ type Deps struct {
 // vocabularies only: never client ids, secrets or tokens.
 type Metrics interface {
 	TokenIssued(profile, grant string)
-	OAuthError(profile, endpoint, code string)
+	OAuthError(profile, endpoint, code, reason string)
 }
 
 // Profile is one token profile built from a snapshot.

@@ -30,11 +30,11 @@ func (u *userGrants) activeUser(ctx context.Context, id string) *oauth.Error {
 	usr, err := u.store.Users().Get(ctx, id)
 	switch {
 	case errors.Is(err, model.ErrNotFound):
-		return oauth.ErrInvalidGrant.WithDescription("the user of this grant no longer exists")
+		return oauth.ErrInvalidGrant.WithDescription("the user of this grant no longer exists").WithReason("user_gone")
 	case err != nil:
 		return oauth.ErrServerError.WithCause(fmt.Errorf("get user: %w", err))
 	case usr.Status != "" && usr.Status != model.UserActive:
-		return oauth.ErrInvalidGrant.WithDescription("the user of this grant is not active")
+		return oauth.ErrInvalidGrant.WithDescription("the user of this grant is not active").WithReason("user_inactive")
 	}
 	return nil
 }

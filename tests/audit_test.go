@@ -225,6 +225,18 @@ clients:
 			t.Errorf("%s of %s by %q (%s): %d events in the EU trail, want 1", want.typ, want.user, want.client, want.detail, n)
 		}
 	}
+	// The events are counted by type for dashboards and alerts.
+	for typ, want := range map[string]float64{"lockout": 1, "login_success": 1, "refresh_token_reuse": 1, "family_revoked": 3} {
+		if got, ok := metricValue(eu.Metrics(), "keygate_audit_events_total", map[string]string{"type": typ}); !ok || got != want {
+			t.Errorf("keygate_audit_events_total{type=%q} on the EU node = %v (found %v), want %v", typ, got, ok, want)
+		}
+	}
+	if got, ok := metricValue(us.Metrics(), "keygate_audit_events_total", map[string]string{"type": "scim_user_created"}); !ok || got != 2 {
+		t.Errorf("SCIM creates counted on the US node that made them: %v (found %v)", got, ok)
+	}
+	if got, ok := metricValue(eu.Metrics(), "keygate_ready", map[string]string{}); !ok || got != 1 {
+		t.Errorf("keygate_ready = %v (found %v)", got, ok)
+	}
 	// Nothing secret in any event.
 	raw, _ := json.Marshal(euTrail)
 	for _, s := range []string{pw, auditAppSecret, provisionerSecret, tok1.AccessToken, tok1.RefreshToken, tok2.RefreshToken, tok3.RefreshToken, idToken} {

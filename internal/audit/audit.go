@@ -32,12 +32,17 @@ var quiet = map[string]bool{"login_attempt": true}
 // loud types are an attack or its consequence: logged as warnings.
 var loud = map[string]bool{CodeReuse: true, RefreshReuse: true, "lockout": true}
 
+// Counter counts events by type (keygate_audit_events_total), for the
+// dashboards and alerts on sign-ins, lockouts and token reuse.
+type Counter interface{ AuditEvent(typ string) }
+
 // Trail writes a zone's events. The zero Zone leaves each event's own.
 type Trail struct {
-	Store  model.Store
-	Zone   string
-	Logger *slog.Logger
-	Now    func() time.Time // default time.Now
+	Store   model.Store
+	Zone    string
+	Logger  *slog.Logger
+	Metrics Counter          // may be nil
+	Now     func() time.Time // default time.Now
 }
 
 // Record appends ev (filling its zone and time) and logs it. The error is
@@ -57,6 +62,9 @@ func (t Trail) Record(ctx context.Context, ev model.AuditEvent) error {
 	var err error
 	if t.Store != nil {
 		err = t.Store.Audit().Append(ctx, ev)
+	}
+	if t.Metrics != nil {
+		t.Metrics.AuditEvent(ev.Type)
 	}
 	if t.Logger != nil {
 		t.log(ctx, ev, err)

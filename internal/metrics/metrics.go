@@ -54,6 +54,8 @@ type Metrics struct {
 
 	gcDeleted *prometheus.CounterVec
 	gcRuns    *prometheus.CounterVec
+
+	auditEvents *prometheus.CounterVec
 }
 
 // New registers every collector, plus the Go runtime and process collectors,
@@ -111,13 +113,17 @@ func New() *Metrics {
 			Name: "keygate_storage_gc_runs_total",
 			Help: "Periodic storage GC runs by data source and result (success, failure).",
 		}, []string{"data_source", "result"}),
+		auditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_audit_events_total",
+			Help: "Security events written to the audit trail by type (login_success, login_failure, lockout, refresh_token_reuse, ...).",
+		}, []string{"type"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		reloads, m.lastSuccessTime, m.lastSuccessful, m.reloadDuration, m.info,
 		m.requests, m.requestDuration, m.tokens, m.oauthErrors,
-		m.gcDeleted, m.gcRuns,
+		m.gcDeleted, m.gcRuns, m.auditEvents,
 	)
 	return m
 }
@@ -191,6 +197,25 @@ func (m *Metrics) OAuthError(profile, endpoint, code, reason string) {
 		c = m.errorCache.add(k, func() prometheus.Counter { return m.oauthErrors.WithLabelValues(profile, endpoint, code, reason) })
 	}
 	c.Inc()
+}
+
+// AuditEvent counts a security event of the audit trail; typ is one of
+// the catalogue's fixed types. Sign-ins and reuse are rare next to
+// requests, so the child is resolved per call.
+func (m *Metrics) AuditEvent(typ string) { m.auditEvents.WithLabelValues(typ).Inc() }
+
+// Ready exports fn, called at each scrape, as keygate_ready: 1 when the
+// node would answer /readyz 200, so alerts see what the probe sees.
+func (m *Metrics) Ready(fn func() bool) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "keygate_ready",
+		Help: "1 when the node is ready to serve (what /readyz answers), else 0.",
+	}, func() float64 {
+		if fn() {
+			return 1
+		}
+		return 0
+	}))
 }
 
 // StorageGC records one periodic GC run on a data source (its config name,

@@ -135,6 +135,11 @@ func New(s settings.Settings, environ []string, log *slog.Logger) (_ *Node, err 
 		Logger:                fasthttpLogger{log},
 	}
 	n.ops = ops.New(n.metrics.Registry(), n.ready, n.status)
+	n.metrics.Ready(func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), ops.ReadyTimeout)
+		defer cancel()
+		return n.ready(ctx) == nil
+	})
 	return n, nil
 }
 

@@ -191,7 +191,7 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Set, err error) {
 		paths[mount] = name
 
 		if p.Type == config.ProfileAuthentication {
-			ap, err := authn.New(snap, p, authn.Deps{Store: r.store, Zone: role.Zone, Logger: r.log, IPLimiter: deps.IPLimiter, ClientIP: deps.ClientIP})
+			ap, err := authn.New(snap, p, authn.Deps{Store: r.store, Zone: role.Zone, Logger: r.log, Metrics: deps.Metrics, IPLimiter: deps.IPLimiter, ClientIP: deps.ClientIP})
 			if err != nil {
 				errs = append(errs, asConfigErrors(err, p.Pos, "profiles."+name)...)
 				continue
@@ -236,7 +236,7 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Set, err error) {
 			errs = append(errs, oerr)
 			continue
 		}
-		up, err := usermgmt.New(p, usermgmt.Deps{Store: r.store, Zone: role.Zone, Zones: others, Tokens: tp, Hash: password.ForRole(snap, role), Logger: r.log})
+		up, err := usermgmt.New(p, usermgmt.Deps{Store: r.store, Zone: role.Zone, Zones: others, Tokens: tp, Hash: password.ForRole(snap, role), Logger: r.log, Metrics: deps.Metrics})
 		if err != nil {
 			errs = append(errs, asConfigErrors(err, p.Pos, "profiles."+p.Name)...)
 			continue

@@ -64,6 +64,8 @@ type Deps struct {
 	Zone   string       // the role's zone: users are looked up in it
 	Logger *slog.Logger // may be nil
 	Now    func() time.Time
+	// Metrics counts the audit events (sign-ins, lockouts); may be nil.
+	Metrics audit.Counter
 	// IPLimiter counts failures per client IP. nil: the profile makes its
 	// own, which a reload resets; pass one that outlives served sets.
 	IPLimiter *IPLimiter
@@ -194,7 +196,7 @@ func New(snap *config.Snapshot, p *config.Profile, deps Deps) (*Profile, error) 
 	if prof.ip == nil {
 		prof.ip = NewIPLimiter()
 	}
-	prof.trail = audit.Trail{Store: prof.store, Zone: prof.zone, Logger: prof.log, Now: prof.now}
+	prof.trail = audit.Trail{Store: prof.store, Zone: prof.zone, Logger: prof.log, Metrics: deps.Metrics, Now: prof.now}
 	for _, tp := range snap.Profiles {
 		if tp.Type == config.ProfileToken && tp.AuthenticationProfile == p.Name {
 			prof.authorize[strings.TrimSuffix(tp.Path, "/")+"/authorize"] = true

@@ -61,6 +61,8 @@ func (r *recorder) TokenIssued(profile, grant string) {
 	r.issued = append(r.issued, profile+"/"+grant)
 }
 
+func (r *recorder) AuditEvent(string) {}
+
 func (r *recorder) OAuthError(profile, endpoint, code, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -72,6 +72,7 @@ type Deps struct {
 type Metrics interface {
 	TokenIssued(profile, grant string)
 	OAuthError(profile, endpoint, code, reason string)
+	audit.Counter
 }
 
 // Profile is one token profile built from a snapshot.
@@ -239,7 +240,7 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 		idTokenLifetime: orDefault(p.IDTokens.Lifetime.D(), config.DefaultIDTokenLifetime),
 		refreshLifetime: orDefault(p.RefreshTokens.Lifetime.D(), config.DefaultRefreshTokenLifetime),
 	}
-	prof.trail = audit.Trail{Store: deps.Store, Zone: deps.Zone, Logger: prof.log, Now: prof.now}
+	prof.trail = audit.Trail{Store: deps.Store, Zone: deps.Zone, Logger: prof.log, Metrics: deps.Metrics, Now: prof.now}
 	prof.families = &families{store: deps.Store, clients: prof.clients, trail: prof.trail, profile: p.Name}
 	users := &userGrants{profile: p.Name, store: deps.Store, issue: prof.issue, families: prof.families, trail: prof.trail, now: prof.now}
 	prof.grants = newGrants(served, prof.issue, users, rotateRefresh)

@@ -55,6 +55,8 @@ type Deps struct {
 	Hash   password.Params
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Metrics counts the audit events; may be nil.
+	Metrics audit.Counter
 }
 
 // Profile serves SCIM at its path.
@@ -72,6 +74,7 @@ type Profile struct {
 	log         *slog.Logger
 	now         func() time.Time
 	limits      scim.Limits
+	counter     audit.Counter // nil: events are not counted
 }
 
 // New builds the profile.
@@ -90,7 +93,7 @@ func New(p *config.Profile, deps Deps) (*Profile, error) {
 	}
 	return &Profile{name: p.Name, path: strings.TrimSuffix(p.Path, "/"), read: p.Scopes.Read, write: p.Scopes.Write, auditScope: p.Scopes.Audit,
 		audiences: p.Audiences, maxResults: p.MaxResults, store: deps.Store, zone: deps.Zone, zones: deps.Zones, tokens: deps.Tokens,
-		hash: deps.Hash, log: deps.Logger, now: deps.Now,
+		hash: deps.Hash, log: deps.Logger, now: deps.Now, counter: deps.Metrics,
 		limits: scim.Limits{MaxResults: p.MaxResults, MaxPatchOps: MaxPatchOps, MaxBodyBytes: MaxBody}}, nil
 }
 
@@ -750,7 +753,7 @@ func (p *Profile) audit(ctx context.Context, st model.Store, zone, typ string, w
 	if who.subject != "" && who.subject != who.client {
 		ev.Details["actor_user"] = who.subject
 	}
-	_ = audit.Trail{Store: st, Logger: p.log}.Record(ctx, ev)
+	_ = audit.Trail{Store: st, Logger: p.log, Metrics: p.counter}.Record(ctx, ev)
 }
 
 // auditEvents answers GET <path>/AuditEvents: the zone's audit trail,

@@ -21,7 +21,7 @@ func TestBrowserSCIMProvisionedUser(t *testing.T) {
 	rp := newTestRP(t, "web-app", webAppSecret)
 	s := newSite(t, map[string]string{"WEB_APP_REDIRECT_URI": rp.RedirectURL(), "PROVISIONER_SECRET": provisionerSecret})
 	s.edit("00-service.yaml", func(y string) string {
-		return strings.Replace(y, "profiles: [token, authn]", "profiles: [token, authn, users]", 1)
+		return strings.Replace(y, "profiles: [token, authn, demo]", "profiles: [token, authn, demo, users]", 1)
 	})
 	s.edit("30-profiles.yaml", func(y string) string {
 		return y + "\n  # SCIM for the provisioning system.\n  users: {type: user-management, path: /scim/v2, token-profile: token}\n"

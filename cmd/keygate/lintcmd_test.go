@@ -11,8 +11,13 @@ func TestConfigLint(t *testing.T) {
 	hermetic(t)
 	// A copy of the example config with a literal secret: an error.
 	bad := t.TempDir()
-	for _, name := range []string{"00-service.yaml", "10-data-sources.yaml", "20-keys.yaml", "30-profiles.yaml", "40-clients.yaml"} {
-		data, err := os.ReadFile(filepath.Join("../../config.d", name))
+	names, err := filepath.Glob("../../config.d/*.yaml")
+	if err != nil || len(names) == 0 {
+		t.Fatalf("the example config: %v", err)
+	}
+	for _, path := range names {
+		name := filepath.Base(path)
+		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,15 +45,18 @@ func TestConfigLint(t *testing.T) {
 		stderr []string
 	}{
 		{name: "local example clean", args: []string{"--dir", "../../config.d", "--env-file", "../../env/local.env"}, code: 0},
-		{name: "staging, all roles", args: []string{"--dir", "../../config.d", "--env-file", "../../env/staging.env", "--stage", "staging", "--all-roles"}, code: 0,
-			stdout: []string{"warning [consent-off]", "(silenced: first-party app"}},
+		{name: "staging, all roles", args: []string{"--dir", "../../config.d", "--env-file", "../../env/staging.env", "--stage", "staging", "--all-roles"},
+			setenv: "demo", code: 0, stdout: []string{"warning [consent-off]", "(silenced: first-party app"}},
+		{name: "staging with the demo page", args: []string{"--dir", "../../config.d", "--env-file", "../../env/staging.env", "--stage", "staging"}, code: 1,
+			stdout: []string{"profiles.demo.tags[0]: error [excluded-tag]", "clients.demo-app.tags[0]: error [excluded-tag]: tag \"demo\" must not reach stage staging"}},
 		{name: "production without the exclusion", args: []string{"--dir", "../../config.d", "--env-file", "../../env/production.env", "--stage", "production"}, code: 1,
 			stdout: []string{"40-clients.yaml:29:12: clients.billing-api.tags[0]: error [excluded-tag]"}},
 		{name: "stage from the env file", args: []string{"--dir", "../../config.d", "--env-file", stageFile}, code: 1,
 			stdout: []string{"error [excluded-tag]: tag \"under-test\" must not reach stage production"}},
 		{name: "production with the exclusion", args: []string{"--dir", "../../config.d", "--env-file", "../../env/production.env", "--stage", "production"},
-			setenv: "under-test", code: 0},
-		{name: "no forbidden tags", args: []string{"--dir", "../../config.d", "--env-file", "../../env/production.env", "--stage", "production", "--forbid-tags", ""}, code: 0},
+			setenv: "demo,under-test", code: 0},
+		{name: "no forbidden tags", args: []string{"--dir", "../../config.d", "--env-file", "../../env/production.env", "--stage", "production", "--forbid-tags", ""},
+			setenv: "demo", code: 0},
 		{name: "literal secret", args: []string{"--dir", bad, "--env-file", "../../env/local.env"}, code: 1,
 			stdout: []string{"40-clients.yaml:25:13: clients.billing-api.secret: error [literal-secret]: a secret field holds a literal value"}},
 		{name: "unknown flag", args: []string{"--nope"}, code: 2},

@@ -100,6 +100,9 @@ type loader struct {
 	missing map[string][]missingVar
 	// dropped entries ("profiles/x") and why, for reference errors.
 	dropped map[string]string
+	// excluded are the dropped entries that carry an excluded tag: a
+	// service role leaves such a profile out rather than fail.
+	excluded map[string]bool
 	// broken entries could not be decoded at all; they are not checked.
 	broken map[string]bool
 	// used reports whether the role uses an entry ("clients/web-app").
@@ -133,14 +136,15 @@ func newLoader(opts Options) *loader {
 		opts.Role = DefaultRole
 	}
 	return &loader{
-		opts:    opts,
-		recs:    map[string]map[string]*entryRec{},
-		vars:    map[string]string{},
-		read:    map[string][]byte{},
-		missing: map[string][]missingVar{},
-		dropped: map[string]string{},
-		used:    func(string) bool { return false },
-		broken:  map[string]bool{},
+		opts:     opts,
+		recs:     map[string]map[string]*entryRec{},
+		vars:     map[string]string{},
+		read:     map[string][]byte{},
+		missing:  map[string][]missingVar{},
+		dropped:  map[string]string{},
+		excluded: map[string]bool{},
+		used:     func(string) bool { return false },
+		broken:   map[string]bool{},
 		raw: rawConfig{
 			ServiceRoles: map[string]*ServiceRole{},
 			Zones:        map[string]*Zone{},
@@ -875,6 +879,7 @@ func filterSection[PT entry](l *loader, section string, m map[string]PT) {
 			reason = "it is disabled (enabled: false)"
 		} else if i := slices.IndexFunc(meta.Tags, func(t string) bool { return slices.Contains(l.opts.ExcludeTags, t) }); i >= 0 {
 			reason = fmt.Sprintf("it carries the excluded tag %q (KEYGATE_EXCLUDE_TAGS)", meta.Tags[i])
+			l.excluded[section+"/"+name] = true
 		}
 		if reason != "" {
 			delete(m, name)

@@ -24,6 +24,12 @@ func (l *loader) resolve() *Snapshot {
 		l.fail(Position{File: l.opts.Dir}, "service-roles", "%s", msg)
 		return nil
 	}
+	// A profile the stage's excluded tags dropped is not served.
+	if slices.ContainsFunc(role.Profiles, func(p string) bool { return l.excluded["profiles/"+p] }) {
+		kept := *role
+		kept.Profiles = slices.DeleteFunc(slices.Clone(role.Profiles), func(p string) bool { return l.excluded["profiles/"+p] })
+		role = &kept
+	}
 	s := &Snapshot{
 		Schema: l.schema,
 		Role:   role.Name,

@@ -181,6 +181,10 @@ const (
 	ProfileToken          = "token"
 	ProfileAuthentication = "authentication"
 	ProfileUserManagement = "user-management"
+	// ProfileDemo is the local stage's demo page: a browser client of a
+	// token profile, and a user to sign in as. Tagged demo in the example
+	// configuration, so that other stages drop it.
+	ProfileDemo = "demo"
 )
 
 // Token profile endpoints.
@@ -243,6 +247,18 @@ type Profile struct {
 	// Zones are other zones whose users the profile serves too, through
 	// their data sources (a user's id names its home zone).
 	Zones []string `yaml:"zones"`
+
+	// Demo profiles: the page signs in with Client (a public client of
+	// TokenProfile whose redirect URI is the page) as User, which the node
+	// creates in its zone when it is missing.
+	Client string   `yaml:"client"`
+	User   DemoUser `yaml:"user"`
+}
+
+// DemoUser is the user a demo profile signs in as.
+type DemoUser struct {
+	Username string        `yaml:"username"`
+	Password secret.String `yaml:"password"`
 }
 
 // SCIMScopes are the scopes a user-management profile requires: Read for

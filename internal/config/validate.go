@@ -32,10 +32,11 @@ var profileKeys = map[string][]string{
 	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "userinfo-audiences"},
 	ProfileAuthentication: {"authenticators", "sessions", "templates"},
 	ProfileUserManagement: {"token-profile", "scopes", "max-results", "audiences", "zones"},
+	ProfileDemo:           {"token-profile", "client", "user"},
 }
 
 var (
-	profileTypes       = []string{ProfileToken, ProfileAuthentication, ProfileUserManagement}
+	profileTypes       = []string{ProfileToken, ProfileAuthentication, ProfileUserManagement, ProfileDemo}
 	dataSourceTypes    = []string{DataSourceSQLite, DataSourcePostgres}
 	algorithms         = []string{AlgES256, AlgRS256, AlgEdDSA}
 	grantTypes         = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken}
@@ -263,6 +264,9 @@ func (l *loader) checkRole(r *ServiceRole) {
 	paths := map[string]string{}
 	for i, name := range r.Profiles {
 		p := fmt.Sprintf("%s.profiles[%d]", path, i)
+		if l.excluded["profiles/"+name] {
+			continue // the stage drops it (the demo page, say): the role serves the rest
+		}
 		l.ref(p, "profiles", name, "")
 		if prof, ok := l.raw.Profiles[name]; ok && prof.Path != "" {
 			if other, clash := paths[prof.Path]; clash && other != name {
@@ -369,6 +373,8 @@ func (l *loader) checkProfile(p *Profile) {
 		if p.Sessions.IdleLifetime > p.Sessions.AbsoluteLifetime {
 			l.at(path+".sessions.idle-lifetime", "is longer than absolute-lifetime (%s)", p.Sessions.AbsoluteLifetime)
 		}
+	case ProfileDemo:
+		l.checkDemoProfile(path, p)
 	case ProfileUserManagement:
 		if l.required(path+".token-profile", p.TokenProfile) {
 			l.ref(path+".token-profile", "profiles", p.TokenProfile, ProfileToken)

@@ -45,13 +45,14 @@ const (
 	RuleLongAccessToken    = "long-access-token"
 	RuleRefreshRotationOff = "refresh-rotation-off"
 	RuleConsentOff         = "consent-off"
+	RuleDemoProfile        = "demo-profile"
 	RuleUnknownRule        = "unknown-rule"
 )
 
 // Rules lists every rule id.
 var Rules = []string{RuleLiteralSecret, RuleSecretDefault, RuleHTTPURL, RuleLoopbackRedirect, RuleExcludedTag,
 	RuleUnusedEndpoint, RuleUnservedProfile, RuleUnusedKey, RuleWeakRSA, RuleLongAccessToken,
-	RuleRefreshRotationOff, RuleConsentOff, RuleUnknownRule}
+	RuleRefreshRotationOff, RuleConsentOff, RuleDemoProfile, RuleUnknownRule}
 
 // Finding is one problem, at the value (or entry) it concerns.
 type Finding struct {
@@ -92,10 +93,15 @@ type Options struct {
 // loopback URLs are expected.
 func IsLocal(stage string) bool { return stage == "" || stage == "local" || stage == "dev" }
 
-// DefaultForbidTags is what must never reach a stage when --forbid-tags is not given.
+// DefaultForbidTags is what must never reach a stage when --forbid-tags is
+// not given: the demo page outside a local stage, and under-test entries
+// in production.
 func DefaultForbidTags(stage string) []string {
-	if stage == "production" {
-		return []string{"under-test"}
+	switch {
+	case stage == "production":
+		return []string{"demo", "under-test"}
+	case !IsLocal(stage):
+		return []string{"demo"}
 	}
 	return nil
 }
@@ -111,6 +117,7 @@ func Check(w *config.Written, opts Options) []Finding {
 	if !IsLocal(opts.Stage) {
 		c.urls()
 		c.tags()
+		c.demo()
 	}
 	c.unused()
 	c.weak()
@@ -254,6 +261,20 @@ func isLoopbackIP(host string) bool {
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
 }
+
+// demo: a demo profile signs anyone in as a user whose password is in
+// the repository's env file; it is for a developer's machine only.
+func (c *checker) demo() {
+	for _, name := range sorted(c.def.Profiles) {
+		// One tagged with a forbidden tag is excluded-tag's finding.
+		if p := c.def.Profiles[name]; p.Type == config.ProfileDemo && !slices.ContainsFunc(p.Tags, c.forbidden) {
+			c.add("profiles", &p.Meta, "profiles."+name+".type", RuleDemoProfile, Error,
+				"a demo profile must not reach stage %s (its user's password is in the repository); tag it demo and add demo to KEYGATE_EXCLUDE_TAGS there", c.opts.Stage)
+		}
+	}
+}
+
+func (c *checker) forbidden(tag string) bool { return slices.Contains(c.opts.ForbidTags, tag) }
 
 func (c *checker) tags() {
 	if len(c.opts.ForbidTags) == 0 {

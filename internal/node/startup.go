@@ -21,6 +21,9 @@ func (n *Node) announce(public, ops net.Addr) {
 		return
 	}
 	snap := cur.Snapshot()
+	if u := demoURL(snap); u != "" {
+		attrs = append(attrs, "demo", u)
+	}
 	for _, p := range servedTokenProfiles(snap) {
 		if slices.Contains(p.Endpoints, config.EndpointDiscovery) {
 			attrs = append(attrs, "discovery."+p.Name, strings.TrimSuffix(p.Issuer, "/")+token.PathDiscovery)
@@ -47,6 +50,25 @@ func servedTokenProfiles(snap *config.Snapshot) []*config.Profile {
 		}
 	}
 	return out
+}
+
+// demoURL is the demo page of the role, on its token profile's origin,
+// or "" when the role serves none.
+func demoURL(snap *config.Snapshot) string {
+	role := snap.ServiceRoles[snap.Role]
+	if role == nil {
+		return ""
+	}
+	for _, name := range role.Profiles {
+		p := snap.Profiles[name]
+		if p == nil || p.Type != config.ProfileDemo || snap.Profiles[p.TokenProfile] == nil {
+			continue
+		}
+		if u, err := url.Parse(snap.Profiles[p.TokenProfile].Issuer); err == nil {
+			return u.Scheme + "://" + u.Host + strings.TrimSuffix(p.Path, "/") + "/"
+		}
+	}
+	return ""
 }
 
 // issuerPortMismatch returns the issuer's port when the issuer names a

@@ -27,6 +27,7 @@ import (
 	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/profile/authn"
+	"github.com/keygate/keygate/internal/profile/demo"
 	"github.com/keygate/keygate/internal/profile/token"
 	"github.com/keygate/keygate/internal/profile/usermgmt"
 	"github.com/keygate/keygate/internal/storage/model"
@@ -157,6 +158,7 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Set, err error) {
 		signers  = map[string]*keys.Signer{} // parsed once per snapshot, shared by profiles
 		bad      = map[string]bool{}         // keys whose error is already reported
 		userMgmt []*config.Profile
+		demos    []*config.Profile
 		paths    = map[string]string{} // mount path → profile, to catch shadowing
 		// RFC 8414 metadata path → token profile: the host-root route of
 		// each must be its own.
@@ -170,6 +172,15 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Set, err error) {
 		}
 		switch p.Type {
 		case config.ProfileToken, config.ProfileAuthentication:
+		case config.ProfileDemo:
+			// Built after the token profiles, whose client it is.
+			if other, dup := paths[strings.TrimSuffix(p.Path, "/")]; dup {
+				errs = append(errs, at(p.Pos, "profiles."+name+".path", fmt.Errorf("profile %q is already mounted at %q in role %q", other, p.Path, snap.Role)))
+				continue
+			}
+			paths[strings.TrimSuffix(p.Path, "/")] = name
+			demos = append(demos, p)
+			continue
 		case config.ProfileUserManagement:
 			// Built after the token profiles, whose tokens it accepts.
 			if other, dup := paths[strings.TrimSuffix(p.Path, "/")]; dup {
@@ -243,10 +254,25 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Set, err error) {
 		}
 		scims = append(scims, up)
 	}
+	var pages []*demo.Profile
+	for _, p := range demos {
+		if r.tokens[p.TokenProfile] == nil {
+			errs = append(errs, at(p.Pos, "profiles."+p.Name+".token-profile",
+				fmt.Errorf("token profile %q must be served by service role %q too: the demo page signs in there", p.TokenProfile, snap.Role)))
+			continue
+		}
+		dp, err := demo.New(snap, p)
+		if err != nil {
+			errs = append(errs, asConfigErrors(err, p.Pos, "profiles."+p.Name)...)
+			continue
+		}
+		pages = append(pages, dp)
+	}
 	if len(errs) > 0 {
 		return nil, errs.Sorted()
 	}
-	r.handler = r.mount(profiles, authns, scims)
+	r.ensureDemoUsers(pages, role, snap)
+	r.handler = r.mount(profiles, authns, scims, pages)
 	return r, nil
 }
 
@@ -405,7 +431,7 @@ func asConfigErrors(err error, pos config.Position, path string) config.Errors {
 }
 
 // mount builds the fiber app with every profile and returns its handler.
-func (r *Set) mount(profiles []*token.Profile, authns []*authn.Profile, scims []*usermgmt.Profile) fasthttp.RequestHandler {
+func (r *Set) mount(profiles []*token.Profile, authns []*authn.Profile, scims []*usermgmt.Profile, pages []*demo.Profile) fasthttp.RequestHandler {
 	app := fiber.New(fiber.Config{
 		// Paths are exact: OAuth clients and discovery use them verbatim.
 		CaseSensitive:         true,
@@ -430,6 +456,10 @@ func (r *Set) mount(profiles []*token.Profile, authns []*authn.Profile, scims []
 		name := p.Name()
 		p.MountWith(app, func(endpoint string) fiber.Handler { return r.instrument(name, endpoint) })
 	}
+	for _, p := range pages {
+		name := p.Name()
+		p.MountWith(app, func(endpoint string) fiber.Handler { return r.instrument(name, endpoint) })
+	}
 	type named interface {
 		Name() string
 		Path() string
@@ -442,6 +472,9 @@ func (r *Set) mount(profiles []*token.Profile, authns []*authn.Profile, scims []
 		sorted = append(sorted, p)
 	}
 	for _, p := range scims {
+		sorted = append(sorted, p)
+	}
+	for _, p := range pages {
 		sorted = append(sorted, p)
 	}
 	sort.SliceStable(sorted, func(i, j int) bool { return len(sorted[i].Path()) > len(sorted[j].Path()) })
@@ -544,3 +577,24 @@ func (r *Set) DataSource() string { return r.dsName }
 
 // Snapshot is the snapshot the set was built from.
 func (r *Set) Snapshot() *config.Snapshot { return r.snap }
+
+// ensureDemoUsers creates each demo page's user in the role's zone when
+// it is missing (the local stage's first start). A failure is logged and
+// does not hold the configuration back: the page still shows, and the
+// next reload tries again.
+func (r *Set) ensureDemoUsers(pages []*demo.Profile, role *config.ServiceRole, snap *config.Snapshot) {
+	if r.store == nil || len(pages) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, p := range pages {
+		// The name and password came from the stage's env file: not logged.
+		switch created, err := p.EnsureUser(ctx, r.store, role.Zone, password.ForRole(snap, role)); {
+		case err != nil:
+			r.log.Warn("demo: the demo user could not be made; the next reload tries again", "profile", p.Name(), "error", err.Error())
+		case created:
+			r.log.Info("demo: created the demo user", "profile", p.Name(), "zone", role.Zone)
+		}
+	}
+}

@@ -178,11 +178,11 @@ func TestRepositoryConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := Parse(src)
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
 		for _, k := range []string{"clients", "profiles", "keys", "data-sources", "service-roles"} {
+			d, err := Parse(src) // each section's edit on its own, against the file
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
 			if _, ok := d.Get([]string{k}); ok {
 				if err := d.Set([]string{k, "zz-new", "tags"}, []string{"t"}); err != nil {
 					t.Errorf("%s: add an entry to %s: %v", f, k, err)

@@ -8,23 +8,34 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Error bodies by status, serialized once. The codes are OAuth's where one
-// fits (RFC 6749 §5.2, §4.1.2.1); otherwise a snake_case name of the
-// status. An internal error message never reaches a client.
-var errorBodies = map[int][]byte{
-	fiber.StatusBadRequest:            []byte(`{"error":"invalid_request"}`),
-	fiber.StatusUnauthorized:          []byte(`{"error":"unauthorized"}`),
-	fiber.StatusForbidden:             []byte(`{"error":"access_denied"}`),
-	fiber.StatusNotFound:              []byte(`{"error":"not_found"}`),
-	fiber.StatusMethodNotAllowed:      []byte(`{"error":"method_not_allowed"}`),
-	fiber.StatusNotAcceptable:         []byte(`{"error":"not_acceptable"}`),
-	fiber.StatusRequestEntityTooLarge: []byte(`{"error":"request_too_large"}`),
-	fiber.StatusUnsupportedMediaType:  []byte(`{"error":"unsupported_media_type"}`),
-	fiber.StatusTooManyRequests:       []byte(`{"error":"too_many_requests"}`),
-	fiber.StatusNotImplemented:        []byte(`{"error":"not_implemented"}`),
-	fiber.StatusServiceUnavailable:    []byte(`{"error":"temporarily_unavailable"}`),
-	fiber.StatusInternalServerError:   []byte(`{"error":"server_error"}`),
+// Error codes by status. The codes are OAuth's where one fits (RFC 6749
+// §5.2, §4.1.2.1); otherwise a snake_case name of the status. An internal
+// error message never reaches a client.
+var errorCodes = map[int]string{
+	fiber.StatusBadRequest:            "invalid_request",
+	fiber.StatusUnauthorized:          "unauthorized",
+	fiber.StatusForbidden:             "access_denied",
+	fiber.StatusNotFound:              "not_found",
+	fiber.StatusMethodNotAllowed:      "method_not_allowed",
+	fiber.StatusNotAcceptable:         "not_acceptable",
+	fiber.StatusRequestEntityTooLarge: "request_too_large",
+	fiber.StatusUnsupportedMediaType:  "unsupported_media_type",
+	fiber.StatusTooManyRequests:       "too_many_requests",
+	fiber.StatusNotImplemented:        "not_implemented",
+	fiber.StatusServiceUnavailable:    "temporarily_unavailable",
+	fiber.StatusInternalServerError:   "server_error",
 }
+
+// errorBodies are the JSON bodies of errorCodes, serialized once so an
+// error response allocates nothing. The codes are plain snake_case, so
+// they need no JSON escaping.
+var errorBodies = func() map[int][]byte {
+	bodies := make(map[int][]byte, len(errorCodes))
+	for status, code := range errorCodes {
+		bodies[status] = []byte(`{"error":"` + code + `"}`)
+	}
+	return bodies
+}()
 
 // errorBody maps an HTTP status to its JSON body and the status actually
 // sent: statuses without a body of their own become 400 or 500.

@@ -61,10 +61,7 @@ type Metrics struct {
 // New registers every collector, plus the Go runtime and process collectors,
 // on a fresh registry.
 func New() *Metrics {
-	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "keygate_config_reloads_total",
-		Help: "Config reload attempts by result (success, failure, unchanged).",
-	}, []string{"result"})
+	reloads := counterVec("keygate_config_reloads_total", "Config reload attempts by result (success, failure, unchanged).", "result")
 	m := &Metrics{
 		reg:             prometheus.NewRegistry(),
 		reloadSuccess:   reloads.WithLabelValues(ResultSuccess),
@@ -88,35 +85,17 @@ func New() *Metrics {
 			"The config snapshot being served (always 1).",
 			[]string{"hash", "version", "role"}, nil,
 		)},
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keygate_http_requests_total",
-			Help: "HTTP requests served by profile, endpoint and status code.",
-		}, []string{"profile", "endpoint", "code"}),
+		requests: counterVec("keygate_http_requests_total", "HTTP requests served by profile, endpoint and status code.", "profile", "endpoint", "code"),
 		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "keygate_http_request_duration_seconds",
 			Help:    "HTTP request latency by profile and endpoint.",
 			Buckets: requestBuckets,
 		}, []string{"profile", "endpoint"}),
-		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keygate_tokens_issued_total",
-			Help: "Tokens issued by profile and grant type.",
-		}, []string{"profile", "grant_type"}),
-		oauthErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keygate_oauth_errors_total",
-			Help: "OAuth error responses by profile, endpoint, error code and reason (a fixed word, finer than the code: wrong_secret, code_expired, ...).",
-		}, []string{"profile", "endpoint", "error", "reason"}),
-		gcDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keygate_storage_gc_deleted_total",
-			Help: "Expired rows deleted by the periodic storage GC, by data source.",
-		}, []string{"data_source"}),
-		gcRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keygate_storage_gc_runs_total",
-			Help: "Periodic storage GC runs by data source and result (success, failure).",
-		}, []string{"data_source", "result"}),
-		auditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keygate_audit_events_total",
-			Help: "Security events written to the audit trail by type (login_success, login_failure, lockout, refresh_token_reuse, ...).",
-		}, []string{"type"}),
+		tokens:      counterVec("keygate_tokens_issued_total", "Tokens issued by profile and grant type.", "profile", "grant_type"),
+		oauthErrors: counterVec("keygate_oauth_errors_total", "OAuth error responses by profile, endpoint, error code and reason (a fixed word, finer than the code: wrong_secret, code_expired, ...).", "profile", "endpoint", "error", "reason"),
+		gcDeleted:   counterVec("keygate_storage_gc_deleted_total", "Expired rows deleted by the periodic storage GC, by data source.", "data_source"),
+		gcRuns:      counterVec("keygate_storage_gc_runs_total", "Periodic storage GC runs by data source and result (success, failure).", "data_source", "result"),
+		auditEvents: counterVec("keygate_audit_events_total", "Security events written to the audit trail by type (login_success, login_failure, lockout, refresh_token_reuse, ...).", "type"),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -126,6 +105,11 @@ func New() *Metrics {
 		m.gcDeleted, m.gcRuns, m.auditEvents,
 	)
 	return m
+}
+
+// counterVec is a counter with labels, the kind most keygate_* series are.
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 }
 
 // Registry is what the ops listener serves on /metrics.

@@ -352,36 +352,31 @@ func (b *Bundle) Verify(pub ed25519.PublicKey) error { return b.Manifest.check(p
 
 // LoadPrivateKey reads an Ed25519 private key (PEM, PKCS#8).
 func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
-	der, err := readPEM(path, "PRIVATE KEY")
-	if err != nil {
-		return nil, err
-	}
-	k, err := x509.ParsePKCS8PrivateKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("%s: not a PKCS#8 private key", path)
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%s: not an Ed25519 key (bundles are signed with Ed25519)", path)
-	}
-	return priv, nil
+	return loadKey[ed25519.PrivateKey](path, "PRIVATE KEY", "PKCS#8 private key", x509.ParsePKCS8PrivateKey)
 }
 
 // LoadPublicKey reads an Ed25519 public key (PEM "PUBLIC KEY", PKIX).
 func LoadPublicKey(path string) (ed25519.PublicKey, error) {
-	der, err := readPEM(path, "PUBLIC KEY")
+	return loadKey[ed25519.PublicKey](path, "PUBLIC KEY", "PKIX public key", x509.ParsePKIXPublicKey)
+}
+
+// loadKey reads the PEM block typ of path, parses it with parse (format
+// names it in errors) and requires an Ed25519 key of type K. Neither
+// error quotes the file.
+func loadKey[K ed25519.PrivateKey | ed25519.PublicKey](path, typ, format string, parse func([]byte) (any, error)) (K, error) {
+	der, err := readPEM(path, typ)
 	if err != nil {
 		return nil, err
 	}
-	k, err := x509.ParsePKIXPublicKey(der)
+	k, err := parse(der)
 	if err != nil {
-		return nil, fmt.Errorf("%s: not a PKIX public key", path)
+		return nil, fmt.Errorf("%s: not a %s", path, format)
 	}
-	pub, ok := k.(ed25519.PublicKey)
+	key, ok := k.(K)
 	if !ok {
 		return nil, fmt.Errorf("%s: not an Ed25519 key (bundles are signed with Ed25519)", path)
 	}
-	return pub, nil
+	return key, nil
 }
 
 // readPEM never echoes the file's content: it may be a secret.

@@ -207,34 +207,28 @@ func (p *parser) filter(depth int) (Expr, error) {
 	if depth > MaxFilterDepth {
 		return nil, p.errAt(p.peek(), "the filter nests deeper than %d levels", MaxFilterDepth)
 	}
-	left, err := p.term(depth)
-	if err != nil {
-		return nil, err
-	}
-	for p.keyword(p.peek(), "or") {
-		p.next()
-		right, err := p.term(depth)
-		if err != nil {
-			return nil, err
-		}
-		left = &Or{left, right}
-	}
-	return left, nil
+	return p.chain(depth, "or", p.term, func(l, r Expr) Expr { return &Or{l, r} })
 }
 
 // term = factor *("and" factor)
 func (p *parser) term(depth int) (Expr, error) {
-	left, err := p.factor(depth)
+	return p.chain(depth, "and", p.factor, func(l, r Expr) Expr { return &And{l, r} })
+}
+
+// chain parses operand *(kw operand), joining left to right: "or" and
+// "and" are both left-associative, differing only in what they join.
+func (p *parser) chain(depth int, kw string, operand func(int) (Expr, error), join func(l, r Expr) Expr) (Expr, error) {
+	left, err := operand(depth)
 	if err != nil {
 		return nil, err
 	}
-	for p.keyword(p.peek(), "and") {
+	for p.keyword(p.peek(), kw) {
 		p.next()
-		right, err := p.factor(depth)
+		right, err := operand(depth)
 		if err != nil {
 			return nil, err
 		}
-		left = &And{left, right}
+		left = join(left, right)
 	}
 	return left, nil
 }

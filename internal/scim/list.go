@@ -87,25 +87,18 @@ func ParamsFromSearch(body map[string]any) (Params, *Error) {
 		out := int(i)
 		return &out, nil
 	}
+	// The members a SearchRequest may carry, by where each is read to
+	// (schemas was checked above).
+	strs := map[string]*string{"filter": &p.Filter, "sortBy": &p.SortBy, "sortOrder": &p.SortOrder,
+		"attributes": &p.Attributes, "excludedAttributes": &p.ExcludedAttributes}
+	nums := map[string]**int{"startIndex": &p.StartIndex, "count": &p.Count}
 	var err *Error
 	for k, v := range body {
-		switch k {
-		case "schemas":
-		case "filter":
-			p.Filter, err = str(k, v)
-		case "sortBy":
-			p.SortBy, err = str(k, v)
-		case "sortOrder":
-			p.SortOrder, err = str(k, v)
-		case "attributes":
-			p.Attributes, err = str(k, v)
-		case "excludedAttributes":
-			p.ExcludedAttributes, err = str(k, v)
-		case "startIndex":
-			p.StartIndex, err = num(k, v)
-		case "count":
-			p.Count, err = num(k, v)
-		default:
+		if dst, ok := strs[k]; ok {
+			*dst, err = str(k, v)
+		} else if dst, ok := nums[k]; ok {
+			*dst, err = num(k, v)
+		} else if k != "schemas" {
 			err = Errorf(400, InvalidSyntax, "%q is not a member of a SearchRequest", k)
 		}
 		if err != nil {

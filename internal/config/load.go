@@ -76,6 +76,35 @@ const DefaultRole = "default"
 // Section names, in the order they are rendered.
 var sectionNames = []string{"schema", "service-roles", "zones", "data-sources", "keys", "profiles", "clients"}
 
+// entrySection is how a section of named entries (every section but
+// schema) is read: a file's part of it is decoded into entry records, and
+// each record is merged into the section's map of the raw config.
+type entrySection struct {
+	decode func(*fileDecode, *decoder, string, *yaml.Node)
+	merge  func(*loader, *entryRec)
+}
+
+// sectionOf is the entrySection of entries of type T, kept in the map of
+// the raw config that entries returns.
+func sectionOf[T any, PT interface {
+	*T
+	entry
+}](entries func(*Entries) map[string]PT) entrySection {
+	return entrySection{
+		decode: decodeSection[T, PT],
+		merge:  func(l *loader, r *entryRec) { mergeEntry(l, r, entries(&l.raw)) },
+	}
+}
+
+var entrySections = map[string]entrySection{
+	"service-roles": sectionOf(func(e *Entries) map[string]*ServiceRole { return e.ServiceRoles }),
+	"zones":         sectionOf(func(e *Entries) map[string]*Zone { return e.Zones }),
+	"data-sources":  sectionOf(func(e *Entries) map[string]*DataSource { return e.DataSources }),
+	"keys":          sectionOf(func(e *Entries) map[string]*Key { return e.Keys }),
+	"profiles":      sectionOf(func(e *Entries) map[string]*Profile { return e.Profiles }),
+	"clients":       sectionOf(func(e *Entries) map[string]*Client { return e.Clients }),
+}
+
 // Load reads, resolves and validates a configuration for one service role.
 // It is pure apart from reading files: the runtime watcher, the CLI and the
 // admin node all call it. On failure the error is an Errors with every
@@ -631,23 +660,13 @@ func (l *loader) decodeFile(f File) *fileDecode {
 		return fd
 	}
 	d.pairs(root, "", func(section string, k, v *yaml.Node) {
-		switch section {
-		case "schema":
+		switch es, ok := entrySections[section]; {
+		case section == "schema":
 			var discard []missingVar
 			d.missing = &discard
 			decodeSchema(fd, d, v)
-		case "service-roles":
-			decodeSection[ServiceRole](fd, d, section, v)
-		case "zones":
-			decodeSection[Zone](fd, d, section, v)
-		case "data-sources":
-			decodeSection[DataSource](fd, d, section, v)
-		case "keys":
-			decodeSection[Key](fd, d, section, v)
-		case "profiles":
-			decodeSection[Profile](fd, d, section, v)
-		case "clients":
-			decodeSection[Client](fd, d, section, v)
+		case ok:
+			es.decode(fd, d, section, v)
 		default:
 			msg := fmt.Sprintf("unknown section %q", section)
 			if s, ok := suggest.Closest(section, sectionNames); ok {
@@ -756,19 +775,8 @@ func (l *loader) merge(fd *fileDecode) {
 			l.applySchema(it.schema)
 			continue
 		}
-		switch r := it.ent; r.section {
-		case "service-roles":
-			mergeEntry(l, r, l.raw.ServiceRoles)
-		case "zones":
-			mergeEntry(l, r, l.raw.Zones)
-		case "data-sources":
-			mergeEntry(l, r, l.raw.DataSources)
-		case "keys":
-			mergeEntry(l, r, l.raw.Keys)
-		case "profiles":
-			mergeEntry(l, r, l.raw.Profiles)
-		case "clients":
-			mergeEntry(l, r, l.raw.Clients)
+		if es, ok := entrySections[it.ent.section]; ok {
+			es.merge(l, it.ent)
 		}
 	}
 }

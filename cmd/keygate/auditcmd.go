@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
-	"github.com/keygate/keygate/internal/settings"
 	"github.com/keygate/keygate/internal/storage/model"
 )
 
@@ -21,7 +19,7 @@ import (
 // (24h). Exit 0 (also with no events), 1 when the data source cannot be
 // read, 2 on usage errors.
 func runAudit(args, environ []string, stdout, stderr io.Writer) (int, error) {
-	s, _, err := settings.Load(environ)
+	s, fs, cf, err := configFlagSet("keygate audit", environ, stderr)
 	if err != nil {
 		return exitFailure, err
 	}
@@ -29,11 +27,7 @@ func runAudit(args, environ []string, stdout, stderr io.Writer) (int, error) {
 		role, zone, since, until string
 		q                        model.AuditQuery
 		asJSON                   bool
-		cf                       configFlags
 	)
-	fs := flag.NewFlagSet("keygate audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf.register(fs, s)
 	fs.StringVar(&role, "role", "", "a service role in the zone (default: the first role whose zone is --zone)")
 	fs.StringVar(&zone, "zone", "", "the zone whose audit trail to read (required)")
 	fs.StringVar(&since, "since", "", "events at or after this time (RFC 3339, or a duration before now such as 24h)")

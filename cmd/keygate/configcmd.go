@@ -47,15 +47,27 @@ func (f *configFlags) defaults(s settings.Settings) {
 	}
 }
 
-func parseConfigFlags(name string, args, environ []string, stderr io.Writer, allowAllRoles bool) (*configFlags, error) {
+// configFlagSet starts the flags of a command that reads the
+// configuration: the settings, which give the flags' defaults, and a flag
+// set named name that already has the config flags; the command adds its
+// own before parsing.
+func configFlagSet(name string, environ []string, stderr io.Writer) (settings.Settings, *flag.FlagSet, *configFlags, error) {
 	s, _, err := settings.Load(environ)
+	if err != nil {
+		return s, nil, nil, err
+	}
+	f := &configFlags{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f.register(fs, s)
+	return s, fs, f, nil
+}
+
+func parseConfigFlags(name string, args, environ []string, stderr io.Writer, allowAllRoles bool) (*configFlags, error) {
+	s, fs, f, err := configFlagSet("keygate config "+name, environ, stderr)
 	if err != nil {
 		return nil, err
 	}
-	f := &configFlags{}
-	fs := flag.NewFlagSet("keygate config "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	f.register(fs, s)
 	fs.StringVar(&f.role, "role", s.ServiceRole, "service role")
 	if allowAllRoles {
 		fs.BoolVar(&f.allRoles, "all-roles", false, "validate every service role")

@@ -10,20 +10,15 @@ import (
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/dotenv"
 	"github.com/keygate/keygate/internal/lint"
-	"github.com/keygate/keygate/internal/settings"
 )
 
 // configLint judges the configuration for go-live: 0 when no finding is an
 // unsilenced error, 1 when one is (or a role does not load), 2 on usage.
 func configLint(args, environ []string, stdout, stderr io.Writer) (int, error) {
-	s, _, err := settings.Load(environ)
+	s, fs, f, err := configFlagSet("keygate config lint", environ, stderr)
 	if err != nil {
 		return exitUsage, err
 	}
-	f := &configFlags{}
-	fs := flag.NewFlagSet("keygate config lint", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	f.register(fs, s)
 	fs.StringVar(&f.role, "role", s.ServiceRole, "service role whose resolution must load")
 	fs.BoolVar(&f.allRoles, "all-roles", false, "every service role must load")
 	stage := fs.String("stage", "", "stage name (default: KEYGATE_STAGE from the env files, else local)")

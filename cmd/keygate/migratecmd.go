@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/keygate/keygate/internal/config"
 	"github.com/keygate/keygate/internal/datasource"
-	"github.com/keygate/keygate/internal/settings"
 )
 
 // migrateTimeout bounds opening and migrating one data source.
@@ -23,17 +21,11 @@ const migrateTimeout = 5 * time.Minute
 // data source, never its URL. Exit 1 if any role or data source fails; the
 // others are still migrated.
 func runMigrate(args, environ []string, stdout, stderr io.Writer) (int, error) {
-	s, _, err := settings.Load(environ)
+	s, fs, cf, err := configFlagSet("keygate migrate", environ, stderr)
 	if err != nil {
 		return exitFailure, err
 	}
-	var (
-		role string
-		cf   configFlags
-	)
-	fs := flag.NewFlagSet("keygate migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf.register(fs, s)
+	var role string
 	fs.StringVar(&role, "role", "", "migrate only this service role's data source (default: every role's)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage, usageError{err.Error()}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -16,7 +15,6 @@ import (
 	"github.com/keygate/keygate/internal/datasource"
 	"github.com/keygate/keygate/internal/password"
 	"github.com/keygate/keygate/internal/profile/authn"
-	"github.com/keygate/keygate/internal/settings"
 	"github.com/keygate/keygate/internal/storage/model"
 )
 
@@ -53,7 +51,7 @@ func checkSQLiteExists(ds *config.DataSource, create bool) error {
 // hashed with the argon2id parameters of the zone's password
 // authenticator (the defaults if none is configured).
 func runUserAdd(args, environ []string, stdout, stderr io.Writer) (int, error) {
-	s, _, err := settings.Load(environ)
+	s, fs, cf, err := configFlagSet("keygate user add", environ, stderr)
 	if err != nil {
 		return exitFailure, err
 	}
@@ -61,11 +59,7 @@ func runUserAdd(args, environ []string, stdout, stderr io.Writer) (int, error) {
 		role, zone, username       string
 		name, given, family, email string
 		emailVerified, createDB    bool
-		cf                         configFlags
 	)
-	fs := flag.NewFlagSet("keygate user add", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf.register(fs, s)
 	fs.StringVar(&role, "role", "", "a service role in the zone (default: the first role whose zone is --zone)")
 	fs.StringVar(&zone, "zone", "", "the user's home zone (required)")
 	fs.StringVar(&username, "username", "", "the username (required; stored trimmed and lower-cased)")

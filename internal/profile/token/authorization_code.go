@@ -31,17 +31,10 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 	if f.redirectURI == "" {
 		return nil, oauth.ErrInvalidRequest.WithDescription("redirect_uri is required").WithReason("redirect_uri_missing")
 	}
-	if g.store == nil {
-		return nil, oauth.ErrServerError.WithCause(errNoStore)
-	}
 	now := g.now()
-	hash := model.HashSecret(f.code)
-	code, err := g.store.AuthCodes().Get(ctx, hash)
-	switch {
-	case errors.Is(err, model.ErrNotFound):
-		return nil, errBadCode.WithReason("code_unknown").WithCause(errors.New("unknown code"))
-	case err != nil:
-		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("get code: %w", err))
+	code, hash, e := lookup[model.AuthCode](ctx, g.store, model.Store.AuthCodes, f.code, errBadCode, "code_unknown", "code")
+	if e != nil {
+		return nil, e
 	}
 	// Check the request against the code before consuming it: a refused
 	// presentation (another client, a guessed verifier) must not use the
@@ -55,7 +48,7 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 		}
 		return nil, e
 	}
-	code, err = g.store.AuthCodes().Consume(ctx, hash)
+	code, err := g.store.AuthCodes().Consume(ctx, hash)
 	switch {
 	case errors.Is(err, model.ErrReplay):
 		// RFC 6749 §4.1.2: a code presented twice, each time rightly, is

@@ -140,7 +140,7 @@ func (is *issuer) issueAccess(ctx context.Context, at accessToken) (string, erro
 		}
 		return handle, nil
 	}
-	payload, err := json.Marshal(atClaims{
+	return is.signJWT(atClaims{
 		Iss:      is.iss,
 		Sub:      at.subject,
 		Aud:      at.audience,
@@ -149,13 +149,20 @@ func (is *issuer) issueAccess(ctx context.Context, at accessToken) (string, erro
 		Jti:      jti,
 		ClientID: at.client.id,
 		Scope:    strings.Join(at.scopes, " "),
-	})
+	}, typAccessToken, "claims", "access token")
+}
+
+// signJWT serializes claims and signs them as a JWT with the typ header
+// typ. The two names say, in a failure, what was being marshalled and
+// what signed.
+func (is *issuer) signJWT(claims any, typ, claimsName, tokenName string) (string, error) {
+	payload, err := json.Marshal(claims)
 	if err != nil {
-		return "", fmt.Errorf("marshal claims: %w", err)
+		return "", fmt.Errorf("marshal %s: %w", claimsName, err)
 	}
-	tok, err := is.signer.Sign(payload, typAccessToken)
+	tok, err := is.signer.Sign(payload, typ)
 	if err != nil {
-		return "", fmt.Errorf("sign access token: %w", err)
+		return "", fmt.Errorf("sign %s: %w", tokenName, err)
 	}
 	return string(tok), nil
 }
@@ -251,15 +258,7 @@ func (is *issuer) issueID(u userTokens, accessToken string) (string, error) {
 	if !u.authTime.IsZero() {
 		c.AuthTime = u.authTime.Unix()
 	}
-	payload, err := json.Marshal(c)
-	if err != nil {
-		return "", fmt.Errorf("marshal id token: %w", err)
-	}
-	tok, err := is.signer.Sign(payload, typIDToken)
-	if err != nil {
-		return "", fmt.Errorf("sign id token: %w", err)
-	}
-	return string(tok), nil
+	return is.signJWT(c, typIDToken, "id token", "id token")
 }
 
 // atHash is the left half of the hash of the access token's ASCII octets,

@@ -29,17 +29,12 @@ func (g *refreshToken) Handle(ctx context.Context, r *grantRequest) ([]byte, *oa
 	if f.refreshToken == "" {
 		return nil, oauth.ErrInvalidRequest.WithDescription("refresh_token is required").WithReason("refresh_token_missing")
 	}
-	if g.store == nil {
-		return nil, oauth.ErrServerError.WithCause(errNoStore)
-	}
 	now := g.now()
-	hash := model.HashSecret(f.refreshToken)
-	old, err := g.store.RefreshTokens().Get(ctx, hash)
+	old, hash, e := lookup[model.RefreshToken](ctx, g.store, model.Store.RefreshTokens, f.refreshToken, errBadRefresh, "refresh_unknown", "refresh token")
+	if e != nil {
+		return nil, e
+	}
 	switch {
-	case errors.Is(err, model.ErrNotFound):
-		return nil, errBadRefresh.WithReason("refresh_unknown").WithCause(errors.New("unknown refresh token"))
-	case err != nil:
-		return nil, oauth.ErrServerError.WithCause(fmt.Errorf("get refresh token: %w", err))
 	case old.Profile != g.profile || old.ClientID != cl.id:
 		return nil, errBadRefresh.WithReason("refresh_other_client").WithCause(fmt.Errorf("refresh token of client %s presented by %s", old.ClientID, cl.id))
 	case !old.RevokedAt.IsZero():

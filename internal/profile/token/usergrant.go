@@ -39,6 +39,28 @@ func (u *userGrants) activeUser(ctx context.Context, id string) *oauth.Error {
 	return nil
 }
 
+// lookup reads the record that a presented code or refresh token names,
+// by the hash of the secret, from the records of store: bad with reason if
+// there is none, server_error if the node has no store or it fails; what
+// names the record in either cause.
+func lookup[T any, R interface {
+	Get(context.Context, model.Hash) (T, error)
+}](ctx context.Context, store model.Store, records func(model.Store) R, secret string, bad *oauth.Error, reason, what string) (T, model.Hash, *oauth.Error) {
+	var rec T
+	if store == nil {
+		return rec, model.Hash{}, oauth.ErrServerError.WithCause(errNoStore)
+	}
+	hash := model.HashSecret(secret)
+	rec, err := records(store).Get(ctx, hash)
+	switch {
+	case errors.Is(err, model.ErrNotFound):
+		return rec, hash, bad.WithReason(reason).WithCause(errors.New("unknown " + what))
+	case err != nil:
+		return rec, hash, oauth.ErrServerError.WithCause(fmt.Errorf("get %s: %w", what, err))
+	}
+	return rec, hash, nil
+}
+
 // audit records a security event; a failure is logged by the trail, not
 // returned (the request's own outcome does not depend on it).
 func (u *userGrants) audit(ctx context.Context, typ, subject, clientID string, details map[string]any) {

@@ -16,15 +16,17 @@ import (
 
 // The built-in pages and static files. An operator's templates directory
 // overrides any of them by name (see the README, "Branding the login page").
+// The layout is the built-in pages' own: not an override.
 //
-//go:embed ui/login.html ui/error.html ui/static
+//go:embed ui/login.html ui/error.html ui/layout.html ui/static
 var builtin embed.FS
 
 // Template names and the static subdirectory of a templates directory.
 const (
-	loginTemplate = "login.html"
-	errorTemplate = "error.html"
-	staticDir     = "static"
+	loginTemplate  = "login.html"
+	errorTemplate  = "error.html"
+	layoutTemplate = "layout.html"
+	staticDir      = "static"
 )
 
 // Limits on a templates directory, read wholly into memory at build.
@@ -76,7 +78,11 @@ func mustBuiltinUI() *ui {
 	if err != nil {
 		panic(err)
 	}
-	u, err := readUI(sub, nil)
+	layout, err := fs.ReadFile(sub, layoutTemplate)
+	if err != nil {
+		panic(err)
+	}
+	u, err := readUI(sub, nil, string(layout))
 	if err != nil {
 		panic(err)
 	}
@@ -96,10 +102,13 @@ func loadUI(dir string) (*ui, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("templates: %s is not a directory", dir)
 	}
-	return readUI(os.DirFS(dir), defaultUI)
+	return readUI(os.DirFS(dir), defaultUI, "")
 }
 
-func readUI(fsys fs.FS, base *ui) (*ui, error) {
+// readUI reads the pages and static files of fsys over base (nil: none).
+// layout, when not empty, is parsed with each page, which may then call
+// the templates it defines.
+func readUI(fsys fs.FS, base *ui, layout string) (*ui, error) {
 	u := &ui{static: map[string]staticFile{}}
 	if base != nil {
 		*u = ui{login: base.login, errPage: base.errPage, static: map[string]staticFile{}}
@@ -117,7 +126,7 @@ func readUI(fsys fs.FS, base *ui) (*ui, error) {
 			errs = append(errs, fmt.Errorf("templates: %w", err))
 			continue
 		}
-		t, err := template.New(name).Option("missingkey=error").Parse(string(b))
+		t, err := parsePage(name, string(b), layout)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("templates: %w", err))
 			continue
@@ -178,4 +187,15 @@ func readUI(fsys fs.FS, base *ui) (*ui, error) {
 		return nil, errors.Join(errs...)
 	}
 	return u, nil
+}
+
+// parsePage parses the page text named name, with layout if not empty.
+func parsePage(name, text, layout string) (*template.Template, error) {
+	t := template.New(name).Option("missingkey=error")
+	if layout != "" {
+		if _, err := t.New(layoutTemplate).Parse(layout); err != nil {
+			return nil, err
+		}
+	}
+	return t.Parse(text)
 }

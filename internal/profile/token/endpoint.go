@@ -46,6 +46,28 @@ type form struct {
 	refreshToken string // refresh_token grant
 }
 
+// onceParams are the parameters a form may carry once, each with its bit
+// in the set of those seen and where its value goes. resource, which may
+// repeat, is not among them.
+var onceParams = map[string]struct {
+	bit int
+	set func(f *form, v string)
+}{
+	"grant_type":            {1 << 0, func(f *form, v string) { f.grantType = v }},
+	"scope":                 {1 << 1, func(f *form, v string) { f.scope, f.hasScope = v, true }},
+	"client_id":             {1 << 2, func(f *form, v string) { f.creds.ClientID = v }},
+	"client_secret":         {1 << 3, func(f *form, v string) { f.creds.ClientSecret, f.creds.HasClientSecret = v, true }},
+	"client_assertion_type": {1 << 4, func(f *form, v string) { f.creds.ClientAssertionType = v }},
+	"client_assertion":      {1 << 5, func(f *form, v string) { f.creds.ClientAssertion, f.creds.HasAssertion = v, true }},
+	"token":                 {1 << 6, func(f *form, v string) { f.token, f.hasToken = v, true }},
+	"token_type_hint":       {1 << 7, func(f *form, v string) { f.hint = v }},
+	"audience":              {1 << 8, func(f *form, v string) { f.resources = append(f.resources, v) }},
+	"code":                  {1 << 9, func(f *form, v string) { f.code = v }},
+	"redirect_uri":          {1 << 10, func(f *form, v string) { f.redirectURI = v }},
+	"code_verifier":         {1 << 11, func(f *form, v string) { f.codeVerifier = v }},
+	"refresh_token":         {1 << 12, func(f *form, v string) { f.refreshToken = v }},
+}
+
 // parseForm parses the request once. Errors are invalid_request.
 func parseForm(c *fiber.Ctx) (*form, *oauth.Error) {
 	req := &c.Context().Request
@@ -77,61 +99,12 @@ func parseForm(c *fiber.Ctx) (*form, *oauth.Error) {
 		if dup != "" {
 			return
 		}
-		switch string(key) {
-		case "grant_type":
-			if once(1<<0, key) {
-				f.grantType = string(value)
+		if p, ok := onceParams[string(key)]; ok {
+			if once(p.bit, key) {
+				p.set(f, string(value))
 			}
-		case "scope":
-			if once(1<<1, key) {
-				f.scope, f.hasScope = string(value), true
-			}
-		case "client_id":
-			if once(1<<2, key) {
-				f.creds.ClientID = string(value)
-			}
-		case "client_secret":
-			if once(1<<3, key) {
-				f.creds.ClientSecret, f.creds.HasClientSecret = string(value), true
-			}
-		case "client_assertion_type":
-			if once(1<<4, key) {
-				f.creds.ClientAssertionType = string(value)
-			}
-		case "client_assertion":
-			if once(1<<5, key) {
-				f.creds.ClientAssertion, f.creds.HasAssertion = string(value), true
-			}
-		case "token":
-			if once(1<<6, key) {
-				f.token, f.hasToken = string(value), true
-			}
-		case "token_type_hint":
-			if once(1<<7, key) {
-				f.hint = string(value)
-			}
-		case "audience":
-			if once(1<<8, key) {
-				f.resources = append(f.resources, string(value))
-			}
-		case "resource":
+		} else if string(key) == "resource" {
 			f.resources = append(f.resources, string(value))
-		case "code":
-			if once(1<<9, key) {
-				f.code = string(value)
-			}
-		case "redirect_uri":
-			if once(1<<10, key) {
-				f.redirectURI = string(value)
-			}
-		case "code_verifier":
-			if once(1<<11, key) {
-				f.codeVerifier = string(value)
-			}
-		case "refresh_token":
-			if once(1<<12, key) {
-				f.refreshToken = string(value)
-			}
 		}
 	})
 	if dup != "" {

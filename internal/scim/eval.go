@@ -315,13 +315,8 @@ func (rt *ResourceType) Folded(r Resource) Resource {
 	out := Resource{}
 	for name, v := range r {
 		if ext := rt.extension(name); ext != nil {
-			obj, _ := v.(map[string]any)
 			sub := map[string]any{}
-			for an, av := range obj {
-				if a := ext.Attr(an); a != nil {
-					sub[an] = foldValue(a, av)
-				}
-			}
+			extAttrs(ext, v, func(an string, a *Attribute, av any) { sub[an] = foldValue(a, av) })
 			out[name] = sub
 			continue
 		}

@@ -53,15 +53,12 @@ func (rt *ResourceType) Apply(p Projection, doc map[string]any) map[string]any {
 	out := map[string]any{}
 	for name, v := range doc {
 		if ext := rt.extension(name); ext != nil {
-			obj, _ := v.(map[string]any)
 			sub := map[string]any{}
-			for an, av := range obj {
-				if a := ext.Attr(an); a != nil {
-					if pv, ok := rt.pick(p, AttrPath{URN: ext.ID, Attr: a.Name}, a, av); ok {
-						sub[a.Name] = pv
-					}
+			extAttrs(ext, v, func(_ string, a *Attribute, av any) {
+				if pv, ok := rt.pick(p, AttrPath{URN: ext.ID, Attr: a.Name}, a, av); ok {
+					sub[a.Name] = pv
 				}
-			}
+			})
 			if len(sub) > 0 {
 				out[ext.ID] = sub
 			}

@@ -158,6 +158,18 @@ func (rt *ResourceType) extension(urn string) *Schema {
 	return nil
 }
 
+// extAttrs calls fn with each member of the extension object v that ext
+// defines, as written and with its definition; members ext does not define,
+// and a v that is not an object, are passed over.
+func extAttrs(ext *Schema, v any, fn func(name string, a *Attribute, av any)) {
+	obj, _ := v.(map[string]any)
+	for an, av := range obj {
+		if a := ext.Attr(an); a != nil {
+			fn(an, a, av)
+		}
+	}
+}
+
 func checkAttrs(s *Schema, obj map[string]any, prefix string) (map[string]any, *Error) {
 	out := map[string]any{}
 	for name, v := range obj {

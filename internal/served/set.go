@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -272,7 +273,7 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Set, err error) {
 		return nil, errs.Sorted()
 	}
 	r.ensureDemoUsers(pages, role, snap)
-	r.handler = r.mount(profiles, authns, scims, pages)
+	r.handler = r.mount(appendMounted(appendMounted(appendMounted(appendMounted(nil, profiles), authns), scims), pages))
 	return r, nil
 }
 
@@ -430,8 +431,23 @@ func asConfigErrors(err error, pos config.Position, path string) config.Errors {
 	return config.Errors{at(pos, path, err)}
 }
 
+// mounted is what every profile type offers the app: its name and path,
+// and its routes behind a wrap that labels each endpoint.
+type mounted interface {
+	Name() string
+	Path() string
+	MountWith(r fiber.Router, wrap func(endpoint string) fiber.Handler)
+}
+
+func appendMounted[P mounted](to []mounted, ps []P) []mounted {
+	for _, p := range ps {
+		to = append(to, p)
+	}
+	return to
+}
+
 // mount builds the fiber app with every profile and returns its handler.
-func (r *Set) mount(profiles []*token.Profile, authns []*authn.Profile, scims []*usermgmt.Profile, pages []*demo.Profile) fasthttp.RequestHandler {
+func (r *Set) mount(profiles []mounted) fasthttp.RequestHandler {
 	app := fiber.New(fiber.Config{
 		// Paths are exact: OAuth clients and discovery use them verbatim.
 		CaseSensitive:         true,
@@ -448,35 +464,7 @@ func (r *Set) mount(profiles []*token.Profile, authns []*authn.Profile, scims []
 	// Unmatched paths: labelled with the profile whose path is the longest
 	// matching prefix (registered longest first, since fiber matches in
 	// order), then with NoProfile.
-	for _, p := range authns {
-		name := p.Name()
-		p.MountWith(app, func(endpoint string) fiber.Handler { return r.instrument(name, endpoint) })
-	}
-	for _, p := range scims {
-		name := p.Name()
-		p.MountWith(app, func(endpoint string) fiber.Handler { return r.instrument(name, endpoint) })
-	}
-	for _, p := range pages {
-		name := p.Name()
-		p.MountWith(app, func(endpoint string) fiber.Handler { return r.instrument(name, endpoint) })
-	}
-	type named interface {
-		Name() string
-		Path() string
-	}
-	var sorted []named
-	for _, p := range profiles {
-		sorted = append(sorted, p)
-	}
-	for _, p := range authns {
-		sorted = append(sorted, p)
-	}
-	for _, p := range scims {
-		sorted = append(sorted, p)
-	}
-	for _, p := range pages {
-		sorted = append(sorted, p)
-	}
+	sorted := slices.Clone(profiles)
 	sort.SliceStable(sorted, func(i, j int) bool { return len(sorted[i].Path()) > len(sorted[j].Path()) })
 	for _, p := range sorted {
 		prefix := p.Path()

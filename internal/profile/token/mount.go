@@ -11,7 +11,7 @@ import (
 // Wrap returns a handler that runs before an endpoint's own handler (e.g.
 // to label metrics with the endpoint name and recover panics). It must
 // call c.Next.
-type Wrap func(endpoint string) fiber.Handler
+type Wrap = func(endpoint string) fiber.Handler
 
 // Mount registers the endpoints listed in the profile's config, at its
 // path.

@@ -126,21 +126,7 @@ func (g groups) Update(ctx context.Context, id string, fn func(old model.Group) 
 // Delete removes the group and it from every group it is a member of
 // (their rows and their representations), in one transaction.
 func (g groups) Delete(ctx context.Context, id string, version int64) error {
-	tx, err := g.s.db.Begin(ctx)
-	if err != nil {
-		return g.s.failed("delete group", err)
-	}
-	defer tx.Rollback()
-	if err := deleteVersion(ctx, tx, "groups", id, version); err != nil {
-		return g.s.failed("delete group", err)
-	}
-	if _, err := tx.Exec(ctx, `DELETE FROM group_members WHERE group_id = $1`, id); err != nil {
-		return g.s.failed("delete group", err)
-	}
-	if err := g.s.leaveGroups(ctx, tx, id); err != nil {
-		return g.s.failed("delete group", err)
-	}
-	return g.s.failed("delete group", tx.Commit())
+	return g.s.failed("delete group", g.s.deleteResource(ctx, "groups", id, version, `DELETE FROM group_members WHERE group_id = $1`))
 }
 
 // leaveGroups removes member id from every group that has it: the

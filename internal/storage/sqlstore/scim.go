@@ -33,36 +33,42 @@ func (u users) scim(r map[string]any) (doc, folded any, err error) {
 // and the member entry in each group's representation (whose version goes
 // up), in one transaction.
 func (u users) Delete(ctx context.Context, id string, version int64) error {
-	tx, err := u.s.db.Begin(ctx)
-	if err != nil {
-		return u.s.failed("delete user", err)
-	}
-	defer tx.Rollback()
-	if err := deleteVersion(ctx, tx, "users", id, version); err != nil {
-		return u.s.failed("delete user", err)
-	}
-	if err := u.s.leaveGroups(ctx, tx, id); err != nil {
-		return u.s.failed("delete user", err)
-	}
-	return u.s.failed("delete user", tx.Commit())
+	return u.s.failed("delete user", u.s.deleteResource(ctx, "users", id, version))
 }
 
-// deleteVersion deletes the row id of a versioned table (users, groups):
-// any version for 0, else only that one. No row deleted is ErrNotFound or,
-// when the row is there, ErrModified.
-func deleteVersion(ctx context.Context, tx Tx, table, id string, version int64) error {
+// deleteResource deletes the row id of a versioned table (users, groups)
+// in one transaction: any version for 0, else only that one; then the
+// statements also (each given id as $1), and id from every group. No row
+// deleted is ErrNotFound or, when the row is there, ErrModified.
+func (s *Store) deleteResource(ctx context.Context, table, id string, version int64, also ...string) error {
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
 	n, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE id = $1 AND ($2 = 0 OR version = $2)`, id, version)
-	if err != nil || n > 0 {
+	if err != nil {
 		return err
 	}
-	var there bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+table+` WHERE id = $1)`, id).Scan(&there); err != nil {
+	if n == 0 {
+		var there bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+table+` WHERE id = $1)`, id).Scan(&there); err != nil {
+			return err
+		}
+		if there {
+			return fmt.Errorf("%s %s: %w", table, id, model.ErrModified)
+		}
+		return fmt.Errorf("%s %s: %w", table, id, model.ErrNotFound)
+	}
+	for _, q := range also {
+		if _, err := tx.Exec(ctx, q, id); err != nil {
+			return err
+		}
+	}
+	if err := s.leaveGroups(ctx, tx, id); err != nil {
 		return err
 	}
-	if there {
-		return fmt.Errorf("%s %s: %w", table, id, model.ErrModified)
-	}
-	return fmt.Errorf("%s %s: %w", table, id, model.ErrNotFound)
+	return tx.Commit()
 }
 
 // withoutMember drops the member entries whose value is id.

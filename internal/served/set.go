@@ -172,25 +172,7 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Set, err error) {
 			continue
 		}
 		switch p.Type {
-		case config.ProfileToken, config.ProfileAuthentication:
-		case config.ProfileDemo:
-			// Built after the token profiles, whose client it is.
-			if other, dup := paths[strings.TrimSuffix(p.Path, "/")]; dup {
-				errs = append(errs, at(p.Pos, "profiles."+name+".path", fmt.Errorf("profile %q is already mounted at %q in role %q", other, p.Path, snap.Role)))
-				continue
-			}
-			paths[strings.TrimSuffix(p.Path, "/")] = name
-			demos = append(demos, p)
-			continue
-		case config.ProfileUserManagement:
-			// Built after the token profiles, whose tokens it accepts.
-			if other, dup := paths[strings.TrimSuffix(p.Path, "/")]; dup {
-				errs = append(errs, at(p.Pos, "profiles."+name+".path", fmt.Errorf("profile %q is already mounted at %q in role %q", other, p.Path, snap.Role)))
-				continue
-			}
-			paths[strings.TrimSuffix(p.Path, "/")] = name
-			userMgmt = append(userMgmt, p)
-			continue
+		case config.ProfileToken, config.ProfileAuthentication, config.ProfileUserManagement, config.ProfileDemo:
 		default:
 			errs = append(errs, at(p.Pos, "profiles."+name+".type", fmt.Errorf("unknown profile type %q", p.Type)))
 			continue
@@ -201,6 +183,14 @@ func Build(snap *config.Snapshot, deps Deps) (rt *Set, err error) {
 			continue
 		}
 		paths[mount] = name
+		switch p.Type {
+		case config.ProfileUserManagement:
+			userMgmt = append(userMgmt, p) // built after the token profiles, whose tokens it accepts
+			continue
+		case config.ProfileDemo:
+			demos = append(demos, p) // built after the token profiles, whose client it is
+			continue
+		}
 
 		if p.Type == config.ProfileAuthentication {
 			ap, err := authn.New(snap, p, authn.Deps{Store: r.store, Zone: role.Zone, Logger: r.log, Metrics: deps.Metrics, IPLimiter: deps.IPLimiter, ClientIP: deps.ClientIP})

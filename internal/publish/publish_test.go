@@ -326,7 +326,7 @@ func TestCrashMidPublish(t *testing.T) {
 func TestHelperPublish(t *testing.T) {
 	dir, point := os.Getenv("PUBLISH_HELPER_DIR"), os.Getenv("PUBLISH_HELPER_FAULT")
 	if dir == "" {
-		t.Skip("helper process for TestCrashMidPublish")
+		return // only TestCrashMidPublish runs it, as a child process; not a skipped test
 	}
 	faultHook = func(at string) {
 		if at == point {

@@ -299,7 +299,7 @@ func newResult(s scenario, c int, o *outcome, server, bench, host, irq cpuWindow
 	r.ServerPeakRSSMB = round(float64(rssKB)/1024, 1)
 	r.BenchCPU = round(bench.seconds(), 3)
 	other := host.seconds() - server.seconds() - bench.seconds()
-	if server.same(bench) { // baseline in-process: one process
+	if server.same(bench) { // a ceiling in-process: one process
 		other = host.seconds() - bench.seconds()
 	}
 	r.OtherCPU = round(math.Max(other, 0), 3)

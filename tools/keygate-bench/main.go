@@ -9,7 +9,7 @@
 //	go run ./tools/keygate-bench                       # every scenario, c=64, 10 s each (go tool task bench)
 //	go run ./tools/keygate-bench -scenarios cc-jwt-es256,jwks -d 5s
 //	go run ./tools/keygate-bench -storage sqlite -c 32
-//	go run ./tools/keygate-bench -scenarios cc-jwt-es256/sqlite -repeat 3   # the efficiency ratio, median of 3
+//	go run ./tools/keygate-bench -scenarios cc-jwt-es256/sqlite,cc-jwt-eddsa/sqlite -repeat 3   # the efficiency ratios, median of 3
 //	go run ./tools/keygate-bench -scenarios cc-jwt-es256/sqlite -cpuprofile /tmp/kg   # + /tmp/kg-*.pprof
 //	go run ./tools/keygate-bench -binary ./bin/keygate -server-env GOGC=400
 //
@@ -23,15 +23,19 @@
 //	                                          (reload_writes, reloads, reload_failures in its line; errors must be 0)
 //	codeflow                                  full OIDC code flows with a password login (argon2id at the
 //	                                          default cost), one "request" = one flow; -codeflow-c workers
-//	baseline                                  the minimal fiber handler (SHA-256 secret check + one ES256 JWT)
+//	ceiling-es256, ceiling-eddsa              the ceiling of cc-jwt-es256 and cc-jwt-eddsa: the fastest
+//	                                          handler doing the same work (ceiling.go)
 //
-// After baseline and cc-jwt-es256 on sqlite it prints
-// {"scenario":"efficiency","ratio":...}: keygate's throughput over the
-// minimal handler's, measured in the same run (selecting cc-jwt-es256
-// selects the baseline too). The baseline runs in a child process (the
-// bench binary itself), so it has its own Go runtime and its CPU and RSS
-// are read from /proc exactly as keygate's; -baseline-inprocess serves it
-// from the bench process instead.
+// After each ceiling and its cc-jwt-<alg> on sqlite it prints
+// {"scenario":"efficiency","alg":...,"cpu_ratio":...,"p99_ratio":...}:
+// the ceiling's server CPU per token over keygate's, and keygate's p99
+// over the ceiling's, measured in the same run (selecting cc-jwt-es256 or
+// cc-jwt-eddsa selects its ceiling too), with the goals (cpu_ratio at
+// least 0.90, p99_ratio at most 1.2). Keygate measured cheaper than its
+// ceiling fails the run: the ceiling would then not do the same work. The
+// ceilings run in a child process (the bench binary itself), so each has
+// its own Go runtime and its CPU and RSS are read from /proc exactly as
+// keygate's; -baseline-inprocess serves them from the bench process.
 //
 // Each line also carries bench_cpu_s (the load generator), other_cpu_s
 // (every other process: PostgreSQL, and anything else sharing the
@@ -73,14 +77,14 @@ const (
 	kindToken      = "token"
 	kindIntrospect = "introspect"
 	kindJWKS       = "jwks"
-	kindBaseline   = "baseline"
+	kindCeiling    = "ceiling"
 	// kindCodeflow (codeflow.go) is declared with its scenario.
 )
 
 // scenario is one line of output.
 type scenario struct {
 	name    string
-	storage string // sqlite, postgres; "" for baseline
+	storage string // sqlite, postgres; "" for a ceiling
 	kind    string
 	alg     string // signing key of the profile: ES256, RS256, EdDSA
 	format  string // the profile's access-token format: jwt, opaque
@@ -94,9 +98,7 @@ func (s scenario) id() string {
 	return s.name + "/" + s.storage
 }
 
-// catalogue lists the scenarios in run order. The baseline runs right
-// before cc-jwt-es256 on sqlite so the efficiency ratio compares two
-// measurements taken as close together as possible.
+// catalogue lists the scenarios in run order.
 func catalogue(storages []string) []scenario {
 	per := []scenario{
 		{name: "cc-jwt-es256", kind: kindToken, alg: "ES256", format: "jwt"},
@@ -108,10 +110,15 @@ func catalogue(storages []string) []scenario {
 		{name: "cc-jwt-es256-reload", kind: kindToken, alg: "ES256", format: "jwt", reload: true},
 		{name: "codeflow", kind: kindCodeflow, alg: "ES256", format: "jwt"},
 	}
-	out := []scenario{{name: "baseline", kind: kindBaseline, alg: "ES256", format: "jwt"}}
+	var out []scenario
 	for _, st := range storages {
 		for _, s := range per {
 			s.storage = st
+			// Each ceiling runs right before the scenario it is the
+			// ceiling of, so that the two are measured close together.
+			if st == "sqlite" && s.kind == kindToken && s.format == "jwt" && !s.reload && slices.Contains(ceilingAlgs, s.alg) {
+				out = append(out, scenario{name: "ceiling-" + strings.ToLower(s.alg), kind: kindCeiling, alg: s.alg, format: "jwt"})
+			}
 			out = append(out, s)
 		}
 	}
@@ -140,12 +147,12 @@ type options struct {
 }
 
 func main() {
-	// Hidden modes: the bench re-executes itself as the baseline server or
+	// Hidden modes: the bench re-executes itself as a ceiling server or
 	// as an in-process keygate node with a CPU profile.
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case serveBaselineArg:
-			os.Exit(serveBaselineMain(os.Args[2:]))
+		case serveCeilingArg:
+			os.Exit(serveCeilingMain(os.Args[2:]))
 		case serveNodeArg:
 			os.Exit(serveNodeMain(os.Args[2:]))
 		}
@@ -168,11 +175,11 @@ func run() int {
 	fs.DurationVar(&o.reloadEvery, "reload-every", 100*time.Millisecond, "config rewrite interval of the -reload scenarios")
 	fs.IntVar(&o.tokens, "tokens", 512, "tokens pre-issued for the introspect scenario (half JWT, half opaque)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the server during each measured window to FILE (FILE-<scenario>.pprof); the server then runs in-process in a bench child instead of the binary")
-	fs.BoolVar(&o.baselineIn, "baseline-inprocess", false, "serve the baseline inside the bench process (default: a child process, like keygate, so its CPU and RSS are measured the same way)")
+	fs.BoolVar(&o.baselineIn, "baseline-inprocess", false, "serve the ceilings inside the bench process (default: a child process, like keygate, so its CPU and RSS are measured the same way)")
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "abort the whole run after this long")
 	fs.DurationVar(&o.waitIdle, "wait-idle", 30*time.Second, "before each scenario, wait up to this long for the machine to be idle (under 0.25 CPU busy over 1 s), since other processes skew a shared 2-core machine; 0 disables")
 	var senv string
-	fs.StringVar(&senv, "server-env", "", "comma-separated NAME=value pairs added to the keygate node's (not the baseline's) environment, e.g. GOGC=400,GOMAXPROCS=2")
+	fs.StringVar(&senv, "server-env", "", "comma-separated NAME=value pairs added to the keygate node's (not the ceilings') environment, e.g. GOGC=400,GOMAXPROCS=2")
 	fs.IntVar(&o.repeat, "repeat", 1, "run the selected scenarios this many times (interleaved); with more than one run, a last efficiency line gives the median ratio")
 	fs.StringVar(&o.clientProf, "client-cpuprofile", "", "write a CPU profile of the load generator itself (this process) over the whole run to FILE")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp directories (configs, keys, sqlite files) for inspection")
@@ -246,7 +253,7 @@ func run() int {
 		defer os.RemoveAll(work)
 	}
 
-	needServer := slices.ContainsFunc(selected, func(s scenario) bool { return s.kind != kindBaseline })
+	needServer := slices.ContainsFunc(selected, func(s scenario) bool { return s.kind != kindCeiling })
 	if needServer && o.binary == "" && o.cpuprofile == "" {
 		o.binary = filepath.Join(work, "keygate")
 		logf("building ./cmd/keygate")
@@ -274,7 +281,7 @@ func run() int {
 	total := len(selected) * o.repeat
 	n := 0
 	for run := 1; run <= o.repeat; run++ {
-		var baseline, es256 *result
+		ceilings, measured := map[string]*result{}, map[string]*result{}
 		for _, s := range selected {
 			n++
 			if ctx.Err() != nil {
@@ -295,8 +302,8 @@ func run() int {
 			logf("[%d/%d] %s: c=%d warm-up %s, measure %s", n, total, s.id(), c, o.warmup, o.duration)
 			var r *result
 			switch s.kind {
-			case kindBaseline:
-				r, err = runBaseline(ctx, o, s, keys)
+			case kindCeiling:
+				r, err = runCeiling(ctx, o, s, keys)
 			case kindCodeflow:
 				r, err = runCodeflow(ctx, o, s, keys, work, pg)
 			default:
@@ -315,50 +322,40 @@ func run() int {
 			}
 			_ = enc.Encode(r)
 			switch {
-			case s.kind == kindBaseline:
-				baseline = r
-			case s.name == "cc-jwt-es256" && s.storage == "sqlite":
-				es256 = r
+			case s.kind == kindCeiling:
+				ceilings[s.alg] = r
+			case s.kind == kindToken && s.format == "jwt" && !s.reload && s.storage == "sqlite":
+				measured[s.alg] = r
 			}
 		}
-		if baseline != nil && es256 != nil && baseline.Throughput > 0 && es256.ServerCPUPerReqUS > 0 {
-			e := efficiency{
-				Scenario:  "efficiency",
-				Ratio:     round(es256.Throughput/baseline.Throughput, 3),
-				CPURatio:  round(baseline.ServerCPUPerReqUS/es256.ServerCPUPerReqUS, 3),
-				Keygate:   es256.Throughput,
-				Baseline:  baseline.Throughput,
-				Numerator: "cc-jwt-es256/sqlite", Denominator: "baseline",
+		for _, alg := range ceilingAlgs {
+			e, ok := compare(alg, measured[alg], ceilings[alg])
+			if !ok {
+				continue
 			}
 			if o.repeat > 1 {
 				e.Run = run
+			}
+			if e.CPURatio > cheaperThanCeiling {
+				failed = true
+				logf("FAIL: keygate measured cheaper than its %s ceiling (CPU ratio %.3f): the ceiling does not do the same work as keygate, so no ratio of this run means anything; fix the ceiling (tools/keygate-bench/ceiling.go)", alg, e.CPURatio)
 			}
 			ratios = append(ratios, e)
 			_ = enc.Encode(e)
 		}
 	}
-	if len(ratios) > 1 {
-		// The median of the runs' ratios: one disturbed run moves it little.
-		med := func(f func(efficiency) float64) float64 {
-			v := make([]float64, len(ratios))
-			for i, e := range ratios {
-				v[i] = f(e)
+	if o.repeat > 1 {
+		for _, alg := range ceilingAlgs {
+			var runs []efficiency
+			for _, e := range ratios {
+				if e.Alg == alg {
+					runs = append(runs, e)
+				}
 			}
-			slices.Sort(v)
-			if len(v)%2 == 1 {
-				return v[len(v)/2]
+			if len(runs) > 1 {
+				_ = enc.Encode(median(runs))
 			}
-			return round((v[len(v)/2-1]+v[len(v)/2])/2, 3)
 		}
-		_ = enc.Encode(efficiency{
-			Scenario:  "efficiency",
-			Ratio:     med(func(e efficiency) float64 { return e.Ratio }),
-			CPURatio:  med(func(e efficiency) float64 { return e.CPURatio }),
-			Keygate:   med(func(e efficiency) float64 { return e.Keygate }),
-			Baseline:  med(func(e efficiency) float64 { return e.Baseline }),
-			Numerator: "cc-jwt-es256/sqlite", Denominator: "baseline",
-			Runs: len(ratios), Median: true,
-		})
 	}
 	if failed {
 		return 1
@@ -366,16 +363,26 @@ func run() int {
 	return 0
 }
 
-// efficiency is keygate cc-jwt-es256 on sqlite over the minimal handler:
-// ratio is of throughputs (the tracked figure); cpu_ratio is of server CPU
-// per request (baseline over keygate, so higher is better too), which
-// other processes on the machine disturb less.
+// efficiency compares keygate's client_credentials JWT of one algorithm
+// on sqlite with that algorithm's ceiling, measured in the same run:
+// cpu_ratio is ceiling CPU per token over keygate's (the goal: at least
+// cpu_goal), ratio is of throughputs, p99_ratio keygate's p99 over the
+// ceiling's (the goal: at most p99_goal).
 type efficiency struct {
 	Scenario    string  `json:"scenario"`
-	Ratio       float64 `json:"ratio"`
+	Alg         string  `json:"alg"`
 	CPURatio    float64 `json:"cpu_ratio"`
+	Ratio       float64 `json:"ratio"`
+	P99Ratio    float64 `json:"p99_ratio"`
+	KeygateCPU  float64 `json:"keygate_cpu_per_token_us"`
+	CeilingCPU  float64 `json:"ceiling_cpu_per_token_us"`
 	Keygate     float64 `json:"keygate_rps"`
-	Baseline    float64 `json:"baseline_rps"`
+	Ceiling     float64 `json:"ceiling_rps"`
+	KeygateP99  float64 `json:"keygate_p99_ms"`
+	CeilingP99  float64 `json:"ceiling_p99_ms"`
+	CPUGoal     float64 `json:"cpu_goal"`
+	P99Goal     float64 `json:"p99_goal"`
+	Met         bool    `json:"goals_met"`
 	Numerator   string  `json:"numerator"`
 	Denominator string  `json:"denominator"`
 	Run         int     `json:"run,omitempty"`
@@ -383,10 +390,68 @@ type efficiency struct {
 	Median      bool    `json:"median,omitempty"`
 }
 
+// The goals: keygate within 10 % of the ceiling's CPU per token, and a
+// tail no longer than 1.2 times the ceiling's.
+const (
+	cpuGoal = 0.90
+	p99Goal = 1.20
+	// cheaperThanCeiling: a CPU ratio above this (beyond noise) means the
+	// ceiling does more work than keygate, which a ceiling must not.
+	cheaperThanCeiling = 1.05
+)
+
+// ceilingAlgs are the algorithms with a ceiling scenario.
+var ceilingAlgs = []string{"ES256", "EdDSA"}
+
+func compare(alg string, k, c *result) (efficiency, bool) {
+	if k == nil || c == nil || c.ServerCPUPerReqUS <= 0 || k.ServerCPUPerReqUS <= 0 || c.Throughput <= 0 || c.P99 <= 0 {
+		return efficiency{}, false
+	}
+	e := efficiency{
+		Scenario: "efficiency", Alg: alg,
+		CPURatio: round(c.ServerCPUPerReqUS/k.ServerCPUPerReqUS, 3), Ratio: round(k.Throughput/c.Throughput, 3),
+		P99Ratio: round(k.P99/c.P99, 3), KeygateCPU: k.ServerCPUPerReqUS, CeilingCPU: c.ServerCPUPerReqUS,
+		Keygate: k.Throughput, Ceiling: c.Throughput, KeygateP99: k.P99, CeilingP99: c.P99,
+		CPUGoal: cpuGoal, P99Goal: p99Goal,
+		Numerator: "cc-jwt-" + strings.ToLower(alg) + "/sqlite", Denominator: "ceiling-" + strings.ToLower(alg),
+	}
+	e.Met = e.CPURatio >= cpuGoal && e.P99Ratio <= p99Goal
+	return e, true
+}
+
+// median is the runs' median of each figure: one disturbed run moves it
+// little.
+func median(runs []efficiency) efficiency {
+	med := func(f func(efficiency) float64) float64 {
+		v := make([]float64, len(runs))
+		for i, e := range runs {
+			v[i] = f(e)
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return round((v[len(v)/2-1]+v[len(v)/2])/2, 3)
+	}
+	e := runs[0]
+	e.Run, e.Runs, e.Median = 0, len(runs), true
+	e.CPURatio = med(func(e efficiency) float64 { return e.CPURatio })
+	e.Ratio = med(func(e efficiency) float64 { return e.Ratio })
+	e.P99Ratio = med(func(e efficiency) float64 { return e.P99Ratio })
+	e.KeygateCPU = med(func(e efficiency) float64 { return e.KeygateCPU })
+	e.CeilingCPU = med(func(e efficiency) float64 { return e.CeilingCPU })
+	e.Keygate = med(func(e efficiency) float64 { return e.Keygate })
+	e.Ceiling = med(func(e efficiency) float64 { return e.Ceiling })
+	e.KeygateP99 = med(func(e efficiency) float64 { return e.KeygateP99 })
+	e.CeilingP99 = med(func(e efficiency) float64 { return e.CeilingP99 })
+	e.Met = e.CPURatio >= cpuGoal && e.P99Ratio <= p99Goal
+	return e
+}
+
 // selectScenarios keeps the scenarios named in filter ("name" or
-// "name/storage"); an empty filter keeps all. Selecting cc-jwt-es256 on
-// sqlite also selects the baseline, so the efficiency ratio is always
-// printed with it.
+// "name/storage"); an empty filter keeps all. Selecting cc-jwt-es256 or
+// cc-jwt-eddsa on sqlite also selects its ceiling, so its efficiency line
+// is always printed with it.
 func selectScenarios(all []scenario, filter []string) ([]scenario, error) {
 	if len(filter) == 0 {
 		return all, nil
@@ -409,7 +474,9 @@ func selectScenarios(all []scenario, filter []string) ([]scenario, error) {
 	var out []scenario
 	for _, s := range all {
 		keep := slices.Contains(filter, s.name) || slices.Contains(filter, s.id())
-		if s.kind == kindBaseline && (slices.Contains(filter, "cc-jwt-es256") || slices.Contains(filter, "cc-jwt-es256/sqlite")) {
+		// A ceiling comes with the scenario it is the ceiling of.
+		if measuredAgainst := "cc-jwt-" + strings.TrimPrefix(s.name, "ceiling-"); s.kind == kindCeiling &&
+			(slices.Contains(filter, measuredAgainst) || slices.Contains(filter, measuredAgainst+"/sqlite")) {
 			keep = true
 		}
 		if keep {

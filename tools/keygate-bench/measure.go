@@ -9,7 +9,7 @@ import (
 // bench (the load generator) and of the host (tasks and interrupts), and,
 // with -cpuprofile, the server's profile started and written at its edges.
 type window struct {
-	srv                      *server // nil: the baseline in the bench process
+	srv                      *server // nil: a ceiling in the bench process
 	profile                  string  // the server's CPU profile, "" for none
 	server, bench, host, irq cpuWindow
 }

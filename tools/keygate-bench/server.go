@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -44,7 +43,6 @@ var basicAuthz = "Basic " + base64.StdEncoding.EncodeToString([]byte(clientID+":
 // benchKeys are the PEM files of the run's signing keys, by algorithm.
 type benchKeys struct {
 	files map[string]string // alg -> PEM path
-	es256 *ecdsa.PrivateKey // for the baseline
 }
 
 // benchAlgs are the algorithms of the run's keys, in the order the
@@ -71,9 +69,6 @@ func generateKeys(dir string) (*benchKeys, error) {
 			return nil, err
 		}
 		k.files[alg] = path
-		if alg == "ES256" {
-			k.es256 = key.Signer.(*ecdsa.PrivateKey)
-		}
 	}
 	return k, nil
 }
@@ -159,24 +154,24 @@ func writeProfile(dir string, s scenario, variant int) error {
 // ---- the server process ----
 
 // server is a running keygate node (the binary, or a bench child serving
-// a node in-process for -cpuprofile) or a baseline child.
+// a node in-process for -cpuprofile) or a ceiling child.
 type server struct {
 	*testkit.Proc
 	pid    int
 	public string // host:port
-	ops    string // host:port; "" for the baseline
+	ops    string // host:port; "" for a ceiling
 }
 
 const tailLines = 30
 
-// baselineServing is the baseline child's serving line.
-const baselineServing = "baseline serving"
+// ceilingServing is a ceiling child's serving line.
+const ceilingServing = "ceiling serving"
 
-// start runs cmd and waits for its "runtime node serving" (or baseline
+// start runs cmd and waits for its "runtime node serving" (or ceiling
 // serving) JSON log line on stderr, which carries the real addresses.
 // testkit keeps the log lines for error reports and counts the warnings.
 func start(ctx context.Context, cmd *exec.Cmd) (*server, error) {
-	p, err := testkit.Start(cmd, testkit.ServingRuntime, baselineServing)
+	p, err := testkit.Start(cmd, testkit.ServingRuntime, ceilingServing)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
@@ -67,6 +68,12 @@ type Signer struct {
 	// lets crypto/ecdsa and crypto/rsa reuse their per-key precomputation;
 	// a jwk.Key is converted to a fresh raw key on every jws.Sign.
 	raw crypto.Signer
+	// signer is jwx's signature algorithm, which Sign calls on the
+	// compact signing input: the protected header is the same for every
+	// token of a typ, so it is encoded once (headers: typ → its base64url
+	// JSON and the dot) instead of built and serialized per token.
+	signer  jws.Signer
+	headers sync.Map
 }
 
 // String keeps key material out of %v and logs.
@@ -87,18 +94,42 @@ func (s *Signer) LogValue() slog.Value {
 // typ when not empty (e.g. "at+jwt", RFC 9068 §2.1). It is safe for
 // concurrent use.
 func (s *Signer) Sign(payload []byte, typ string) ([]byte, error) {
-	// A fresh header per call: jws.Sign writes alg into the headers it is
-	// given, so a shared one would race.
-	hdr := jws.NewHeaders()
-	if err := hdr.Set(jws.KeyIDKey, s.KID); err != nil {
-		return nil, fmt.Errorf("set kid: %w", err)
+	hdr, err := s.header(typ)
+	if err != nil {
+		return nil, err
 	}
-	if typ != "" {
-		if err := hdr.Set(jws.TypeKey, typ); err != nil {
-			return nil, fmt.Errorf("set typ: %w", err)
-		}
+	b64 := base64.RawURLEncoding
+	out := make([]byte, 0, len(hdr)+b64.EncodedLen(len(payload))+1+b64.EncodedLen(maxSignatureSize))
+	out = append(out, hdr...)
+	out = b64.AppendEncode(out, payload)
+	sig, err := s.signer.Sign(out, s.raw) // the signing input: header.payload
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
 	}
-	return jws.Sign(payload, jws.WithKey(s.Alg, s.raw, jws.WithProtectedHeaders(hdr)))
+	out = append(out, '.')
+	return b64.AppendEncode(out, sig), nil
+}
+
+// maxSignatureSize is the longest signature Sign expects (RSA 4096), to
+// size its buffer once; a longer one only costs a copy.
+const maxSignatureSize = 512
+
+// header is the protected header of typ, base64url-encoded, with the dot
+// that ends it.
+func (s *Signer) header(typ string) (string, error) {
+	if h, ok := s.headers.Load(typ); ok {
+		return h.(string), nil
+	}
+	raw, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ,omitempty"`
+	}{s.Alg.String(), s.KID, typ})
+	if err != nil {
+		return "", fmt.Errorf("encode the JWS header: %w", err)
+	}
+	h, _ := s.headers.LoadOrStore(typ, base64.RawURLEncoding.EncodeToString(raw)+".")
+	return h.(string), nil
 }
 
 // Parse parses a config key: a PEM private key in PKCS#8, PKCS#1 (RSA) or
@@ -309,7 +340,11 @@ func newSigner(name string, alg jwa.SignatureAlgorithm, raw any) (*Signer, error
 	if err := pub.Set(jwk.KeyUsageKey, jwk.ForSignature); err != nil {
 		return nil, fmt.Errorf("set use: %w", err)
 	}
-	return &Signer{Name: name, Alg: alg, KID: kid, Private: priv, Public: pub, raw: signer}, nil
+	js, err := jws.NewSigner(alg)
+	if err != nil {
+		return nil, fmt.Errorf("signer for %s: %w", alg, err)
+	}
+	return &Signer{Name: name, Alg: alg, KID: kid, Private: priv, Public: pub, raw: signer, signer: js}, nil
 }
 
 // Set is the keys of one token profile: Active signs, All are published.

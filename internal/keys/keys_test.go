@@ -337,6 +337,17 @@ func TestSetJWKS(t *testing.T) {
 			if typ := msg.Signatures()[0].ProtectedHeaders().Type(); typ != "at+jwt" {
 				t.Fatalf("typ %q", typ)
 			}
+			// Without a typ the header has none (the header is cached per typ).
+			plain, err := s.Sign(payload, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msg, err := jws.Parse(plain); err != nil || msg.Signatures()[0].ProtectedHeaders().Type() != "" {
+				t.Fatalf("no typ: %v %v", err, msg)
+			}
+			if _, err := jws.Verify(plain, jws.WithKeySet(jwks)); err != nil {
+				t.Fatalf("verify the untyped token: %v", err)
+			}
 			// A JWT signed by the key verifies through the set as well.
 			tok, err := jwt.NewBuilder().Subject("alice").Build()
 			if err != nil {

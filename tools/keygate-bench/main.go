@@ -17,7 +17,8 @@
 //
 //	cc-jwt-es256, cc-jwt-rs256, cc-jwt-eddsa  client_credentials (client_secret_basic), JWT access tokens
 //	cc-opaque                                 client_credentials, opaque access tokens (stored hashed)
-//	introspect                                RFC 7662 introspection of pre-issued tokens, half JWT, half opaque
+//	introspect-jwt, introspect-opaque         RFC 7662 introspection (revocation checked) of -tokens distinct
+//	                                          pre-issued JWT or opaque access tokens, 100,000 by default
 //	jwks                                      GET the JWK Set
 //	cc-jwt-es256-reload                       cc-jwt-es256 while the config is rewritten every 100 ms
 //	                                          (reload_writes, reloads, reload_failures in its line; errors must be 0)
@@ -105,7 +106,8 @@ func catalogue(storages []string) []scenario {
 		{name: "cc-jwt-rs256", kind: kindToken, alg: "RS256", format: "jwt"},
 		{name: "cc-jwt-eddsa", kind: kindToken, alg: "EdDSA", format: "jwt"},
 		{name: "cc-opaque", kind: kindToken, alg: "ES256", format: "opaque"},
-		{name: "introspect", kind: kindIntrospect, alg: "ES256", format: "jwt"},
+		{name: "introspect-jwt", kind: kindIntrospect, alg: "ES256", format: "jwt"},
+		{name: "introspect-opaque", kind: kindIntrospect, alg: "ES256", format: "opaque"},
 		{name: "jwks", kind: kindJWKS, alg: "ES256", format: "jwt"},
 		{name: "cc-jwt-es256-reload", kind: kindToken, alg: "ES256", format: "jwt", reload: true},
 		{name: "codeflow", kind: kindCodeflow, alg: "ES256", format: "jwt"},
@@ -173,7 +175,7 @@ func run() int {
 	fs.StringVar(&stor, "storage", "sqlite,postgres", "comma-separated storages: sqlite, postgres")
 	fs.StringVar(&o.pgURL, "pg", "", "PostgreSQL server URL (default $KEYGATE_TEST_POSTGRES_URL or "+pgtest.DefaultURL+"); a fresh schema per scenario, dropped after")
 	fs.DurationVar(&o.reloadEvery, "reload-every", 100*time.Millisecond, "config rewrite interval of the -reload scenarios")
-	fs.IntVar(&o.tokens, "tokens", 512, "tokens pre-issued for the introspect scenario (half JWT, half opaque)")
+	fs.IntVar(&o.tokens, "tokens", 100000, "distinct tokens pre-issued for each introspect scenario (so no cache can flatter it)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the server during each measured window to FILE (FILE-<scenario>.pprof); the server then runs in-process in a bench child instead of the binary")
 	fs.BoolVar(&o.baselineIn, "baseline-inprocess", false, "serve the ceilings inside the bench process (default: a child process, like keygate, so its CPU and RSS are measured the same way)")
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "abort the whole run after this long")

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -26,8 +26,10 @@ import (
 )
 
 const (
-	profilePath  = "/oauth/v2"
-	issuer       = "http://localhost/oauth/v2"
+	profilePath = "/oauth/v2"
+	// Not a loopback URL: the node would warn that its port is not the
+	// listener's, and a warning under load marks a run disturbed.
+	issuer       = "https://id.bench.example/oauth/v2"
 	clientID     = "bench"
 	opaqueClient = "bench-opaque"
 	benchScope   = "bench:read"
@@ -484,7 +486,7 @@ func buildLoad(ctx context.Context, o options, s scenario, addr string) (load, e
 	case kindToken:
 		return tokenLoad(addr, profilePath+"/token"), nil
 	case kindIntrospect:
-		tokens, err := issueTokens(ctx, addr, o.tokens)
+		tokens, err := issueTokens(ctx, addr, o.tokens, s.format == "opaque")
 		if err != nil {
 			return load{}, fmt.Errorf("pre-issue tokens: %w", err)
 		}
@@ -525,41 +527,61 @@ func formPost(addr, path, body string) func(int, *fasthttp.Request) {
 	}
 }
 
-// issueTokens obtains n access tokens, alternating JWT and opaque.
-func issueTokens(ctx context.Context, addr string, n int) ([]string, error) {
-	hc := &fasthttp.HostClient{Addr: addr, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
-	defer hc.CloseIdleConnections()
-	authz := map[bool]string{
-		false: basicAuthz,
-		true:  "Basic " + base64.StdEncoding.EncodeToString([]byte(opaqueClient+":"+clientSecret)),
+// issueTokens obtains n distinct access tokens, opaque or JWT, over a few
+// connections at once (100,000 one after another would take longer than
+// the measurement).
+func issueTokens(ctx context.Context, addr string, n int, opaque bool) ([]string, error) {
+	authz := basicAuthz
+	if opaque {
+		authz = "Basic " + base64.StdEncoding.EncodeToString([]byte(opaqueClient+":"+clientSecret))
 	}
-	out := make([]string, 0, n)
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	for i := range n {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		req.Reset()
-		formPost(addr, profilePath+"/token", tokenBody)(0, req)
-		req.Header.Set(fasthttp.HeaderAuthorization, authz[i%2 == 1])
-		if err := hc.Do(req, resp); err != nil {
-			return nil, err
-		}
-		if resp.StatusCode() != http.StatusOK {
-			return nil, fmt.Errorf("token endpoint: %d %s", resp.StatusCode(), resp.Body())
-		}
-		var tr struct {
-			AccessToken string `json:"access_token"`
-		}
-		if err := json.Unmarshal(resp.Body(), &tr); err != nil || tr.AccessToken == "" {
-			return nil, fmt.Errorf("token endpoint: unexpected body %.200s", resp.Body())
-		}
-		out = append(out, tr.AccessToken)
+	const workers = 8
+	out := make([]string, n)
+	errs := make(chan error, workers)
+	var next atomic.Int64
+	for range workers {
+		go func() {
+			hc := &fasthttp.HostClient{Addr: addr, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+			defer hc.CloseIdleConnections()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					errs <- ctx.Err()
+					return
+				}
+				req.Reset()
+				formPost(addr, profilePath+"/token", tokenBody)(0, req)
+				req.Header.Set(fasthttp.HeaderAuthorization, authz)
+				if err := hc.Do(req, resp); err != nil {
+					errs <- err
+					return
+				}
+				var tr struct {
+					AccessToken string `json:"access_token"`
+				}
+				if resp.StatusCode() != http.StatusOK || json.Unmarshal(resp.Body(), &tr) != nil || tr.AccessToken == "" {
+					errs <- fmt.Errorf("token endpoint: %d %.200s", resp.StatusCode(), resp.Body())
+					return
+				}
+				out[i] = tr.AccessToken
+			}
+		}()
 	}
-	if jwts := strings.Count(out[0], "."); jwts != 2 || strings.Count(out[1], ".") != 0 {
-		return nil, errors.New("pre-issued tokens: expected a JWT then an opaque token")
+	var first error
+	for range workers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			next.Store(int64(n)) // stop the others
+		}
+	}
+	if first != nil {
+		return nil, first
+	}
+	if dots := strings.Count(out[0], "."); opaque && dots != 0 || !opaque && dots != 2 {
+		return nil, fmt.Errorf("pre-issued tokens: expected opaque=%v, got %.40s…", opaque, out[0])
 	}
 	return out, nil
 }

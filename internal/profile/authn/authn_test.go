@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -607,5 +608,27 @@ func TestManySuccessesDoNotLock(t *testing.T) {
 			t.Fatalf("sign-in %d: %d %s", i, r.status, r.body)
 		}
 		f.now = f.now.Add(time.Second)
+	}
+}
+
+// An override copied from a built-in page (which calls the layout's head
+// and foot) loads and renders like the built-in one.
+func TestTemplateCopiedFromBuiltin(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{loginTemplate, errorTemplate} {
+		b, err := fs.ReadFile(builtin, "ui/"+name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := loadUI(dir)
+	if err != nil {
+		t.Fatalf("a copy of the built-in pages: %v", err)
+	}
+	if u.login == nil || u.errPage == nil {
+		t.Fatal("pages missing")
 	}
 }

@@ -16,7 +16,7 @@ import (
 
 // The built-in pages and static files. An operator's templates directory
 // overrides any of them by name (see the README, "Branding the login page").
-// The layout is the built-in pages' own: not an override.
+// The layout (head and foot) is not an override: every page may call it.
 //
 //go:embed ui/login.html ui/error.html ui/layout.html ui/static
 var builtin embed.FS
@@ -78,11 +78,7 @@ func mustBuiltinUI() *ui {
 	if err != nil {
 		panic(err)
 	}
-	layout, err := fs.ReadFile(sub, layoutTemplate)
-	if err != nil {
-		panic(err)
-	}
-	u, err := readUI(sub, nil, string(layout))
+	u, err := readUI(sub, nil, builtinLayout())
 	if err != nil {
 		panic(err)
 	}
@@ -102,7 +98,17 @@ func loadUI(dir string) (*ui, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("templates: %s is not a directory", dir)
 	}
-	return readUI(os.DirFS(dir), defaultUI, "")
+	// The built-in layout too, so that an override copied from a built-in
+	// page (which calls head and foot) works; a page may define its own.
+	return readUI(os.DirFS(dir), defaultUI, builtinLayout())
+}
+
+func builtinLayout() string {
+	b, err := fs.ReadFile(builtin, "ui/"+layoutTemplate)
+	if err != nil {
+		panic(err) // embedded
+	}
+	return string(b)
 }
 
 // readUI reads the pages and static files of fsys over base (nil: none).

@@ -81,7 +81,8 @@ func Handler(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		}
 		if ct := ctx.Request.Header.ContentType(); len(ct) > 0 {
 			typ, params, _ := bytes.Cut(ct, []byte{';'})
-			if lower := bytes.ToLower(typ); !bytes.Equal(lower, typ) {
+			if hasUpper(typ) {
+				lower := bytes.ToLower(typ)
 				if len(params) > 0 {
 					lower = append(append(lower, ';'), params...)
 				}
@@ -90,6 +91,17 @@ func Handler(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		}
 		next(ctx)
 	}
+}
+
+// hasUpper reports whether b has an ASCII capital, so that the common
+// lower-case media type costs no copy.
+func hasUpper(b []byte) bool {
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrorHandler answers the requests fasthttp refuses before any handler

@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/storage/model"
 )
 
@@ -47,6 +48,19 @@ func serve(b *testing.B, h fasthttp.RequestHandler, tmpl *fasthttp.Request) {
 // JWT access token, the JSON response.
 func BenchmarkClientCredentialsES256(b *testing.B) {
 	e := newEnv(b, "https://id.example.com/oauth/v2")
+	serve(b, e.app.Handler(), benchRequest(basicAuth("svc", svcSecret)))
+}
+
+// BenchmarkClientCredentialsEdDSA is BenchmarkClientCredentialsES256 with
+// an Ed25519 key: the signature is cheaper, so the profile's own overhead
+// weighs more.
+func BenchmarkClientCredentialsEdDSA(b *testing.B) {
+	ed := keySet(b).All[1]
+	ks, err := keys.NewSet([]*keys.Signer{ed})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := newEnvKeys(b, "https://id.example.com/oauth/v2", ks)
 	serve(b, e.app.Handler(), benchRequest(basicAuth("svc", svcSecret)))
 }
 

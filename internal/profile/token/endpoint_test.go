@@ -95,6 +95,12 @@ func (p *Profile) setStore(s model.Store) {
 
 func newEnv(t testing.TB, issuer string) *env {
 	t.Helper()
+	return newEnvKeys(t, issuer, keySet(t))
+}
+
+// newEnvKeys is newEnv with the profile's key set (its first key signs).
+func newEnvKeys(t testing.TB, issuer string, ks *keys.Set) *env {
+	t.Helper()
 	tt, _ := t.(*testing.T)
 	dbPath := filepath.Join(t.TempDir(), "k.db")
 	store := testkit.SQLiteAt(t, dbPath)
@@ -127,7 +133,6 @@ func newEnv(t testing.TB, issuer string) *env {
 	}
 	offset := new(atomic.Int64)
 	rec := &recorder{}
-	ks := keySet(t)
 	p, err := New(snap, cp, ks, Deps{Store: store, Metrics: rec,
 		Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }})
 	if err != nil {

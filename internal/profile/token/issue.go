@@ -140,7 +140,7 @@ func (is *issuer) issueAccess(ctx context.Context, at accessToken) (string, erro
 		}
 		return handle, nil
 	}
-	return is.signJWT(atClaims{
+	c := atClaims{
 		Iss:      is.iss,
 		Sub:      at.subject,
 		Aud:      at.audience,
@@ -149,17 +149,66 @@ func (is *issuer) issueAccess(ctx context.Context, at accessToken) (string, erro
 		Jti:      jti,
 		ClientID: at.client.id,
 		Scope:    strings.Join(at.scopes, " "),
-	}, typAccessToken, "claims", "access token")
+	}
+	return is.signJWT(c.appendJSON(make([]byte, 0, 256)), typAccessToken, "access token")
 }
 
-// signJWT serializes claims and signs them as a JWT with the typ header
-// typ. The two names say, in a failure, what was being marshalled and
-// what signed.
-func (is *issuer) signJWT(claims any, typ, claimsName, tokenName string) (string, error) {
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		return "", fmt.Errorf("marshal %s: %w", claimsName, err)
+// appendJSON appends the claims as encoding/json would marshal them, byte
+// for byte, without reflection: every JWT access token passes here.
+func (c *atClaims) appendJSON(b []byte) []byte {
+	b = append(b, `{"iss":`...)
+	b = appendJSONString(b, c.Iss)
+	b = append(b, `,"sub":`...)
+	b = appendJSONString(b, c.Sub)
+	b = append(b, `,"aud":`...)
+	switch {
+	case len(c.Aud) == 1:
+		b = appendJSONString(b, c.Aud[0])
+	case c.Aud == nil:
+		b = append(b, "null"...)
+	default:
+		b = append(b, '[')
+		for i, a := range c.Aud {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, a)
+		}
+		b = append(b, ']')
 	}
+	b = append(b, `,"exp":`...)
+	b = strconv.AppendInt(b, c.Exp, 10)
+	b = append(b, `,"iat":`...)
+	b = strconv.AppendInt(b, c.Iat, 10)
+	b = append(b, `,"jti":`...)
+	b = appendJSONString(b, c.Jti)
+	b = append(b, `,"client_id":`...)
+	b = appendJSONString(b, c.ClientID)
+	if c.Scope != "" {
+		b = append(b, `,"scope":`...)
+		b = appendJSONString(b, c.Scope)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string. Printable ASCII other than
+// the characters encoding/json escapes is copied as is; anything else
+// goes through encoding/json, so the output is always what it writes.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// signJWT signs a JWT's claims (payload, JSON) with the typ header typ;
+// tokenName says, in a failure, what was being signed.
+func (is *issuer) signJWT(payload []byte, typ, tokenName string) (string, error) {
 	tok, err := is.signer.Sign(payload, typ)
 	if err != nil {
 		return "", fmt.Errorf("sign %s: %w", tokenName, err)
@@ -258,7 +307,11 @@ func (is *issuer) issueID(u userTokens, accessToken string) (string, error) {
 	if !u.authTime.IsZero() {
 		c.AuthTime = u.authTime.Unix()
 	}
-	return is.signJWT(c, typIDToken, "id token", "id token")
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("marshal id token: %w", err)
+	}
+	return is.signJWT(payload, typIDToken, "id token")
 }
 
 // atHash is the left half of the hash of the access token's ASCII octets,

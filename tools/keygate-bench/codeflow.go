@@ -87,7 +87,7 @@ func writeCodeflowConfig(dir string, s scenario, k *benchKeys, dbPath string) er
     path: %s
     issuer: %s
     signing-keys: [%s]
-    endpoints: [discovery, jwks, authorize, token]
+    endpoints: [discovery, jwks, authorize, token, userinfo]
     authentication-profile: authn
     access-tokens: {format: jwt, lifetime: 5m}
   authn:
@@ -129,18 +129,9 @@ func userAdd(ctx context.Context, binary, dir string, env []string) error {
 // flow driver instead of a request driver.
 func runCodeflow(ctx context.Context, o options, s scenario, k *benchKeys, work string, pg *postgres) (*result, error) {
 	c := codeflowConcurrency(o)
-
-	// `keygate user add` needs the binary even when the node runs
-	// in-process for -cpuprofile.
-	binary := o.binary
-	if binary == "" {
-		binary = filepath.Join(work, "keygate")
-		if _, err := os.Stat(binary); err != nil {
-			logf("building ./cmd/keygate (for keygate user add)")
-			if err := testkit.BuildKeygate(ctx, binary, "-trimpath"); err != nil {
-				return nil, fmt.Errorf("build ./cmd/keygate: %w", err)
-			}
-		}
+	binary, err := userAddBinary(ctx, o, work)
+	if err != nil {
+		return nil, err
 	}
 
 	n, err := startScenarioNode(ctx, o, s, work, binary, pg, func(configDir, db string) error {
@@ -171,6 +162,22 @@ func runCodeflow(ctx context.Context, o options, s scenario, k *benchKeys, work 
 	}
 	w.reportNode(s, out)
 	return r, nil
+}
+
+// userAddBinary is the keygate binary for `keygate user add`, built when
+// the node runs in-process (-cpuprofile) and so none was.
+func userAddBinary(ctx context.Context, o options, work string) (string, error) {
+	if o.binary != "" {
+		return o.binary, nil
+	}
+	binary := filepath.Join(work, "keygate")
+	if _, err := os.Stat(binary); err != nil {
+		logf("building ./cmd/keygate (for keygate user add)")
+		if err := testkit.BuildKeygate(ctx, binary, "-trimpath"); err != nil {
+			return "", fmt.Errorf("build ./cmd/keygate: %w", err)
+		}
+	}
+	return binary, nil
 }
 
 // driveFlows is drive for flows: c workers run flow back to back for
@@ -265,7 +272,14 @@ func (f *flower) do(req *http.Request, j jar, want int, step string) ([]byte, st
 
 // flow runs one full code flow with fresh cookies.
 func (f *flower) flow() error {
-	j := jar{}
+	_, err := f.codeFlow(jar{}, true)
+	return err
+}
+
+// codeFlow runs a code flow with the cookies in j and returns the access
+// token. With login, the user signs in on the way (steps 1 to 3) and j
+// keeps the SSO session; without, j's session answers at once.
+func (f *flower) codeFlow(j jar, login bool) (string, error) {
 	verifier := randB64(32)
 	sum := sha256.Sum256([]byte(verifier))
 	state, nonce := randB64(16), randB64(16)
@@ -280,15 +294,61 @@ func (f *flower) flow() error {
 		"code_challenge_method": {"S256"},
 	}
 
+	authorize := profilePath + "/authorize?" + q.Encode()
+	loc := authorize
+	if login {
+		var err error
+		if loc, err = f.login(j, authorize); err != nil {
+			return "", err
+		}
+	}
+
+	// 4. authorize with the session: the code, to the redirect URI.
+	req, _ := http.NewRequest(http.MethodGet, f.base+loc, nil)
+	_, loc, err := f.do(req, j, http.StatusFound, "authorize with session")
+	if err != nil {
+		return "", err
+	}
+	cb, err := url.Parse(loc)
+	if err != nil || !strings.HasPrefix(loc, codeflowRedirect+"?") {
+		return "", fmt.Errorf("authorize with session: redirected to %q, want %s", loc, codeflowRedirect)
+	}
+	if cb.Query().Get("state") != state || cb.Query().Get("code") == "" {
+		return "", fmt.Errorf("authorize with session: bad callback %q", loc)
+	}
+
+	// 5. the code exchange.
+	tf := url.Values{"grant_type": {"authorization_code"}, "code": {cb.Query().Get("code")}, "redirect_uri": {codeflowRedirect}, "code_verifier": {verifier}}
+	req, _ = http.NewRequest(http.MethodPost, f.base+profilePath+"/token", strings.NewReader(tf.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", f.authz)
+	body, _, err := f.do(req, j, http.StatusOK, "token")
+	if err != nil {
+		return "", err
+	}
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		IDToken     string `json:"id_token"`
+	}
+	if err := json.Unmarshal(body, &tr); err != nil || tr.AccessToken == "" || tr.IDToken == "" {
+		return "", fmt.Errorf("token: unexpected body %.200s", body)
+	}
+	return tr.AccessToken, nil
+}
+
+// login takes authorize (a path and query) without a session to the login
+// page and signs in: steps 1 to 3. It returns where the login sends the
+// browser back to: authorize again.
+func (f *flower) login(j jar, authorize string) (string, error) {
 	// 1. authorize without a session: to the login page.
-	req, _ := http.NewRequest(http.MethodGet, f.base+profilePath+"/authorize?"+q.Encode(), nil)
+	req, _ := http.NewRequest(http.MethodGet, f.base+authorize, nil)
 	_, loc, err := f.do(req, j, http.StatusFound, "authorize")
 	if err != nil {
-		return err
+		return "", err
 	}
 	lu, err := url.Parse(loc)
 	if err != nil || lu.Path != authnPath+"/login" {
-		return fmt.Errorf("authorize: redirected to %q, want %s/login", loc, authnPath)
+		return "", fmt.Errorf("authorize: redirected to %q, want %s/login", loc, authnPath)
 	}
 	returnTo := lu.Query().Get("return_to")
 
@@ -296,15 +356,15 @@ func (f *flower) flow() error {
 	req, _ = http.NewRequest(http.MethodGet, f.base+lu.RequestURI(), nil)
 	body, _, err := f.do(req, j, http.StatusOK, "GET login")
 	if err != nil {
-		return err
+		return "", err
 	}
 	m := csrfField.FindSubmatch(body)
 	if m == nil {
-		return errors.New("GET login: no csrf field in the page")
+		return "", errors.New("GET login: no csrf field in the page")
 	}
 	csrf := html.UnescapeString(string(m[1]))
 	if j[authn.CSRFCookie] != csrf {
-		return errors.New("GET login: the csrf field and the keygate_csrf cookie differ")
+		return "", errors.New("GET login: the csrf field and the keygate_csrf cookie differ")
 	}
 
 	// 3. sign in: back to authorize with a session.
@@ -313,41 +373,10 @@ func (f *flower) flow() error {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	_, loc, err = f.do(req, j, http.StatusSeeOther, "POST login")
 	if err != nil {
-		return err
+		return "", err
 	}
 	if loc != returnTo {
-		return fmt.Errorf("POST login: redirected to %q, want the return_to", loc)
+		return "", fmt.Errorf("POST login: redirected to %q, want the return_to", loc)
 	}
-
-	// 4. authorize with the session: the code, to the redirect URI.
-	req, _ = http.NewRequest(http.MethodGet, f.base+loc, nil)
-	_, loc, err = f.do(req, j, http.StatusFound, "authorize with session")
-	if err != nil {
-		return err
-	}
-	cb, err := url.Parse(loc)
-	if err != nil || !strings.HasPrefix(loc, codeflowRedirect+"?") {
-		return fmt.Errorf("authorize with session: redirected to %q, want %s", loc, codeflowRedirect)
-	}
-	if cb.Query().Get("state") != state || cb.Query().Get("code") == "" {
-		return fmt.Errorf("authorize with session: bad callback %q", loc)
-	}
-
-	// 5. the code exchange.
-	tf := url.Values{"grant_type": {"authorization_code"}, "code": {cb.Query().Get("code")}, "redirect_uri": {codeflowRedirect}, "code_verifier": {verifier}}
-	req, _ = http.NewRequest(http.MethodPost, f.base+profilePath+"/token", strings.NewReader(tf.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Authorization", f.authz)
-	body, _, err = f.do(req, j, http.StatusOK, "token")
-	if err != nil {
-		return err
-	}
-	var tr struct {
-		AccessToken string `json:"access_token"`
-		IDToken     string `json:"id_token"`
-	}
-	if err := json.Unmarshal(body, &tr); err != nil || tr.AccessToken == "" || tr.IDToken == "" {
-		return fmt.Errorf("token: unexpected body %.200s", body)
-	}
-	return nil
+	return loc, nil
 }

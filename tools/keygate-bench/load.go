@@ -95,6 +95,9 @@ type load struct {
 	// bodies, when set, are cycled through as request bodies (shared,
 	// read-only); worker w starts at index w.
 	bodies [][]byte
+	// authz, when set, are cycled through as Authorization header values
+	// the same way.
+	authz [][]byte
 	// want is the prefix a successful response body has.
 	want []byte
 }
@@ -136,12 +139,15 @@ func drive(ctx context.Context, l load, c int, warmup, duration time.Duration, o
 		req := fasthttp.AcquireRequest()
 		resp := fasthttp.AcquireResponse()
 		l.setup(w, req)
-		n, k := len(l.bodies), w
+		n, na, k := len(l.bodies), len(l.authz), w
 		op := func() error {
 			if n > 0 {
 				req.SetBodyRaw(l.bodies[k%n])
-				k++
 			}
+			if na > 0 {
+				req.Header.SetBytesV(fasthttp.HeaderAuthorization, l.authz[k%na])
+			}
+			k++
 			if err := hc.Do(req, resp); err != nil {
 				return err
 			}

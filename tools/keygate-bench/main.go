@@ -19,6 +19,8 @@
 //	cc-opaque                                 client_credentials, opaque access tokens (stored hashed)
 //	introspect-jwt, introspect-opaque         RFC 7662 introspection (revocation checked) of -tokens distinct
 //	                                          pre-issued JWT or opaque access tokens, 100,000 by default
+//	userinfo                                  OpenID Connect userinfo with -tokens distinct users' access
+//	                                          tokens (from session code flows issued before the run)
 //	jwks                                      GET the JWK Set
 //	cc-jwt-es256-reload                       cc-jwt-es256 while the config is rewritten every 100 ms
 //	                                          (reload_writes, reloads, reload_failures in its line; errors must be 0)
@@ -26,6 +28,9 @@
 //	                                          default cost), one "request" = one flow; -codeflow-c workers
 //	ceiling-es256, ceiling-eddsa              the ceiling of cc-jwt-es256 and cc-jwt-eddsa: the fastest
 //	                                          handler doing the same work (ceiling.go)
+//	dex-cc, dex-jwks                          with -peers and -dex PATH: the same client_credentials and
+//	                                          JWKS loads against Dex, each followed by a {"scenario":"peer"}
+//	                                          line of keygate's ratios to it (peers.go)
 //
 // After each ceiling and its cc-jwt-<alg> on sqlite it prints
 // {"scenario":"efficiency","alg":...,"cpu_ratio":...,"p99_ratio":...}:
@@ -90,6 +95,7 @@ type scenario struct {
 	alg     string // signing key of the profile: ES256, RS256, EdDSA
 	format  string // the profile's access-token format: jwt, opaque
 	reload  bool   // rewrite the config every -reload-every while loading
+	peerOf  string // a peer's load: the keygate scenario (id) it is compared with
 }
 
 func (s scenario) id() string {
@@ -108,6 +114,7 @@ func catalogue(storages []string) []scenario {
 		{name: "cc-opaque", kind: kindToken, alg: "ES256", format: "opaque"},
 		{name: "introspect-jwt", kind: kindIntrospect, alg: "ES256", format: "jwt"},
 		{name: "introspect-opaque", kind: kindIntrospect, alg: "ES256", format: "opaque"},
+		{name: "userinfo", kind: kindUserinfo, alg: "ES256", format: "jwt"},
 		{name: "jwks", kind: kindJWKS, alg: "ES256", format: "jwt"},
 		{name: "cc-jwt-es256-reload", kind: kindToken, alg: "ES256", format: "jwt", reload: true},
 		{name: "codeflow", kind: kindCodeflow, alg: "ES256", format: "jwt"},
@@ -146,6 +153,8 @@ type options struct {
 	repeat      int
 	serverEnv   []string
 	codeflowC   int
+	peers       bool
+	dex         string
 }
 
 func main() {
@@ -175,7 +184,7 @@ func run() int {
 	fs.StringVar(&stor, "storage", "sqlite,postgres", "comma-separated storages: sqlite, postgres")
 	fs.StringVar(&o.pgURL, "pg", "", "PostgreSQL server URL (default $KEYGATE_TEST_POSTGRES_URL or "+pgtest.DefaultURL+"); a fresh schema per scenario, dropped after")
 	fs.DurationVar(&o.reloadEvery, "reload-every", 100*time.Millisecond, "config rewrite interval of the -reload scenarios")
-	fs.IntVar(&o.tokens, "tokens", 100000, "distinct tokens pre-issued for each introspect scenario (so no cache can flatter it)")
+	fs.IntVar(&o.tokens, "tokens", 100000, "distinct tokens pre-issued for each introspect and userinfo scenario (so no cache can flatter it)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the server during each measured window to FILE (FILE-<scenario>.pprof); the server then runs in-process in a bench child instead of the binary")
 	fs.BoolVar(&o.baselineIn, "baseline-inprocess", false, "serve the ceilings inside the bench process (default: a child process, like keygate, so its CPU and RSS are measured the same way)")
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "abort the whole run after this long")
@@ -184,6 +193,8 @@ func run() int {
 	fs.StringVar(&senv, "server-env", "", "comma-separated NAME=value pairs added to the keygate node's (not the ceilings') environment, e.g. GOGC=400,GOMAXPROCS=2")
 	fs.IntVar(&o.repeat, "repeat", 1, "run the selected scenarios this many times (interleaved); with more than one run, a last efficiency line gives the median ratio")
 	fs.StringVar(&o.clientProf, "client-cpuprofile", "", "write a CPU profile of the load generator itself (this process) over the whole run to FILE")
+	fs.BoolVar(&o.peers, "peers", false, "also run the client_credentials and JWKS loads against Dex (peers.go) and print keygate's ratios to it; needs -dex")
+	fs.StringVar(&o.dex, "dex", os.Getenv(dexEnv), "the Dex binary for -peers (default $"+dexEnv+"); the bench builds and downloads nothing")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp directories (configs, keys, sqlite files) for inspection")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: keygate-bench [flags]\n\nPrints one JSON line per scenario on stdout; progress on stderr.")
@@ -238,6 +249,13 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "keygate-bench:", err)
 		return 2
 	}
+	if o.peers {
+		if o.dex == "" {
+			logf("-peers: no Dex binary given (-dex PATH or $%s); the bench builds and downloads nothing, so the peer comparison is skipped", dexEnv)
+		} else {
+			selected = withPeers(catalogue(o.storages), selected)
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
@@ -283,7 +301,7 @@ func run() int {
 	total := len(selected) * o.repeat
 	n := 0
 	for run := 1; run <= o.repeat; run++ {
-		ceilings, measured := map[string]*result{}, map[string]*result{}
+		ceilings, measured, byID := map[string]*result{}, map[string]*result{}, map[string]*result{}
 		for _, s := range selected {
 			n++
 			if ctx.Err() != nil {
@@ -303,11 +321,16 @@ func run() int {
 			}
 			logf("[%d/%d] %s: c=%d warm-up %s, measure %s", n, total, s.id(), c, o.warmup, o.duration)
 			var r *result
+			var peerAlg string
 			switch s.kind {
 			case kindCeiling:
 				r, err = runCeiling(ctx, o, s, keys)
+			case kindPeer:
+				r, peerAlg, err = runPeer(ctx, o, s, work)
 			case kindCodeflow:
 				r, err = runCodeflow(ctx, o, s, keys, work, pg)
+			case kindUserinfo:
+				r, err = runUserinfo(ctx, o, s, keys, work, pg)
 			default:
 				r, err = runKeygate(ctx, o, s, keys, work, pg)
 			}
@@ -323,6 +346,15 @@ func run() int {
 				r.Run = run
 			}
 			_ = enc.Encode(r)
+			byID[s.id()] = r
+			if s.kind == kindPeer {
+				if pr, ok := comparePeer(s, peerAlg, byID[s.peerOf], r); ok {
+					if o.repeat > 1 {
+						pr.Run = run
+					}
+					_ = enc.Encode(pr)
+				}
+			}
 			switch {
 			case s.kind == kindCeiling:
 				ceilings[s.alg] = r
@@ -448,6 +480,28 @@ func median(runs []efficiency) efficiency {
 	e.CeilingP99 = med(func(e efficiency) float64 { return e.CeilingP99 })
 	e.Met = e.CPURatio >= cpuGoal && e.P99Ratio <= p99Goal
 	return e
+}
+
+// withPeers adds the peer scenarios to selected, each after the keygate
+// scenario it is compared with (added too when not selected). Without
+// SQLite among the storages there is none: the peer still runs, last,
+// with no ratio line.
+func withPeers(all, selected []scenario) []scenario {
+	out := slices.Clone(selected)
+	for _, p := range peerScenarios() {
+		isPeerOf := func(s scenario) bool { return s.id() == p.peerOf }
+		if !slices.ContainsFunc(out, isPeerOf) {
+			if i := slices.IndexFunc(all, isPeerOf); i >= 0 {
+				out = append(out, all[i])
+			}
+		}
+		if at := slices.IndexFunc(out, isPeerOf); at >= 0 {
+			out = slices.Insert(out, at+1, p)
+		} else {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // selectScenarios keeps the scenarios named in filter ("name" or

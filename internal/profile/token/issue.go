@@ -47,7 +47,7 @@ func newSecret() string {
 // tokenResponse serializes RFC 6749 §5.1. Access tokens are base64url
 // (opaque) or JWS compact (base64url and dots) and scope tokens exclude
 // '"' and '\' (RFC 6749 §3.3), so no JSON escaping is needed.
-func tokenResponse(token string, lifetime time.Duration, scopes []string) []byte {
+func tokenResponse(token []byte, lifetime time.Duration, scopes []string) []byte {
 	b := make([]byte, 0, len(token)+128)
 	b = append(b, `{"access_token":"`...)
 	b = append(b, token...)
@@ -112,7 +112,7 @@ const typAccessToken = "at+jwt"
 // issueAccess makes an access token in the client's format. A JWT
 // (RFC 9068) is signed and never stored; an opaque token is a random
 // 256-bit handle whose SHA-256 is stored.
-func (is *issuer) issueAccess(ctx context.Context, at accessToken) (string, error) {
+func (is *issuer) issueAccess(ctx context.Context, at accessToken) ([]byte, error) {
 	now := is.now()
 	exp := now.Add(at.client.lifetime)
 	jti := at.jti
@@ -121,7 +121,7 @@ func (is *issuer) issueAccess(ctx context.Context, at accessToken) (string, erro
 	}
 	if at.client.format == config.FormatOpaque {
 		if is.store == nil {
-			return "", fmt.Errorf("opaque access tokens need a data source; profile %s has none", is.profile)
+			return nil, fmt.Errorf("opaque access tokens need a data source; profile %s has none", is.profile)
 		}
 		handle := newSecret()
 		err := is.store.AccessTokens().Create(ctx, model.AccessToken{
@@ -136,9 +136,9 @@ func (is *issuer) issueAccess(ctx context.Context, at accessToken) (string, erro
 			ExpiresAt: exp,
 		})
 		if err != nil {
-			return "", fmt.Errorf("store access token: %w", err)
+			return nil, fmt.Errorf("store access token: %w", err)
 		}
-		return handle, nil
+		return []byte(handle), nil
 	}
 	c := atClaims{
 		Iss:      is.iss,
@@ -208,12 +208,12 @@ func appendJSONString(b []byte, s string) []byte {
 
 // signJWT signs a JWT's claims (payload, JSON) with the typ header typ;
 // tokenName says, in a failure, what was being signed.
-func (is *issuer) signJWT(payload []byte, typ, tokenName string) (string, error) {
+func (is *issuer) signJWT(payload []byte, typ, tokenName string) ([]byte, error) {
 	tok, err := is.signer.Sign(payload, typ)
 	if err != nil {
-		return "", fmt.Errorf("sign %s: %w", tokenName, err)
+		return nil, fmt.Errorf("sign %s: %w", tokenName, err)
 	}
-	return string(tok), nil
+	return tok, nil
 }
 
 // userTokens is what a user's grant (code or refresh token) authorizes.
@@ -248,10 +248,11 @@ type userTokenResponse struct {
 // for the code grant of a client allowed refresh_token, the first refresh
 // token of the family.
 func (is *issuer) issueUser(ctx context.Context, u userTokens) ([]byte, *oauth.Error) {
-	at, err := is.issueAccess(ctx, accessToken{subject: u.subject, client: u.client, scopes: u.scopes, audience: u.audience, jti: u.jti})
+	atb, err := is.issueAccess(ctx, accessToken{subject: u.subject, client: u.client, scopes: u.scopes, audience: u.audience, jti: u.jti})
 	if err != nil {
 		return nil, oauth.ErrServerError.WithCause(err)
 	}
+	at := string(atb)
 	resp := userTokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(u.client.lifetime / time.Second),
 		Scope: strings.Join(u.scopes, " "), RefreshToken: u.refresh}
 	if slices.Contains(u.scopes, "openid") {
@@ -311,7 +312,8 @@ func (is *issuer) issueID(u userTokens, accessToken string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("marshal id token: %w", err)
 	}
-	return is.signJWT(payload, typIDToken, "id token")
+	tok, err := is.signJWT(payload, typIDToken, "id token")
+	return string(tok), err
 }
 
 // atHash is the left half of the hash of the access token's ASCII octets,

@@ -23,6 +23,7 @@ const (
 	RefreshReuse  = "refresh_token_reuse"
 	FamilyRevoked = "family_revoked"
 	Logout        = "logout"
+	TokenExchange = "token_exchange"
 )
 
 // quiet types are bookkeeping (a password check about to run, counted

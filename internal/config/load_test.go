@@ -302,6 +302,38 @@ clients:
 			},
 		},
 		{
+			name: "token exchange policy",
+			files: map[string]string{"00-base.yaml": base, "c.yaml": `clients:
+  none:
+    profile: token
+    secret: none-secret-0123456789abc
+    grant-types: [urn:ietf:params:oauth:grant-type:token-exchange]
+  nothing:
+    profile: token
+    secret: nothing-secret-0123456789
+    grant-types: [urn:ietf:params:oauth:grant-type:token-exchange]
+    token-exchange: {delegation: false}
+  stray:
+    profile: token
+    secret: stray-secret-0123456789ab
+    grant-types: [client_credentials]
+    token-exchange: {impersonation: true}
+  opaque:
+    profile: token
+    secret: opaque-secret-0123456789a
+    grant-types: [urn:ietf:params:oauth:grant-type:token-exchange]
+    access-tokens: {format: opaque}
+    token-exchange: {delegation: true, typo: 1}
+`},
+			want: []string{
+				`c.yaml:2:3: clients.none.token-exchange: is required with the urn:ietf:params:oauth:grant-type:token-exchange grant: set delegation: true (with an actor_token, the token names the actor) or impersonation: true (without one), or both`,
+				`c.yaml:10:21: clients.nothing.token-exchange: allows nothing: set delegation: true or impersonation: true`,
+				`c.yaml:15:21: clients.stray.token-exchange: is set, but grant-types does not list urn:ietf:params:oauth:grant-type:token-exchange`,
+				`c.yaml:21:34: clients.opaque.token-exchange.delegation: needs JWT access tokens (the act claim is carried in the token); this client's access-tokens.format is opaque`,
+				`c.yaml:21:40: clients.opaque.token-exchange.typo: unknown key "typo"`,
+			},
+		},
+		{
 			name: "userinfo-audiences",
 			files: map[string]string{"00-base.yaml": base + `    userinfo-audiences: [https://api.example.com, "", https://api.example.com]
 `},

@@ -395,6 +395,8 @@ const (
 	GrantAuthorizationCode = "authorization_code"
 	GrantClientCredentials = "client_credentials"
 	GrantRefreshToken      = "refresh_token"
+	// GrantTokenExchange is OAuth 2.0 Token Exchange (RFC 8693 §2.1).
+	GrantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
 )
 
 // Client is an OAuth client registered in config. Config clients are a
@@ -432,6 +434,22 @@ type Client struct {
 	// may call the token, revocation and userinfo endpoints cross-origin
 	// (CORS), e.g. a single-page app exchanging its code.
 	AllowedOrigins []string `yaml:"allowed-origins"`
+	// TokenExchange is what the client may do with the token-exchange
+	// grant; required with it.
+	TokenExchange *TokenExchangePolicy `yaml:"token-exchange"`
+}
+
+// TokenExchangePolicy says which of RFC 8693's two uses a client may make
+// of the token-exchange grant (§1.1). Neither is on by default: each lets
+// the client act for the users whose tokens it holds.
+type TokenExchangePolicy struct {
+	// Delegation: with an actor_token, a token for the subject that names
+	// the actor in its act claim (§4.1), nested after the subject token's
+	// own act. Needs JWT access tokens, which carry the claim.
+	Delegation bool `yaml:"delegation"`
+	// Impersonation: without an actor_token, a token for the subject that
+	// is indistinguishable from one issued to the subject.
+	Impersonation bool `yaml:"impersonation"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("5m", "720h").

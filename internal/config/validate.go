@@ -39,7 +39,7 @@ var (
 	profileTypes       = []string{ProfileToken, ProfileAuthentication, ProfileUserManagement, ProfileDemo}
 	dataSourceTypes    = []string{DataSourceSQLite, DataSourcePostgres}
 	algorithms         = []string{AlgES256, AlgRS256, AlgEdDSA}
-	grantTypes         = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken}
+	grantTypes         = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantTokenExchange}
 	authMethods        = []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthNone}
 	formats            = []string{FormatJWT, FormatOpaque}
 	authenticatorTypes = []string{"password", "oidc"}
@@ -599,6 +599,7 @@ func (l *loader) checkClientValues(c *Client) {
 	if slices.Contains(c.GrantTypes, GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		l.at(path+".redirect-uris", "is required for the authorization_code grant")
 	}
+	l.checkTokenExchange(path, c)
 	l.unique(path+".redirect-uris", c.RedirectURIs)
 	for i, u := range c.RedirectURIs {
 		l.checkRedirectURI(fmt.Sprintf("%s.redirect-uris[%d]", path, i), u)
@@ -615,6 +616,23 @@ func (l *loader) checkClientValues(c *Client) {
 		l.checkRedirectURI(fmt.Sprintf("%s.post-logout-redirect-uris[%d]", path, i), u)
 	}
 	l.checkAccessTokens(path+".access-tokens", &c.AccessTokens)
+}
+
+// checkTokenExchange: the token-exchange grant and its policy come
+// together, and the policy allows at least one use (RFC 8693 §1.1).
+func (l *loader) checkTokenExchange(path string, c *Client) {
+	granted := slices.Contains(c.GrantTypes, GrantTokenExchange)
+	te := c.TokenExchange
+	switch {
+	case granted && te == nil:
+		l.at(path+".token-exchange", "is required with the %s grant: set delegation: true (with an actor_token, the token names the actor) or impersonation: true (without one), or both", GrantTokenExchange)
+	case granted && !te.Delegation && !te.Impersonation:
+		l.at(path+".token-exchange", "allows nothing: set delegation: true or impersonation: true")
+	case !granted && te != nil:
+		l.at(path+".token-exchange", "is set, but grant-types does not list %s", GrantTokenExchange)
+	case te != nil && te.Delegation && c.AccessTokens.Format == FormatOpaque:
+		l.at(path+".token-exchange.delegation", "needs JWT access tokens (the act claim is carried in the token); this client's access-tokens.format is opaque")
+	}
 }
 
 // checkRedirectURI: absolute, no fragment (RFC 6749 §3.1.2); http only for

@@ -20,10 +20,11 @@ type client struct {
 
 	redirectURIs           []string // exact-match set (RFC 9700 §4.1.3)
 	postLogoutRedirectURIs []string
-	public                 bool // token-endpoint-auth-method none
-	consent                bool // ask the user at every authorization
-	introspectAll          bool // may learn the claims of every token at introspection
-	loopbackAnyPort        bool // a loopback IP redirect URI matches on any port (RFC 8252 §7.3)
+	public                 bool                       // token-endpoint-auth-method none
+	consent                bool                       // ask the user at every authorization
+	introspectAll          bool                       // may learn the claims of every token at introspection
+	loopbackAnyPort        bool                       // a loopback IP redirect URI matches on any port (RFC 8252 §7.3)
+	exchange               config.TokenExchangePolicy // what the token-exchange grant may do
 
 	cfg    *config.Client           // the entry it was built from, for reuse
 	policy config.AccessTokenPolicy // the profile policy it was built with
@@ -40,6 +41,16 @@ func (cs clients) accessLifetime(clientID string) time.Duration {
 		return cl.lifetime
 	}
 	return time.Hour
+}
+
+// anyGrant reports whether a client may use grant.
+func (cs clients) anyGrant(grant string) bool {
+	for _, cl := range cs {
+		if cl.grants[grant] {
+			return true
+		}
+	}
+	return false
 }
 
 // reuseOrNewClient returns the previous build's client when its config
@@ -75,6 +86,9 @@ func newClient(c *config.Client, p *config.Profile) *client {
 	}
 	for _, g := range c.GrantTypes {
 		cl.grants[g] = true
+	}
+	if c.TokenExchange != nil {
+		cl.exchange = *c.TokenExchange
 	}
 	for _, s := range c.Scopes {
 		cl.scopeSet[s] = true

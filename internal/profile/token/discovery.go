@@ -127,6 +127,10 @@ func (p *Profile) metadata(snap *config.Snapshot, ks *keys.Set) metadata {
 	if authorize && token {
 		m.GrantTypesSupported = append(m.GrantTypesSupported, config.GrantRefreshToken)
 	}
+	// Served exactly when a client may use it.
+	if token && p.clients.anyGrant(config.GrantTokenExchange) {
+		m.GrantTypesSupported = append(m.GrantTypesSupported, config.GrantTokenExchange)
+	}
 	// RFC 8414 §2: the signing algs MUST be listed when private_key_jwt is.
 	clientAlgs := supportedAlgs()
 	if token {

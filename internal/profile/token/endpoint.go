@@ -44,6 +44,13 @@ type form struct {
 	redirectURI  string
 	codeVerifier string
 	refreshToken string // refresh_token grant
+
+	// token-exchange grant (RFC 8693 §2.1)
+	subjectToken       string
+	subjectTokenType   string
+	actorToken         string
+	actorTokenType     string
+	requestedTokenType string
 }
 
 // onceParams are the parameters a form may carry once, each with its bit
@@ -66,6 +73,11 @@ var onceParams = map[string]struct {
 	"redirect_uri":          {1 << 10, func(f *form, v string) { f.redirectURI = v }},
 	"code_verifier":         {1 << 11, func(f *form, v string) { f.codeVerifier = v }},
 	"refresh_token":         {1 << 12, func(f *form, v string) { f.refreshToken = v }},
+	"subject_token":         {1 << 13, func(f *form, v string) { f.subjectToken = v }},
+	"subject_token_type":    {1 << 14, func(f *form, v string) { f.subjectTokenType = v }},
+	"actor_token":           {1 << 15, func(f *form, v string) { f.actorToken = v }},
+	"actor_token_type":      {1 << 16, func(f *form, v string) { f.actorTokenType = v }},
+	"requested_token_type":  {1 << 17, func(f *form, v string) { f.requestedTokenType = v }},
 }
 
 // parseForm parses the request once. Errors are invalid_request.

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,6 +37,12 @@ const (
 	webRedirect   = "https://rp.example.com/cb"
 	webLogout     = "https://rp.example.com/bye"
 	spaRedirect   = "http://127.0.0.1:9999/cb"
+
+	gatewaySecret      = "gateway-secret-0123456789abcdef"
+	delegatorSecret    = "delegator-secret-0123456789abc"
+	batchSecret        = "batch-secret-0123456789abcdef"
+	impersonatorSecret = "impersonator-secret-0123456789"
+	billingAPI         = "https://billing.example.com"
 )
 
 // flowEnv is a token profile serving every endpoint, on a real listener
@@ -81,6 +88,21 @@ func newFlowEnvWith(t *testing.T, ks *keys.Set, withAuthn bool) *flowEnv {
 		"svc": {Profile: "token", Secret: secret.New(svcSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
 			GrantTypes: []string{config.GrantClientCredentials}, Scopes: []string{"a:read"}},
 		"rs": {Profile: "token", Secret: secret.New(rsSecret), IntrospectAllTokens: true},
+		// A backend that signs its users in and calls other services for
+		// them (token exchange, both uses); batch's tokens are for it.
+		"gateway": {Profile: "token", Secret: secret.New(gatewaySecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
+			GrantTypes: append(slices.Clone(code), config.GrantClientCredentials, config.GrantTokenExchange),
+			Scopes:     []string{"openid", "profile", "a:read", "a:write"}, RedirectURIs: []string{"https://gw.example.com/cb"},
+			Audiences:     []string{issuer, billingAPI, "delegator", "impersonator"},
+			TokenExchange: &config.TokenExchangePolicy{Delegation: true, Impersonation: true}},
+		"delegator": {Profile: "token", Secret: secret.New(delegatorSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
+			GrantTypes: []string{config.GrantTokenExchange, config.GrantClientCredentials}, Scopes: []string{"openid", "a:read"},
+			TokenExchange: &config.TokenExchangePolicy{Delegation: true}},
+		"impersonator": {Profile: "token", Secret: secret.New(impersonatorSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
+			GrantTypes: []string{config.GrantTokenExchange}, Scopes: []string{"openid", "a:read"},
+			TokenExchange: &config.TokenExchangePolicy{Impersonation: true}},
+		"batch": {Profile: "token", Secret: secret.New(batchSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
+			GrantTypes: []string{config.GrantClientCredentials}, Audiences: []string{"gateway"}},
 	}
 	for n, c := range snap.Clients {
 		c.Name = n

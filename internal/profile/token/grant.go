@@ -29,9 +29,11 @@ type grantRequest struct {
 // newGrants returns the grants the profile serves, by grant_type: the
 // dispatcher picks from this map, so adding a grant is its file and one
 // entry here.
-func newGrants(served map[string]bool, issue *issuer, users *userGrants, rotateRefresh bool) map[string]Grant {
+func newGrants(p *Profile, served map[string]bool, issue *issuer, users *userGrants, rotateRefresh bool) map[string]Grant {
 	grants := map[string]Grant{
 		config.GrantClientCredentials: &clientCredentials{issue: issue},
+		// It verifies tokens as introspection does, so it holds the profile.
+		config.GrantTokenExchange: &tokenExchange{p: p},
 	}
 	if served[config.EndpointAuthorize] {
 		// Codes and the refresh tokens they lead to exist only where the

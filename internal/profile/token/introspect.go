@@ -27,6 +27,7 @@ type tokenInfo struct {
 	audience []string
 	issuedAt time.Time
 	expires  time.Time
+	act      *actClaim // a JWT's act claim (RFC 8693 §4.1)
 	// stored: an opaque token read from the store, whose read already
 	// joined the revocation (expires is zero if revoked), so no separate
 	// revocation check is needed.
@@ -47,7 +48,7 @@ func (p *Profile) lookup(ctx context.Context, token string) (info tokenInfo, ok 
 			return tokenInfo{}, false, nil
 		}
 		return tokenInfo{jti: c.Jti, clientID: c.ClientID, subject: c.Sub, scope: c.Scope, audience: c.Aud,
-			issuedAt: time.Unix(c.Iat, 0), expires: time.Unix(c.Exp, 0)}, true, nil
+			issuedAt: time.Unix(c.Iat, 0), expires: time.Unix(c.Exp, 0), act: c.Act}, true, nil
 	}
 	if p.store == nil {
 		return tokenInfo{}, false, errNoStore
@@ -124,6 +125,8 @@ type introspection struct {
 	Aud       audience `json:"aud,omitempty"`
 	Iss       string   `json:"iss,omitempty"`
 	Jti       string   `json:"jti,omitempty"`
+	// Act is the actor of a delegated token (RFC 8693 §2.2.1, §4.1).
+	Act *actClaim `json:"act,omitempty"`
 }
 
 var inactive = []byte(`{"active":false}`)
@@ -191,7 +194,7 @@ func (p *Profile) serveIntrospect(c *fiber.Ctx) error {
 	body, err := json.Marshal(introspection{
 		Active: true, Scope: info.scope, ClientID: info.clientID, TokenType: "Bearer",
 		Exp: info.expires.Unix(), Iat: info.issuedAt.Unix(), Sub: info.subject, Aud: info.audience,
-		Iss: p.issuer, Jti: info.jti,
+		Iss: p.issuer, Jti: info.jti, Act: info.act,
 	})
 	if err != nil {
 		return p.fail(c, ep, oauth.ErrServerError.WithCause(err))

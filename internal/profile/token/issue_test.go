@@ -15,8 +15,9 @@ func TestAccessClaimsJSONIsEncodingJSONs(t *testing.T) {
 	}
 	auds := []audience{nil, {}, {"one"}, {"one", "two"}, {`q"`, "<>"}}
 	for _, s := range odd {
-		for _, aud := range auds {
-			c := atClaims{Iss: s, Sub: s, Aud: aud, Exp: 1 << 40, Iat: -5, Jti: s, ClientID: s, Scope: s}
+		acts := []*actClaim{nil, {Sub: s}, {Sub: "svc", Act: &actClaim{Sub: s}}}
+		for i, aud := range auds {
+			c := atClaims{Iss: s, Sub: s, Aud: aud, Exp: 1 << 40, Iat: -5, Jti: s, ClientID: s, Scope: s, Act: acts[i%len(acts)]}
 			want, err := json.Marshal(c)
 			if err != nil {
 				t.Fatal(err)

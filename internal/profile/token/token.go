@@ -204,6 +204,14 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 		}
 	}
 	prof.corsOrigins = corsOrigins(cfgClients)
+	// The loader checks a client's own format; the profile's default is
+	// only known here.
+	for _, c := range cfgClients {
+		if cl := prof.clients[c.Name]; cl.exchange.Delegation && cl.format != config.FormatJWT {
+			return nil, &config.Error{Pos: c.Pos, Path: "clients." + c.Name + ".token-exchange.delegation",
+				Msg: fmt.Sprintf("needs JWT access tokens (the act claim is carried in the token); profile %q issues opaque ones", p.Name)}
+		}
+	}
 	if !rotateRefresh {
 		// RFC 9700 §4.14.2: a public client's refresh tokens must be
 		// sender-constrained or rotated; this server does not bind them.
@@ -243,7 +251,7 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 	prof.trail = audit.Trail{Store: deps.Store, Zone: deps.Zone, Logger: prof.log, Metrics: deps.Metrics, Now: prof.now}
 	prof.families = &families{store: deps.Store, clients: prof.clients, trail: prof.trail, profile: p.Name}
 	users := &userGrants{profile: p.Name, store: deps.Store, issue: prof.issue, families: prof.families, trail: prof.trail, now: prof.now}
-	prof.grants = newGrants(served, prof.issue, users, rotateRefresh)
+	prof.grants = newGrants(prof, served, prof.issue, users, rotateRefresh)
 	if prof.discovery, err = json.Marshal(prof.metadata(snap, ks)); err != nil {
 		return nil, fmt.Errorf("profile %q: serialize discovery: %w", p.Name, err)
 	}

@@ -1,0 +1,250 @@
+package token
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jws"
+
+	"github.com/keygate/keygate/internal/audit"
+	"github.com/keygate/keygate/internal/config"
+	"github.com/keygate/keygate/internal/keys"
+	"github.com/keygate/keygate/internal/oauth"
+	"github.com/keygate/keygate/internal/storage/model"
+)
+
+// Token type identifiers (RFC 8693 §3).
+const (
+	tokenTypeAccess = "urn:ietf:params:oauth:token-type:access_token"
+	tokenTypeID     = "urn:ietf:params:oauth:token-type:id_token"
+	tokenTypeJWT    = "urn:ietf:params:oauth:token-type:jwt"
+)
+
+// maxActDepth bounds a delegation chain: each exchange nests the earlier
+// actors one level deeper (RFC 8693 §4.1), and a token must stay small.
+const maxActDepth = 8
+
+// actClaim is the act (actor) claim of RFC 8693 §4.1: the party acting for
+// the subject, with the earlier actors of a chain nested inside.
+type actClaim struct {
+	Sub string    `json:"sub"`
+	Act *actClaim `json:"act,omitempty"`
+}
+
+func (a *actClaim) depth() int {
+	n := 0
+	for ; a != nil; a = a.Act {
+		n++
+	}
+	return n
+}
+
+// tokenExchange is OAuth 2.0 Token Exchange (RFC 8693): a client trades a
+// token of this issuer for an access token for the same subject, to call
+// another service. The tokens it accepts are this profile's own access
+// tokens (JWT or opaque, active and unrevoked) and ID tokens; what it
+// issues is bounded by the client's scopes and audiences (checked by the
+// dispatcher), by the subject token's scope (down-scoping only) and by
+// the subject token's expiry. The client's token-exchange policy says
+// whether it may delegate (an actor_token: the new token's act claim
+// names the actor) or impersonate (no actor_token).
+type tokenExchange struct{ p *Profile }
+
+var _ Grant = (*tokenExchange)(nil)
+
+// presented is a verified subject or actor token.
+type presented struct {
+	subject string
+	scopes  []string // nil: the token has no scope (an ID token)
+	expires time.Time
+	act     *actClaim
+}
+
+// exchangeResponse is RFC 8693 §2.2.1.
+type exchangeResponse struct {
+	AccessToken     string `json:"access_token"`
+	IssuedTokenType string `json:"issued_token_type"`
+	TokenType       string `json:"token_type"`
+	ExpiresIn       int64  `json:"expires_in"`
+	Scope           string `json:"scope,omitempty"`
+}
+
+func invalidExchange(reason, desc string) *oauth.Error {
+	return oauth.ErrInvalidRequest.WithDescription(desc).WithReason(reason)
+}
+
+// Handle implements RFC 8693 §2.1 and §2.2.
+func (g *tokenExchange) Handle(ctx context.Context, r *grantRequest) ([]byte, *oauth.Error) {
+	f, cl := r.form, r.client
+	if f.subjectToken == "" || f.subjectTokenType == "" {
+		return nil, invalidExchange("subject_token_missing", "subject_token and subject_token_type are required")
+	}
+	switch f.requestedTokenType {
+	case "", tokenTypeAccess:
+	case tokenTypeJWT:
+		if cl.format != config.FormatJWT {
+			return nil, invalidExchange("requested_token_type_unsupported", "this client's access tokens are opaque, not JWTs")
+		}
+	default:
+		return nil, invalidExchange("requested_token_type_unsupported", "requested_token_type must be "+tokenTypeAccess+" or "+tokenTypeJWT)
+	}
+	subject, e := g.verify(ctx, cl, f.subjectToken, f.subjectTokenType, "subject_token")
+	if e != nil {
+		return nil, e
+	}
+	act, actor := subject.act, ""
+	switch {
+	case f.actorToken != "":
+		if f.actorTokenType == "" {
+			return nil, invalidExchange("actor_token_type_missing", "actor_token_type is required with actor_token")
+		}
+		if !cl.exchange.Delegation {
+			return nil, invalidExchange("delegation_not_allowed", "this client may not delegate: its token-exchange policy does not allow delegation")
+		}
+		a, e := g.verify(ctx, cl, f.actorToken, f.actorTokenType, "actor_token")
+		if e != nil {
+			return nil, e
+		}
+		act, actor = &actClaim{Sub: a.subject, Act: subject.act}, a.subject
+		if act.depth() > maxActDepth {
+			return nil, invalidExchange("delegation_chain_too_long", "the delegation chain would be longer than 8 actors")
+		}
+	case f.actorTokenType != "":
+		return nil, invalidExchange("actor_token_missing", "actor_token_type is given without an actor_token")
+	case !cl.exchange.Impersonation:
+		return nil, invalidExchange("impersonation_not_allowed", "this client may not impersonate: present an actor_token (delegation)")
+	}
+	scopes, e := downScope(r, subject)
+	if e != nil {
+		return nil, e
+	}
+	now := g.p.now()
+	tok, err := g.p.issue.issueAccess(ctx, accessToken{subject: subject.subject, client: cl, scopes: scopes,
+		audience: r.audience, act: act, notAfter: subject.expires})
+	if err != nil {
+		return nil, oauth.ErrServerError.WithCause(err)
+	}
+	details := map[string]any{"subject_token_type": f.subjectTokenType, "audience": strings.Join(r.audience, " ")}
+	if actor != "" {
+		details["actor"] = actor
+	} else {
+		details["impersonation"] = true
+	}
+	_ = g.p.trail.Record(ctx, model.AuditEvent{Type: audit.TokenExchange, Subject: subject.subject, ClientID: cl.id, Details: details})
+	body, err := json.Marshal(exchangeResponse{
+		AccessToken: string(tok), IssuedTokenType: tokenTypeAccess, TokenType: "Bearer",
+		ExpiresIn: int64(min(cl.lifetime, subject.expires.Sub(now)) / time.Second), Scope: strings.Join(scopes, " "),
+	})
+	if err != nil {
+		return nil, oauth.ErrServerError.WithCause(err)
+	}
+	return body, nil
+}
+
+// downScope bounds the scopes by the subject token's (RFC 8693 §2.1: the
+// new token must not carry more than the subject could): a requested scope
+// outside it is invalid_scope; without a request, the client's scopes the
+// subject token also has.
+func downScope(r *grantRequest, subject presented) ([]string, *oauth.Error) {
+	if subject.scopes == nil {
+		return r.scopes, nil
+	}
+	var out []string
+	for _, s := range r.scopes {
+		switch {
+		case slices.Contains(subject.scopes, s):
+			out = append(out, s)
+		case r.form.hasScope:
+			return nil, oauth.ErrInvalidScope.WithDescription("a requested scope is not in the subject token's scope").WithReason("scope_exceeds_subject")
+		}
+	}
+	return out, nil
+}
+
+// verify checks a presented token of type typ; which names the parameter
+// in errors. A token that is not an active token of this issuer for this
+// client is invalid_request (RFC 8693 §2.2.2).
+func (g *tokenExchange) verify(ctx context.Context, cl *client, token, typ, which string) (presented, *oauth.Error) {
+	switch typ {
+	case tokenTypeAccess:
+		return g.accessToken(ctx, cl, token, which)
+	case tokenTypeID:
+		return g.idToken(cl, token, which)
+	case tokenTypeJWT:
+		// A JWT of this issuer: an access token or an ID token.
+		if strings.Count(token, ".") != 2 {
+			return presented{}, invalidExchange(which+"_invalid", "the "+which+" is not an active token of this issuer")
+		}
+		if pr, e := g.accessToken(ctx, cl, token, which); e == nil || e.Reason != which+"_invalid" {
+			return pr, e
+		}
+		return g.idToken(cl, token, which)
+	}
+	return presented{}, invalidExchange("token_type_unsupported", which+"_type must be "+tokenTypeAccess+", "+tokenTypeID+" or "+tokenTypeJWT)
+}
+
+// accessToken verifies one of this profile's access tokens as
+// introspection does: active, unrevoked, and issued to the client or
+// naming it in aud (the client is the service the token was meant for).
+func (g *tokenExchange) accessToken(ctx context.Context, cl *client, token, which string) (presented, *oauth.Error) {
+	info, ok, err := g.p.lookup(ctx, token)
+	if err != nil {
+		return presented{}, oauth.ErrServerError.WithCause(err)
+	}
+	if !ok || !g.p.now().Before(info.expires) {
+		return presented{}, invalidExchange(which+"_invalid", "the "+which+" is not an active token of this issuer")
+	}
+	if !cl.mayIntrospect(info) {
+		return presented{}, invalidExchange(which+"_not_for_client", "the "+which+" was neither issued to this client nor names it in aud")
+	}
+	switch revoked, err := g.p.families.revoked(ctx, info); {
+	case err != nil:
+		return presented{}, oauth.ErrServerError.WithCause(err)
+	case revoked:
+		return presented{}, invalidExchange(which+"_invalid", "the "+which+" is not an active token of this issuer")
+	}
+	return presented{subject: info.subject, scopes: strings.Fields(info.scope), expires: info.expires, act: info.act}, nil
+}
+
+// exchangedIDClaims are the ID token claims an exchange reads.
+type exchangedIDClaims struct {
+	Iss string   `json:"iss"`
+	Sub string   `json:"sub"`
+	Aud audience `json:"aud"`
+	Exp int64    `json:"exp"`
+}
+
+// idToken verifies one of this profile's ID tokens: signed by a published
+// key, typ JWT, this issuer, unexpired, and issued to this client (an ID
+// token is for its audience alone, OpenID Connect Core 1.0 §2).
+func (g *tokenExchange) idToken(cl *client, token, which string) (presented, *oauth.Error) {
+	bad := invalidExchange(which+"_invalid", "the "+which+" is not an active token of this issuer")
+	msg, err := jws.Parse([]byte(token))
+	if err != nil || len(msg.Signatures()) != 1 {
+		return presented{}, bad
+	}
+	h := msg.Signatures()[0].ProtectedHeaders()
+	s := g.p.verifiers[h.KeyID()]
+	if s == nil || !strings.EqualFold(h.Type(), typIDToken) || keys.CheckHeader(h, s.Alg) != nil {
+		return presented{}, bad
+	}
+	payload, err := jws.Verify([]byte(token), jws.WithKey(s.Alg, s.Public))
+	if err != nil {
+		return presented{}, bad
+	}
+	var c exchangedIDClaims
+	if err := json.Unmarshal(payload, &c); err != nil || c.Iss != g.p.issuer || c.Sub == "" {
+		return presented{}, bad
+	}
+	exp := time.Unix(c.Exp, 0)
+	if !g.p.now().Before(exp) {
+		return presented{}, bad
+	}
+	if !slices.Contains(c.Aud, cl.id) {
+		return presented{}, invalidExchange(which+"_not_for_client", "the "+which+" is an ID token issued to another client")
+	}
+	return presented{subject: c.Sub, expires: exp}, nil
+}

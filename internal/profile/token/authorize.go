@@ -405,11 +405,11 @@ func parsePrompt(s string) (map[string]bool, *oauth.Error) {
 		case "none", "login", "consent", "select_account":
 			out[v] = true
 		default:
-			return nil, oauth.ErrInvalidRequest.WithDescription("unsupported prompt value")
+			return nil, oauth.ErrInvalidRequest.WithDescription("unsupported prompt value").WithReason("prompt_invalid")
 		}
 	}
 	if out["none"] && len(out) > 1 {
-		return nil, oauth.ErrInvalidRequest.WithDescription("prompt=none cannot be combined with other values")
+		return nil, oauth.ErrInvalidRequest.WithDescription("prompt=none cannot be combined with other values").WithReason("prompt_invalid")
 	}
 	return out, nil
 }

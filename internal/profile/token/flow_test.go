@@ -55,6 +55,13 @@ func newFlowEnvKeys(t *testing.T, ks *keys.Set) *flowEnv { return newFlowEnvWith
 // profile (login page, password authenticator) on the same server.
 func newFlowEnvWith(t *testing.T, ks *keys.Set, withAuthn bool) *flowEnv {
 	t.Helper()
+	return newFlowEnvEdit(t, ks, withAuthn, nil)
+}
+
+// newFlowEnvEdit is newFlowEnvWith with edit (may be nil) applied to the
+// token profile and the clients before the profile is built.
+func newFlowEnvEdit(t *testing.T, ks *keys.Set, withAuthn bool, edit func(cp *config.Profile, clients map[string]*config.Client)) *flowEnv {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +88,9 @@ func newFlowEnvWith(t *testing.T, ks *keys.Set, withAuthn bool) *flowEnv {
 		"svc": {Profile: "token", Secret: secret.New(svcSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
 			GrantTypes: []string{config.GrantClientCredentials}, Scopes: []string{"a:read"}},
 		"rs": {Profile: "token", Secret: secret.New(rsSecret), IntrospectAllTokens: true},
+	}
+	if edit != nil {
+		edit(cp, snap.Clients)
 	}
 	for n, c := range snap.Clients {
 		c.Name = n

@@ -78,8 +78,9 @@ func (p *Profile) servePAR(c *fiber.Ctx) error {
 		// too (RFC 9126 §2.1), whichever way the client authenticated.
 		return p.refuse(c, ep, f, oauth.ErrInvalidRequest.WithDescription("client_id is required").WithReason("client_id_missing"))
 	case id != cl.id:
-		// Only private_key_jwt without client_id could get here; the
-		// authenticator matches client_id to the other methods.
+		// The authenticator already identifies the client by client_id
+		// when one is sent; this keeps a change there from storing a
+		// request under another client than it names.
 		return p.refuse(c, ep, f, oauth.ErrInvalidRequest.WithDescription("client_id is not the authenticated client").WithReason("client_id_mismatch"))
 	}
 	redirectURI, e := checkRedirect(cl, a)
@@ -89,10 +90,11 @@ func (p *Profile) servePAR(c *fiber.Ctx) error {
 	if _, e := checkAuthz(cl, redirectURI, a); e != nil {
 		return p.refuse(c, ep, f, e)
 	}
-	// The login marker is this server's too; a continuation holds its own.
-	for _, k := range append(consentParams, paramLoginAfter) {
+	for _, k := range consentParams {
 		delete(a.values, k)
 	}
+	// The login marker is this server's too; a continuation holds its own.
+	delete(a.values, paramLoginAfter)
 	requestURI, err := p.storePushed(c, cl.id, a.values, p.parLifetime)
 	if err != nil {
 		return p.refuse(c, ep, f, oauth.ErrServerError.WithCause(err))

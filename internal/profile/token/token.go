@@ -184,10 +184,14 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 	prof.codeLifetime = orDefault(p.AuthorizationCodes.Lifetime.D(), config.DefaultCodeLifetime)
 	prof.parLifetime = orDefault(p.PushedAuthorizationRequests.Lifetime.D(), config.DefaultPARLifetime)
 	prof.parRequired = p.PushedAuthorizationRequests.Required
+	// config.Load refuses both; a profile built otherwise must neither
+	// refuse every authorization request nor store pushed requests that
+	// nothing can use.
 	if prof.parRequired && !served[config.EndpointPAR] {
-		// config.Load refuses it; a profile built otherwise must not
-		// refuse every authorization request.
 		return nil, fmt.Errorf("profile %q: pushed-authorization-requests.required needs the par endpoint", p.Name)
+	}
+	if served[config.EndpointPAR] && !served[config.EndpointAuthorize] {
+		return nil, fmt.Errorf("profile %q: the par endpoint needs the authorize endpoint", p.Name)
 	}
 	rotateRefresh := p.RefreshTokens.Rotate == nil || *p.RefreshTokens.Rotate
 	m, err := newLoginMarker(ks.Active)

@@ -316,6 +316,7 @@ func TestNewErrors(t *testing.T) {
 		{"relative-issuer", func(p *config.Profile) { p.Issuer = "/oauth/v2" }, ks, `profile "token": issuer: must be an absolute http(s) URL`},
 		{"issuer-query", func(p *config.Profile) { p.Issuer = "https://id.example.com/?x=1" }, ks, `profile "token": issuer: must not have a query or fragment`},
 		{"par-required", func(p *config.Profile) { p.PushedAuthorizationRequests.Required = true }, ks, `profile "token": pushed-authorization-requests.required needs the par endpoint`},
+		{"par-alone", func(p *config.Profile) { p.Endpoints = append(p.Endpoints, config.EndpointPAR) }, ks, `profile "token": the par endpoint needs the authorize endpoint`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -361,6 +361,60 @@ clients:
 			},
 		},
 		{
+			name: "pushed authorization requests",
+			files: map[string]string{"00-base.yaml": base, "p.yaml": `profiles:
+  authn: {type: authentication, path: /authn, authenticators: {pw: {type: password}}}
+  t2:
+    type: token
+    path: /t2
+    issuer: https://id.example.com/t2
+    signing-keys: [k1]
+    endpoints: [token, par]
+    pushed-authorization-requests: {lifetime: 11m}
+  t3:
+    type: token
+    path: /t3
+    issuer: https://id.example.com/t3
+    signing-keys: [k1]
+    authentication-profile: authn
+    endpoints: [authorize, token]
+    pushed-authorization-requests: {lifetime: 500ms, required: true}
+  t4:
+    type: token
+    path: /t4
+    issuer: https://id.example.com/t4
+    signing-keys: [k1]
+    authentication-profile: authn
+    endpoints: [authorize, token, par]
+    pushed-authorization-requests: {lifetime: 30s, required: yes}
+`, "c.yaml": `clients:
+  web:
+    profile: token
+    grant-types: [authorization_code]
+    redirect-uris: [https://app.example.com/cb]
+    require-pushed-authorization-requests: true
+  svc:
+    profile: t4
+    secret: $SECRET
+    grant-types: [client_credentials]
+    require-pushed-authorization-requests: true
+  ok:
+    profile: t4
+    grant-types: [authorization_code]
+    redirect-uris: [https://app.example.com/cb]
+    require-pushed-authorization-requests: true
+`},
+			want: []string{
+				`c.yaml:6:44: clients.web.require-pushed-authorization-requests: needs profile "token" to serve the par endpoint: add par to its endpoints`,
+				`c.yaml:11:44: clients.svc.require-pushed-authorization-requests: needs the authorization_code grant: only authorization requests are pushed`,
+				`p.yaml:8:24: profiles.t2.endpoints[1]: par needs the authorize endpoint too: pushed requests are used there (RFC 9126 §4)`,
+				`p.yaml:9:47: profiles.t2.pushed-authorization-requests.lifetime: must be at most 10m: a request_uri is short-lived (RFC 9126 §2.2), got 11m0s`,
+				`p.yaml:17:47: profiles.t3.pushed-authorization-requests.lifetime: must be at least 1s (expires_in counts whole seconds), got 500ms`,
+				`p.yaml:17:64: profiles.t3.pushed-authorization-requests.required: needs the par endpoint: add par to endpoints`,
+				`p.yaml:25:62: profiles.t4.pushed-authorization-requests.required: must be true or false, got "yes"`,
+			},
+		},
+		{
 			name: "allowed-origins",
 			files: map[string]string{"00-base.yaml": base, "c.yaml": `clients:
   spa:

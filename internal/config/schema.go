@@ -197,11 +197,13 @@ const (
 	EndpointRevoke     = "revoke"
 	EndpointUserinfo   = "userinfo"
 	EndpointLogout     = "logout"
+	// EndpointPAR is the pushed authorization request endpoint (RFC 9126).
+	EndpointPAR = "par"
 )
 
 // TokenEndpoints lists every endpoint a token profile may serve.
 var TokenEndpoints = []string{EndpointDiscovery, EndpointJWKS, EndpointAuthorize, EndpointToken,
-	EndpointIntrospect, EndpointRevoke, EndpointUserinfo, EndpointLogout}
+	EndpointIntrospect, EndpointRevoke, EndpointUserinfo, EndpointLogout, EndpointPAR}
 
 // Profile is a service: token, authentication or user-management. Which keys
 // are allowed depends on Type (see profileKeys in validate.go).
@@ -223,6 +225,9 @@ type Profile struct {
 	RefreshTokens      RefreshTokenPolicy `yaml:"refresh-tokens"`
 	IDTokens           IDTokenPolicy      `yaml:"id-tokens"`
 	AuthorizationCodes CodePolicy         `yaml:"authorization-codes"`
+	// PushedAuthorizationRequests: the request_uri lifetime of the par
+	// endpoint, and whether every authorization request must be pushed.
+	PushedAuthorizationRequests PARPolicy `yaml:"pushed-authorization-requests"`
 	// UserinfoAudiences are audiences besides the issuer whose access
 	// tokens the userinfo endpoint accepts (RFC 9068 §4: a resource server
 	// checks that a token is meant for it).
@@ -305,6 +310,16 @@ type IDTokenPolicy struct {
 // CodePolicy: authorization codes, default lifetime 1m.
 type CodePolicy struct {
 	Lifetime Duration `yaml:"lifetime"`
+}
+
+// PARPolicy: pushed authorization requests (RFC 9126). Lifetime is how
+// long a request_uri stays usable (default 60s, at most 10m). Required
+// refuses authorization requests of the profile's clients that were not
+// pushed (RFC 9126 §5 require_pushed_authorization_requests); it needs
+// the par endpoint.
+type PARPolicy struct {
+	Lifetime Duration `yaml:"lifetime"`
+	Required bool     `yaml:"required"`
 }
 
 // SessionPolicy: SSO sessions, default idle 1h, absolute 12h.
@@ -434,6 +449,10 @@ type Client struct {
 	// may call the token, revocation and userinfo endpoints cross-origin
 	// (CORS), e.g. a single-page app exchanging its code.
 	AllowedOrigins []string `yaml:"allowed-origins"`
+	// RequirePushedAuthorizationRequests: the client's authorization
+	// requests must come through the par endpoint (RFC 9126 §6); a
+	// profile that requires them for everyone overrides false.
+	RequirePushedAuthorizationRequests bool `yaml:"require-pushed-authorization-requests"`
 	// TokenExchange is what the client may do with the token-exchange
 	// grant; required with it.
 	TokenExchange *TokenExchangePolicy `yaml:"token-exchange"`

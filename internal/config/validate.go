@@ -18,6 +18,7 @@ const (
 	DefaultRefreshTokenLifetime = 720 * time.Hour
 	DefaultIDTokenLifetime      = 5 * time.Minute
 	DefaultCodeLifetime         = time.Minute
+	DefaultPARLifetime          = time.Minute
 	DefaultSessionIdle          = time.Hour
 	DefaultSessionAbsolute      = 12 * time.Hour
 	DefaultPostgresConnections  = 10
@@ -27,9 +28,13 @@ const (
 	MinSecretLength = 16
 )
 
+// MaxPARLifetime bounds a request_uri's life: RFC 9126 §2.2 expects a
+// short one ("between 5 and 600 seconds").
+const MaxPARLifetime = 10 * time.Minute
+
 // profileKeys are the keys each profile type may set, beyond type, path, tags, enabled.
 var profileKeys = map[string][]string{
-	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "userinfo-audiences"},
+	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "pushed-authorization-requests", "userinfo-audiences"},
 	ProfileAuthentication: {"authenticators", "sessions", "templates"},
 	ProfileUserManagement: {"token-profile", "scopes", "max-results", "audiences", "zones"},
 	ProfileDemo:           {"token-profile", "client", "user"},
@@ -435,6 +440,9 @@ func (l *loader) checkTokenProfile(path string, p *Profile) {
 	for i, e := range p.Endpoints {
 		l.oneOf(fmt.Sprintf("%s.endpoints[%d]", path, i), e, TokenEndpoints)
 	}
+	if i := slices.Index(p.Endpoints, EndpointPAR); i >= 0 && !slices.Contains(p.Endpoints, EndpointAuthorize) {
+		l.at(fmt.Sprintf("%s.endpoints[%d]", path, i), "par needs the authorize endpoint too: pushed requests are used there (RFC 9126 §4)")
+	}
 	if p.AuthenticationProfile != "" {
 		l.ref(path+".authentication-profile", "profiles", p.AuthenticationProfile, ProfileAuthentication)
 	} else if slices.Contains(p.Endpoints, EndpointAuthorize) {
@@ -461,6 +469,17 @@ func (l *loader) checkTokenProfile(path string, p *Profile) {
 	if p.AuthorizationCodes.Lifetime.D() > 10*time.Minute {
 		// RFC 6749 §4.1.2: "A maximum authorization code lifetime of 10 minutes is RECOMMENDED."
 		l.at(path+".authorization-codes.lifetime", "must be at most 10m (RFC 6749 §4.1.2)")
+	}
+	par := &p.PushedAuthorizationRequests
+	defaultDuration(&par.Lifetime, DefaultPARLifetime)
+	switch d := par.Lifetime.D(); {
+	case d > MaxPARLifetime:
+		l.at(path+".pushed-authorization-requests.lifetime", "must be at most 10m: a request_uri is short-lived (RFC 9126 §2.2), got %s", d)
+	case d < time.Second:
+		l.at(path+".pushed-authorization-requests.lifetime", "must be at least 1s (expires_in counts whole seconds), got %s", d)
+	}
+	if par.Required && !slices.Contains(p.Endpoints, EndpointPAR) {
+		l.at(path+".pushed-authorization-requests.required", "needs the par endpoint: add par to endpoints")
 	}
 }
 
@@ -536,6 +555,11 @@ func (l *loader) checkClient(c *Client) {
 	}
 	if c.Profile != "" {
 		l.ref(path+".profile", "profiles", c.Profile, ProfileToken)
+		// Checked on every load: it depends on the profile as well.
+		if p := l.raw.Profiles[c.Profile]; c.RequirePushedAuthorizationRequests && p != nil && p.Type == ProfileToken &&
+			l.complete("profiles", c.Profile) && !slices.Contains(p.Endpoints, EndpointPAR) {
+			l.at(path+".require-pushed-authorization-requests", "needs profile %q to serve the par endpoint: add par to its endpoints", c.Profile)
+		}
 	}
 }
 
@@ -595,6 +619,9 @@ func (l *loader) checkClientValues(c *Client) {
 			// Introspection takes no public clients, so the key would only mislead.
 			l.at(path+".introspect-all-tokens", "needs a confidential client (a secret or public-keys): introspection does not accept public clients")
 		}
+	}
+	if c.RequirePushedAuthorizationRequests && !slices.Contains(c.GrantTypes, GrantAuthorizationCode) {
+		l.at(path+".require-pushed-authorization-requests", "needs the authorization_code grant: only authorization requests are pushed")
 	}
 	if slices.Contains(c.GrantTypes, GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		l.at(path+".redirect-uris", "is required for the authorization_code grant")

@@ -8,6 +8,11 @@ import "slices"
 func (l *loader) checkDemoProfile(path string, p *Profile) {
 	if l.required(path+".token-profile", p.TokenProfile) {
 		l.ref(path+".token-profile", "profiles", p.TokenProfile, ProfileToken)
+		// The page sends its authorization request from the browser,
+		// which cannot push it (that needs the client's own request).
+		if tp := l.raw.Profiles[p.TokenProfile]; tp != nil && tp.Type == ProfileToken && tp.PushedAuthorizationRequests.Required {
+			l.at(path+".token-profile", "profile %s requires pushed authorization requests, which the demo page does not send", l.q(path+".token-profile", p.TokenProfile))
+		}
 	}
 	if l.required(path+".client", p.Client) {
 		switch c, ok := l.raw.Clients[p.Client]; {
@@ -23,6 +28,8 @@ func (l *loader) checkDemoProfile(path string, p *Profile) {
 			l.at(path+".client", "client %s must be a public client (no secret, token-endpoint-auth-method none): the page runs in the browser", l.q(path+".client", p.Client))
 		case !slices.Contains(c.GrantTypes, GrantAuthorizationCode):
 			l.at(path+".client", "client %s must be allowed the authorization_code grant", l.q(path+".client", p.Client))
+		case c.RequirePushedAuthorizationRequests:
+			l.at(path+".client", "client %s requires pushed authorization requests, which the demo page does not send", l.q(path+".client", p.Client))
 		}
 	}
 	l.required(path+".user.username", p.User.Username)

@@ -144,6 +144,9 @@ func (s *deadlineStore) AuthCodes() model.AuthCodes {
 	c := s.s.AuthCodes()
 	return dAuthCodes{dByHash[model.AuthCode]{c, s.d}, c}
 }
+func (s *deadlineStore) PushedRequests() model.PushedRequests {
+	return dPushedRequests{s.s.PushedRequests(), s.d}
+}
 func (s *deadlineStore) Sessions() model.Sessions {
 	ss := s.s.Sessions()
 	return dSessions{dByHash[model.Session]{ss, s.d}, ss}
@@ -242,6 +245,18 @@ func (a dAuthCodes) Fail(ctx context.Context, h model.Hash) error {
 }
 func (a dAuthCodes) Consume(ctx context.Context, h model.Hash) (model.AuthCode, error) {
 	return get(a.d, ctx, func(ctx context.Context) (model.AuthCode, error) { return a.a.Consume(ctx, h) })
+}
+
+type dPushedRequests struct {
+	a model.PushedRequests
+	d time.Duration
+}
+
+func (a dPushedRequests) Create(ctx context.Context, r model.PushedRequest) error {
+	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Create(ctx, r) })
+}
+func (a dPushedRequests) Consume(ctx context.Context, h model.Hash) (model.PushedRequest, error) {
+	return get(a.d, ctx, func(ctx context.Context) (model.PushedRequest, error) { return a.a.Consume(ctx, h) })
 }
 
 type dSessions struct {

@@ -140,100 +140,155 @@ func parseAuthzParams(c *fiber.Ctx) (*authzParams, string) {
 	return a, ""
 }
 
-// serveAuthorize is the authorization endpoint (RFC 6749 §4.1.1, OpenID
-// Connect Core 1.0 §3.1.2). Problems with client_id or redirect_uri are
-// shown on a page, never redirected (RFC 6749 §4.1.2.1); every other
-// error goes back to the registered redirect URI with state and iss
-// (RFC 9207).
-func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
-	const ep = config.EndpointAuthorize
-	a, msg := parseAuthzParams(c)
-	if a == nil {
-		return p.authzPage(c, msg)
-	}
-	// 1. The client and the redirect URI, or an error page.
-	if slices.Contains([]string{"client_id", "redirect_uri"}, a.dup) {
-		return p.authzPage(c, "The request repeats the "+a.dup+" parameter.")
-	}
-	clientID := a.get("client_id")
-	if clientID == "" {
-		return p.authzPage(c, "The request has no client_id.")
-	}
-	cl := p.clients[clientID]
-	if cl == nil {
-		return p.authzPage(c, "The application (client_id) is not registered.")
+// authzRequest is an authorization request that passed every check that
+// needs no user (checkAuthz): what the rest of the flow reads.
+type authzRequest struct {
+	redirectURI string
+	state       string
+	scopes      []string
+	challenge   string
+	nonce       string
+	prompt      map[string]bool
+	maxAge      int // seconds; -1: none
+}
+
+// checkRedirect checks the redirect URI of cl's request: given once and
+// registered, compared as a string (RFC 9700 §4.1.3): no normalisation,
+// no prefix or pattern matching; only a loopback port may vary, on
+// opt-in. Its errors are never redirected (RFC 6749 §4.1.2.1); their
+// descriptions are fit for the error page.
+func checkRedirect(cl *client, a *authzParams) (string, *oauth.Error) {
+	if a.dup == "redirect_uri" {
+		return "", oauth.ErrInvalidRequest.WithDescription("The request repeats the redirect_uri parameter.").WithReason("parameter_repeated")
 	}
 	redirectURI := a.get("redirect_uri")
 	if redirectURI == "" {
 		// OpenID Connect Core 1.0 §3.1.2.1 requires it; so do we for
 		// plain OAuth, so the code is always bound to one URI.
-		return p.authzPage(c, "The request has no redirect_uri.")
+		return "", oauth.ErrInvalidRequest.WithDescription("The request has no redirect_uri.").WithReason("redirect_uri_missing")
 	}
-	// Exact string comparison (RFC 9700 §4.1.3): no normalisation, no
-	// prefix or pattern matching; only a loopback port may vary, on opt-in.
 	if !cl.redirectAllowed(redirectURI) {
-		return p.authzPage(c, "The redirect_uri is not registered for this application.")
+		return "", oauth.ErrInvalidRequest.WithDescription("The redirect_uri is not registered for this application.").WithReason("redirect_uri_not_registered")
 	}
-	state := a.get("state")
-	fail := func(e *oauth.Error) error { return p.authzError(c, ep, redirectURI, state, e) }
+	return redirectURI, nil
+}
 
-	// 2. Everything else is answered at the redirect URI.
+// checkAuthz applies the checks of an authorization request that follow
+// the redirect URI's, the same at the authorization endpoint (whose
+// errors go to the redirect URI) and at the par endpoint (which answers
+// them as JSON, RFC 9126 §2.3), so a request refused at one is refused at
+// the other.
+func checkAuthz(cl *client, redirectURI string, a *authzParams) (*authzRequest, *oauth.Error) {
+	r := &authzRequest{redirectURI: redirectURI, state: a.get("state"), maxAge: -1}
 	switch {
 	case a.dup != "":
-		return fail(oauth.ErrInvalidRequest.WithDescription("parameter " + sanitizeName(a.dup) + " is repeated"))
-	case len(state) > maxParamLen:
-		return fail(oauth.ErrInvalidRequest.WithDescription("state is too long"))
+		return nil, oauth.ErrInvalidRequest.WithDescription("parameter " + sanitizeName(a.dup) + " is repeated").WithReason("parameter_repeated")
+	case len(r.state) > maxParamLen:
+		return nil, oauth.ErrInvalidRequest.WithDescription("state is too long").WithReason("parameter_too_long")
 	case !cl.grants[config.GrantAuthorizationCode]:
-		return fail(oauth.ErrUnauthorizedClient.WithDescription("the client may not use the authorization code grant"))
+		return nil, oauth.ErrUnauthorizedClient.WithDescription("the client may not use the authorization code grant").WithReason("grant_type_not_allowed")
 	case a.has("request"):
-		return fail(errRequestNotSupported)
+		return nil, errRequestNotSupported
 	case a.has("request_uri"):
-		return fail(errRequestURINotSupported)
+		return nil, errRequestURINotSupported
 	}
 	switch rt := a.get("response_type"); rt {
 	case "code":
 	case "":
-		return fail(oauth.ErrInvalidRequest.WithDescription("response_type is required"))
+		return nil, oauth.ErrInvalidRequest.WithDescription("response_type is required").WithReason("response_type_missing")
 	default:
-		return fail(errUnsupportedResponseType.WithDescription("only response_type=code is supported"))
+		return nil, errUnsupportedResponseType.WithDescription("only response_type=code is supported").WithReason("response_type_unsupported")
 	}
 	if rm := a.get("response_mode"); rm != "" && rm != "query" {
-		return fail(oauth.ErrInvalidRequest.WithDescription("only response_mode=query is supported"))
+		return nil, oauth.ErrInvalidRequest.WithDescription("only response_mode=query is supported").WithReason("response_mode_unsupported")
 	}
 	// PKCE (RFC 7636) with S256, required of every client: RFC 9700 §2.1.1
 	// requires it of public clients and recommends it for confidential
 	// ones, where it also stops code injection; every current client
 	// library supports it, so there is no reason to make it optional.
-	challenge, method := a.get("code_challenge"), a.get("code_challenge_method")
+	method := a.get("code_challenge_method")
+	r.challenge = a.get("code_challenge")
 	switch {
-	case challenge == "":
-		return fail(oauth.ErrInvalidRequest.WithDescription("code_challenge is required (PKCE with S256)"))
+	case r.challenge == "":
+		return nil, oauth.ErrInvalidRequest.WithDescription("code_challenge is required (PKCE with S256)").WithReason("pkce_challenge_missing")
 	case method != "S256":
 		// An absent method means plain (RFC 7636 §4.3), which is refused.
-		return fail(oauth.ErrInvalidRequest.WithDescription("code_challenge_method must be S256"))
-	case !validChallenge(challenge):
-		return fail(oauth.ErrInvalidRequest.WithDescription("code_challenge must be a base64url SHA-256 (43 characters)"))
+		return nil, oauth.ErrInvalidRequest.WithDescription("code_challenge_method must be S256").WithReason("pkce_method_unsupported")
+	case !validChallenge(r.challenge):
+		return nil, oauth.ErrInvalidRequest.WithDescription("code_challenge must be a base64url SHA-256 (43 characters)").WithReason("pkce_challenge_malformed")
 	}
-	scopes, e := cl.scopePolicy(&form{scope: a.get("scope"), hasScope: a.has("scope")})
-	if e != nil {
-		return fail(e)
+	var e *oauth.Error
+	if r.scopes, e = cl.scopePolicy(&form{scope: a.get("scope"), hasScope: a.has("scope")}); e != nil {
+		return nil, e
 	}
-	nonce := a.get("nonce")
-	if len(nonce) > maxParamLen {
-		return fail(oauth.ErrInvalidRequest.WithDescription("nonce is too long"))
+	if r.nonce = a.get("nonce"); len(r.nonce) > maxParamLen {
+		return nil, oauth.ErrInvalidRequest.WithDescription("nonce is too long").WithReason("parameter_too_long")
 	}
-	prompt, e := parsePrompt(a.get("prompt"))
-	if e != nil {
-		return fail(e)
+	if r.prompt, e = parsePrompt(a.get("prompt")); e != nil {
+		return nil, e
 	}
-	maxAge := -1
 	if s := a.get("max_age"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
-			return fail(oauth.ErrInvalidRequest.WithDescription("max_age must be a non-negative integer"))
+			return nil, oauth.ErrInvalidRequest.WithDescription("max_age must be a non-negative integer").WithReason("max_age_invalid")
 		}
-		maxAge = n
+		r.maxAge = n
 	}
+	return r, nil
+}
+
+// serveAuthorize is the authorization endpoint (RFC 6749 §4.1.1, OpenID
+// Connect Core 1.0 §3.1.2). Problems with client_id, redirect_uri or a
+// pushed request's request_uri are shown on a page, never redirected
+// (RFC 6749 §4.1.2.1); every other error goes back to the registered
+// redirect URI with state and iss (RFC 9207).
+func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
+	const ep = config.EndpointAuthorize
+	a, msg := parseAuthzParams(c)
+	if a == nil {
+		return p.authzPage(c, oauth.ErrInvalidRequest.WithDescription(msg))
+	}
+	// 1. The client and the redirect URI, or an error page.
+	if a.dup == "client_id" {
+		return p.authzPage(c, oauth.ErrInvalidRequest.WithDescription("The request repeats the client_id parameter.").WithReason("parameter_repeated"))
+	}
+	clientID := a.get("client_id")
+	if clientID == "" {
+		return p.authzPage(c, oauth.ErrInvalidRequest.WithDescription("The request has no client_id."))
+	}
+	cl := p.clients[clientID]
+	if cl == nil {
+		return p.authzPage(c, oauth.ErrInvalidRequest.WithDescription("The application (client_id) is not registered."))
+	}
+	// A pushed request (RFC 9126 §4): its parameters replace the URL's,
+	// of which only client_id and request_uri count.
+	pushed := false
+	if p.served[config.EndpointPAR] && a.has("request_uri") {
+		var e *oauth.Error
+		if a, e = p.usePushed(c, cl, a); e != nil {
+			return p.pushedPage(c, clientID, e)
+		}
+		pushed = true
+	}
+	redirectURI, e := checkRedirect(cl, a)
+	if e != nil {
+		return p.authzPage(c, e)
+	}
+	state := a.get("state")
+	fail := func(e *oauth.Error) error { return p.authzError(c, ep, redirectURI, state, e) }
+
+	// 2. Everything else is answered at the redirect URI.
+	if !pushed && (p.parRequired || cl.requirePAR) {
+		// RFC 9126 §4: invalid_request for a request not pushed.
+		e := oauth.ErrInvalidRequest.WithDescription("pushed authorization request required").WithReason("par_required")
+		p.logRefusal(c, ep, clientID, e)
+		return fail(e)
+	}
+	r, e := checkAuthz(cl, redirectURI, a)
+	if e != nil {
+		return fail(e)
+	}
+	scopes, challenge, nonce, prompt, maxAge := r.scopes, r.challenge, r.nonce, r.prompt, r.maxAge
 	var loginAfter time.Time
 	if s := a.get(paramLoginAfter); s != "" {
 		loginAfter, _ = p.marker.check(s, a) // a bad marker counts as none: the user signs in
@@ -271,6 +326,9 @@ func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
 		if prompt["none"] {
 			return fail(errLoginRequired.WithDescription("the user is not signed in"))
 		}
+		if pushed {
+			return p.toLoginPushed(c, cl, a, now, fail)
+		}
 		return p.toLogin(c, a, now)
 	}
 
@@ -278,14 +336,20 @@ func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
 	if cl.consent {
 		want := consentToken(c.Cookies(session.CookieName), cl.id, redirectURI, scopes, challenge)
 		decision := a.get("consent")
+		page := func(status int) error {
+			if pushed {
+				return p.consentPagePushed(c, a, cl, scopes, want, status, fail)
+			}
+			return p.consentPage(c, a, cl, scopes, want, status)
+		}
 		switch {
 		case decision == "" && prompt["none"]:
 			return fail(errConsentRequired.WithDescription("the user must approve this application"))
 		case decision == "":
-			return p.consentPage(c, a, cl, scopes, want, http.StatusOK)
+			return page(http.StatusOK)
 		case c.Method() != http.MethodPost || subtle.ConstantTimeCompare([]byte(a.get("consent_csrf")), []byte(want)) != 1:
 			// Not our form, or a form of another session or request.
-			return p.consentPage(c, a, cl, scopes, want, http.StatusForbidden)
+			return page(http.StatusForbidden)
 		case decision == "deny":
 			return fail(errAccessDenied.WithDescription("the user denied the request"))
 		case decision != "approve":
@@ -341,11 +405,11 @@ func parsePrompt(s string) (map[string]bool, *oauth.Error) {
 		case "none", "login", "consent", "select_account":
 			out[v] = true
 		default:
-			return nil, oauth.ErrInvalidRequest.WithDescription("unsupported prompt value")
+			return nil, oauth.ErrInvalidRequest.WithDescription("unsupported prompt value").WithReason("prompt_invalid")
 		}
 	}
 	if out["none"] && len(out) > 1 {
-		return nil, oauth.ErrInvalidRequest.WithDescription("prompt=none cannot be combined with other values")
+		return nil, oauth.ErrInvalidRequest.WithDescription("prompt=none cannot be combined with other values").WithReason("prompt_invalid")
 	}
 	return out, nil
 }
@@ -392,10 +456,14 @@ func (p *Profile) authzError(c *fiber.Ctx, endpoint, redirectURI, state string, 
 	return p.authzRedirect(c, redirectURI, v, state)
 }
 
-// authzPage shows an error that must not be redirected.
-func (p *Profile) authzPage(c *fiber.Ctx, msg string) error {
-	p.count(c, config.EndpointAuthorize, oauth.ErrInvalidRequest.WithCause(errors.New(msg)))
-	return sendPage(c, http.StatusBadRequest, "error", pageData{Title: "Sign-in request not valid", Message: msg})
+// authzPage shows an error that must not be redirected; e's description
+// is the page's message.
+func (p *Profile) authzPage(c *fiber.Ctx, e *oauth.Error) error {
+	if e.Cause == nil {
+		e = e.WithCause(errors.New(e.Description))
+	}
+	p.count(c, config.EndpointAuthorize, e)
+	return sendPage(c, http.StatusBadRequest, "error", pageData{Title: "Sign-in request not valid", Message: e.Description})
 }
 
 // count records an OAuth error in metrics and logs, without writing it.

@@ -24,6 +24,7 @@ type client struct {
 	consent                bool                       // ask the user at every authorization
 	introspectAll          bool                       // may learn the claims of every token at introspection
 	loopbackAnyPort        bool                       // a loopback IP redirect URI matches on any port (RFC 8252 §7.3)
+	requirePAR             bool                       // its authorization requests must be pushed (RFC 9126 §6)
 	exchange               config.TokenExchangePolicy // what the token-exchange grant may do
 
 	cfg    *config.Client           // the entry it was built from, for reuse
@@ -82,6 +83,7 @@ func newClient(c *config.Client, p *config.Profile) *client {
 		consent:                c.Consent,
 		introspectAll:          c.IntrospectAllTokens,
 		loopbackAnyPort:        c.LoopbackRedirectAnyPort,
+		requirePAR:             c.RequirePushedAuthorizationRequests,
 		public:                 c.TokenEndpointAuthMethod == config.AuthNone || (c.TokenEndpointAuthMethod == "" && c.Secret.IsZero() && len(c.PublicKeys) == 0),
 	}
 	for _, g := range c.GrantTypes {

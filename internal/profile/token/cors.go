@@ -10,10 +10,12 @@ import (
 )
 
 // corsEndpoints are the endpoints a browser app calls with fetch: the code
-// exchange and refresh, revocation, userinfo. Discovery and JWKS are
-// public documents with a wildcard origin (sendPublic); authorize and
-// logout are navigations, not fetches.
-var corsEndpoints = map[string]bool{config.EndpointToken: true, config.EndpointRevoke: true, config.EndpointUserinfo: true}
+// exchange and refresh, revocation, userinfo, and the push of its
+// authorization request. Discovery and JWKS are public documents with a
+// wildcard origin (sendPublic); authorize and logout are navigations, not
+// fetches.
+var corsEndpoints = map[string]bool{config.EndpointToken: true, config.EndpointRevoke: true, config.EndpointUserinfo: true,
+	config.EndpointPAR: true}
 
 // corsOrigins is the union of the allowed-origins of the profile's
 // clients. A preflight carries no client, so the answer is per profile;

@@ -60,6 +60,9 @@ type metadata struct {
 	EndSessionEndpoint    string `json:"end_session_endpoint,omitempty"`
 	IntrospectionEndpoint string `json:"introspection_endpoint,omitempty"`
 	RevocationEndpoint    string `json:"revocation_endpoint,omitempty"`
+	// RFC 9126 §5.
+	PushedAuthorizationRequestEndpoint string `json:"pushed_authorization_request_endpoint,omitempty"`
+	RequirePushedAuthorizationRequests bool   `json:"require_pushed_authorization_requests,omitempty"`
 
 	ScopesSupported                  []string `json:"scopes_supported"`
 	ResponseTypesSupported           []string `json:"response_types_supported,omitempty"`
@@ -98,6 +101,9 @@ func (p *Profile) metadata(snap *config.Snapshot, ks *keys.Set) metadata {
 		EndSessionEndpoint:    endpointURL(config.EndpointLogout),
 		IntrospectionEndpoint: endpointURL(config.EndpointIntrospect),
 		RevocationEndpoint:    endpointURL(config.EndpointRevoke),
+
+		PushedAuthorizationRequestEndpoint: endpointURL(config.EndpointPAR),
+		RequirePushedAuthorizationRequests: p.parRequired,
 
 		ScopesSupported:                  scopes(snap, p.name),
 		SubjectTypesSupported:            []string{"public"},

@@ -83,15 +83,8 @@ var onceParams = map[string]struct {
 // parseForm parses the request once. Errors are invalid_request.
 func parseForm(c *fiber.Ctx) (*form, *oauth.Error) {
 	req := &c.Context().Request
-	if len(req.Body()) > MaxFormBytes || req.Header.ContentLength() > MaxFormBytes {
-		return nil, errTooLarge
-	}
-	ct := req.Header.ContentType()
-	if i := bytes.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
-	}
-	if !bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/x-www-form-urlencoded")) {
-		return nil, oauth.ErrInvalidRequest.WithDescription("the body must be application/x-www-form-urlencoded")
+	if e := checkFormRequest(req); e != nil {
+		return nil, e
 	}
 	f := &form{}
 	if auth := req.Header.Peek(fasthttp.HeaderAuthorization); len(auth) > 0 {
@@ -123,6 +116,22 @@ func parseForm(c *fiber.Ctx) (*form, *oauth.Error) {
 		return nil, oauth.ErrInvalidRequest.WithDescription("parameter " + sanitizeName(dup) + " is repeated")
 	}
 	return f, nil
+}
+
+// checkFormRequest checks what every POST endpoint's form needs: a
+// bounded body (413 over MaxFormBytes) of the form media type.
+func checkFormRequest(req *fasthttp.Request) *oauth.Error {
+	if len(req.Body()) > MaxFormBytes || req.Header.ContentLength() > MaxFormBytes {
+		return errTooLarge
+	}
+	ct := req.Header.ContentType()
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	if !bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/x-www-form-urlencoded")) {
+		return oauth.ErrInvalidRequest.WithDescription("the body must be application/x-www-form-urlencoded")
+	}
+	return nil
 }
 
 // sanitizeName keeps a known parameter name (only known names reach it).

@@ -62,6 +62,13 @@ func newFlowEnvKeys(t *testing.T, ks *keys.Set) *flowEnv { return newFlowEnvWith
 // profile (login page, password authenticator) on the same server.
 func newFlowEnvWith(t *testing.T, ks *keys.Set, withAuthn bool) *flowEnv {
 	t.Helper()
+	return newFlowEnvEdit(t, ks, withAuthn, nil)
+}
+
+// newFlowEnvEdit is newFlowEnvWith with edit (may be nil) applied to the
+// token profile and the clients before the profile is built.
+func newFlowEnvEdit(t *testing.T, ks *keys.Set, withAuthn bool, edit func(cp *config.Profile, clients map[string]*config.Client)) *flowEnv {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +110,9 @@ func newFlowEnvWith(t *testing.T, ks *keys.Set, withAuthn bool) *flowEnv {
 			TokenExchange: &config.TokenExchangePolicy{Impersonation: true}},
 		"batch": {Profile: "token", Secret: secret.New(batchSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
 			GrantTypes: []string{config.GrantClientCredentials}, Audiences: []string{"gateway"}},
+	}
+	if edit != nil {
+		edit(cp, snap.Clients)
 	}
 	for n, c := range snap.Clients {
 		c.Name = n

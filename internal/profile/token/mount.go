@@ -61,6 +61,7 @@ func (p *Profile) MountWith(r fiber.Router, wrap Wrap) {
 	route(config.EndpointAuthorize, getPost, p.serveAuthorize) // OpenID Connect Core 1.0 §3.1.2.1
 	route(config.EndpointUserinfo, getPost, p.serveUserinfo)   // §5.3.1
 	route(config.EndpointLogout, getPost, p.serveLogout)       // RP-Initiated Logout 1.0 §2
+	route(config.EndpointPAR, post, p.servePAR)                // RFC 9126 §2
 }
 
 func chain(wrap Wrap, endpoint string, h fiber.Handler) []fiber.Handler {

@@ -1,7 +1,8 @@
 // Package token is the token profile: the OAuth 2.0 / OpenID Connect
 // endpoints of one issuer: discovery, JWKS, authorize (code flow with
 // PKCE), token (authorization_code, client_credentials, refresh_token),
-// introspect, revoke, userinfo and RP-initiated logout.
+// introspect, revoke, userinfo, RP-initiated logout and pushed
+// authorization requests (par).
 //
 // A Profile is built from one snapshot and never changes: every response
 // that depends only on config is serialized once, in New.
@@ -36,6 +37,7 @@ const (
 	PathRevoke     = "/revoke"
 	PathUserinfo   = "/userinfo"
 	PathLogout     = "/logout"
+	PathPAR        = "/par"
 )
 
 // PathASMetadata is where RFC 8414 §3 puts authorization server metadata:
@@ -52,6 +54,7 @@ var endpointPaths = map[string]string{
 	config.EndpointRevoke:     PathRevoke,
 	config.EndpointUserinfo:   PathUserinfo,
 	config.EndpointLogout:     PathLogout,
+	config.EndpointPAR:        PathPAR,
 }
 
 // Deps are the long-lived dependencies of a token profile, owned by the
@@ -102,6 +105,10 @@ type Profile struct {
 	// Code flow policy (defaults applied by config.Load).
 	loginURL     string // the authentication profile's login page, "" if none
 	codeLifetime time.Duration
+	// Pushed authorization requests (RFC 9126): how long a request_uri
+	// lives, and whether every authorization request must be pushed.
+	parLifetime time.Duration
+	parRequired bool
 
 	// userinfoAudiences are the audiences besides the issuer whose access
 	// tokens userinfo accepts (RFC 9068 §4).
@@ -118,6 +125,7 @@ var implemented = map[string]bool{
 	config.EndpointDiscovery: true, config.EndpointJWKS: true,
 	config.EndpointToken: true, config.EndpointIntrospect: true, config.EndpointRevoke: true,
 	config.EndpointAuthorize: true, config.EndpointUserinfo: true, config.EndpointLogout: true,
+	config.EndpointPAR: true,
 }
 
 func implementedList() []string {
@@ -174,6 +182,17 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 		clients:   clients{},
 	}
 	prof.codeLifetime = orDefault(p.AuthorizationCodes.Lifetime.D(), config.DefaultCodeLifetime)
+	prof.parLifetime = orDefault(p.PushedAuthorizationRequests.Lifetime.D(), config.DefaultPARLifetime)
+	prof.parRequired = p.PushedAuthorizationRequests.Required
+	// config.Load refuses both; a profile built otherwise must neither
+	// refuse every authorization request nor store pushed requests that
+	// nothing can use.
+	if prof.parRequired && !served[config.EndpointPAR] {
+		return nil, fmt.Errorf("profile %q: pushed-authorization-requests.required needs the par endpoint", p.Name)
+	}
+	if served[config.EndpointPAR] && !served[config.EndpointAuthorize] {
+		return nil, fmt.Errorf("profile %q: the par endpoint needs the authorize endpoint", p.Name)
+	}
 	rotateRefresh := p.RefreshTokens.Rotate == nil || *p.RefreshTokens.Rotate
 	m, err := newLoginMarker(ks.Active)
 	if err != nil {
@@ -227,11 +246,16 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 	if deps.Previous != nil {
 		prevAuth = deps.Previous.auth
 	}
+	// RFC 7523 §3: the token endpoint URL; the issuer is accepted too
+	// (OpenID Connect Core 1.0 §9 and common client libraries), and so is
+	// the par endpoint's URL where it is served (RFC 9126 §2: all three).
+	audiences := []string{base + PathToken, p.Issuer}
+	if served[config.EndpointPAR] {
+		audiences = append(audiences, base+PathPAR)
+	}
 	auth, err := clientauth.New(cfgClients, clientauth.Options{
-		Previous: prevAuth,
-		// RFC 7523 §3: the token endpoint URL; the issuer is accepted too
-		// (OpenID Connect Core 1.0 §9 and common client libraries).
-		Audiences: []string{base + PathToken, p.Issuer},
+		Previous:  prevAuth,
+		Audiences: audiences,
 		Store:     deps.Store,
 		Now:       prof.now,
 	})

@@ -148,6 +148,7 @@ func TestDiscoveryEveryEndpoint(t *testing.T) {
 		"end_session_endpoint":                  "https://id.example.com/oauth/v2/logout",
 		"introspection_endpoint":                "https://id.example.com/oauth/v2/introspect",
 		"revocation_endpoint":                   "https://id.example.com/oauth/v2/revoke",
+		"pushed_authorization_request_endpoint": "https://id.example.com/oauth/v2/par",
 		"scopes_supported":                      []string{"email", "invoices:read", "openid", "profile"},
 		"response_types_supported":              []string{"code"},
 		"grant_types_supported":                 []string{"authorization_code", "client_credentials", "refresh_token"},
@@ -310,10 +311,12 @@ func TestNewErrors(t *testing.T) {
 	}{
 		{"type", func(p *config.Profile) { p.Type = config.ProfileAuthentication }, ks, `profile "token" is of type "authentication", not "token"`},
 		{"no-keys", func(*config.Profile) {}, nil, `profile "token": no signing keys`},
-		{"endpoint", func(p *config.Profile) { p.Endpoints = append(p.Endpoints, "device") }, ks, `profile "token": unknown endpoint "device"; want one of discovery, jwks, authorize, token, introspect, revoke, userinfo, logout`},
+		{"endpoint", func(p *config.Profile) { p.Endpoints = append(p.Endpoints, "device") }, ks, `profile "token": unknown endpoint "device"; want one of discovery, jwks, authorize, token, introspect, revoke, userinfo, logout, par`},
 		{"no-issuer", func(p *config.Profile) { p.Issuer = "" }, ks, `profile "token": issuer: required`},
 		{"relative-issuer", func(p *config.Profile) { p.Issuer = "/oauth/v2" }, ks, `profile "token": issuer: must be an absolute http(s) URL`},
 		{"issuer-query", func(p *config.Profile) { p.Issuer = "https://id.example.com/?x=1" }, ks, `profile "token": issuer: must not have a query or fragment`},
+		{"par-required", func(p *config.Profile) { p.PushedAuthorizationRequests.Required = true }, ks, `profile "token": pushed-authorization-requests.required needs the par endpoint`},
+		{"par-alone", func(p *config.Profile) { p.Endpoints = append(p.Endpoints, config.EndpointPAR) }, ks, `profile "token": the par endpoint needs the authorize endpoint`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -353,7 +356,7 @@ func TestUnbuiltEndpointRefused(t *testing.T) {
 	saved := implemented
 	implemented = map[string]bool{}
 	for e, ok := range saved {
-		implemented[e] = ok && e != config.EndpointUserinfo && e != config.EndpointAuthorize && e != config.EndpointLogout
+		implemented[e] = ok && e != config.EndpointUserinfo && e != config.EndpointAuthorize && e != config.EndpointLogout && e != config.EndpointPAR
 	}
 	t.Cleanup(func() { implemented = saved })
 	ks := keySet(t)

@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"net/url"
 	"time"
 )
 
@@ -223,6 +224,33 @@ type AuthCodes interface {
 	Consume(ctx context.Context, hash Hash) (AuthCode, error)
 }
 
+// PushedRequest is an authorization request a client pushed to the PAR
+// endpoint (RFC 9126), kept under the hash of its request_uri until the
+// authorization endpoint uses it, once. The request_uri is a bearer
+// reference to the request, so only its hash is stored, like a code's.
+type PushedRequest struct {
+	Hash     Hash   // SHA-256 of the request_uri
+	ClientID string // the client that pushed it (RFC 9126 §2.2: bound to it)
+	Profile  string // the token profile it was pushed to
+	// Params are the authorization request's parameters, client_id
+	// included, client authentication excluded.
+	Params    url.Values
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// PushedRequests stores pushed authorization requests.
+type PushedRequests interface {
+	// Create stores r; ErrConflict if its hash exists.
+	Create(ctx context.Context, r PushedRequest) error
+	// Consume deletes the request and returns it, in one atomic step: of
+	// concurrent Consumes of one hash, on every node, exactly one gets
+	// the record and the others ErrNotFound, which is also the answer for
+	// a hash never stored, already consumed or collected. Expiry is the
+	// caller's check (against its clock, as for codes).
+	Consume(ctx context.Context, hash Hash) (PushedRequest, error)
+}
+
 // Session is an SSO session. The browser cookie holds a random value; the
 // store holds its Hash. ID is the public session id (the ID token's sid),
 // distinct from the cookie so relying parties never learn a credential.
@@ -427,7 +455,9 @@ type GCStats struct {
 	RefreshTokens int64
 	AuthCodes     int64
 	Sessions      int64
-	Nodes         int64
+	// PushedRequests are pushed authorization requests never used.
+	PushedRequests int64
+	Nodes          int64
 	// AuditEvents are those past the data source's audit-retention
 	// (Audit.Prune, which the node's GC runs after Store.GC).
 	AuditEvents int64
@@ -435,7 +465,8 @@ type GCStats struct {
 
 // Total is the sum of every count.
 func (s GCStats) Total() int64 {
-	return s.AccessTokens + s.Revocations + s.Assertions + s.RefreshTokens + s.AuthCodes + s.Sessions + s.Nodes + s.AuditEvents
+	return s.AccessTokens + s.Revocations + s.Assertions + s.RefreshTokens + s.AuthCodes + s.Sessions +
+		s.PushedRequests + s.Nodes + s.AuditEvents
 }
 
 // Store is one data source: every aggregate plus lifecycle. It is safe
@@ -446,6 +477,7 @@ type Store interface {
 	Assertions() Assertions
 	RefreshTokens() RefreshTokens
 	AuthCodes() AuthCodes
+	PushedRequests() PushedRequests
 	Sessions() Sessions
 	Users() Users
 	Groups() Groups

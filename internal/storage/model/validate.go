@@ -20,6 +20,11 @@ func (c AuthCode) Validate() error {
 	return need("auth code", !c.Hash.IsZero() && !c.ExpiresAt.IsZero(), "hash and expiry are required")
 }
 
+func (r PushedRequest) Validate() error {
+	return need("pushed request", !r.Hash.IsZero() && r.ClientID != "" && r.Profile != "" && !r.ExpiresAt.IsZero(),
+		"hash, client id, profile and expiry are required")
+}
+
 func (s Session) Validate() error {
 	return need("session", !s.Hash.IsZero() && s.ID != "" && !s.ExpiresAt.IsZero() &&
 		s.IdleTimeout >= 0 && (s.IdleTimeout == 0 || !s.LastSeenAt.IsZero()),

@@ -204,4 +204,18 @@ CREATE TABLE group_members (
 );
 CREATE INDEX group_members_member ON group_members (member_id);
 `},
+	// Pushed authorization requests (RFC 9126): short-lived, keyed by the
+	// hash of the request_uri, deleted by the authorization endpoint's
+	// first use (DELETE ... RETURNING, one winner across nodes) or by GC.
+	{Version: 6, Name: "pushed_requests", SQL: `
+CREATE TABLE pushed_requests (
+	hash       {bytes} PRIMARY KEY,
+	client_id  TEXT NOT NULL,
+	profile    TEXT NOT NULL,
+	params     TEXT NOT NULL,
+	issued_at  {time},
+	expires_at {time} NOT NULL
+){norowid};
+CREATE INDEX pushed_requests_expires_at ON pushed_requests (expires_at);
+`},
 }

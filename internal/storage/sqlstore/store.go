@@ -61,16 +61,17 @@ func found(what string, err error) error {
 	return fmt.Errorf("get %s: %w", what, err)
 }
 
-func (s *Store) AccessTokens() model.AccessTokens   { return accessTokens{s} }
-func (s *Store) Revocations() model.Revocations     { return revocations{s} }
-func (s *Store) Assertions() model.Assertions       { return assertions{s} }
-func (s *Store) RefreshTokens() model.RefreshTokens { return refreshTokens{s} }
-func (s *Store) AuthCodes() model.AuthCodes         { return authCodes{s} }
-func (s *Store) Sessions() model.Sessions           { return sessions{s} }
-func (s *Store) Users() model.Users                 { return users{s} }
-func (s *Store) Groups() model.Groups               { return groups{s} }
-func (s *Store) Audit() model.Audit                 { return audit{s} }
-func (s *Store) Nodes() model.Nodes                 { return nodes{s} }
+func (s *Store) AccessTokens() model.AccessTokens     { return accessTokens{s} }
+func (s *Store) Revocations() model.Revocations       { return revocations{s} }
+func (s *Store) Assertions() model.Assertions         { return assertions{s} }
+func (s *Store) RefreshTokens() model.RefreshTokens   { return refreshTokens{s} }
+func (s *Store) AuthCodes() model.AuthCodes           { return authCodes{s} }
+func (s *Store) PushedRequests() model.PushedRequests { return pushedRequests{s} }
+func (s *Store) Sessions() model.Sessions             { return sessions{s} }
+func (s *Store) Users() model.Users                   { return users{s} }
+func (s *Store) Groups() model.Groups                 { return groups{s} }
+func (s *Store) Audit() model.Audit                   { return audit{s} }
+func (s *Store) Nodes() model.Nodes                   { return nodes{s} }
 
 // Migrations are the schema steps in this store's dialect.
 func (s *Store) Migrations() []model.Migration { return Migrations(s.d) }
@@ -164,6 +165,7 @@ func (s *Store) GC(ctx context.Context, now time.Time) (model.GCStats, error) {
 		{&st.RefreshTokens, "refresh_tokens", "hash", "expires_at <= $1"},
 		{&st.AuthCodes, "auth_codes", "hash", "expires_at <= $1"},
 		{&st.Sessions, "sessions", "hash", "(expires_at <= $1 OR idle_expires_at <= $1)"},
+		{&st.PushedRequests, "pushed_requests", "hash", "expires_at <= $1"},
 		{&st.Nodes, "nodes", "id", "expires_at <= $1"},
 	}
 	for _, j := range jobs {

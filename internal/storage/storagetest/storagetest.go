@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,8 @@ func Run(t *testing.T, open Opener) {
 		{"AuthCodes", testAuthCodes},
 		{"AuthCodeConsumeConcurrent", testAuthCodesConcurrent},
 		{"AuthCodeFailures", testAuthCodeFailures},
+		{"PushedRequests", testPushedRequests},
+		{"PushedRequestConsumeConcurrent", testPushedRequestsConcurrent},
 		{"Sessions", testSessions},
 		{"Users", testUsers},
 		{"UsersUpdateConcurrent", testUsersUpdateConcurrent},
@@ -634,6 +637,67 @@ func testAuthCodeFailures(t *testing.T, open Opener) {
 	}
 }
 
+func pushed(requestURI string) model.PushedRequest {
+	return model.PushedRequest{
+		Hash: hashOf(requestURI), ClientID: "web", Profile: "token",
+		Params: url.Values{
+			"client_id": {"web"}, "response_type": {"code"}, "redirect_uri": {"https://app.example/cb?tenant=a&x=1"},
+			"scope": {"openid email"}, "state": {"st=1&é"}, "code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"},
+			"code_challenge_method": {"S256"}, "nonce": {""}, "resource": {"https://a.example", "https://b.example"},
+		},
+		IssuedAt: at(0), ExpiresAt: at(time.Minute),
+	}
+}
+
+// A pushed request reads back as pushed, parameters byte for byte, and
+// only once: Consume deletes it.
+func testPushedRequests(t *testing.T, open Opener) {
+	ctx := t.Context()
+	p := migrated(t, open).PushedRequests()
+	want := pushed("urn:ietf:params:oauth:request_uri:one")
+	must(t, "Create", p.Create(ctx, want))
+	wantErr(t, "Create duplicate", p.Create(ctx, want), model.ErrConflict)
+	if err := p.Create(ctx, model.PushedRequest{Hash: hashOf("x"), ClientID: "web"}); err == nil {
+		t.Error("Create without profile and expiry: no error")
+	}
+	other := pushed("urn:ietf:params:oauth:request_uri:two")
+	other.Params = nil
+	must(t, "Create without parameters", p.Create(ctx, other))
+
+	got, err := p.Consume(ctx, want.Hash)
+	must(t, "Consume", err)
+	equal(t, "Consume", got, want)
+	_, err = p.Consume(ctx, want.Hash)
+	wantErr(t, "Consume again", err, model.ErrNotFound)
+	_, err = p.Consume(ctx, hashOf("nope"))
+	wantErr(t, "Consume missing", err, model.ErrNotFound)
+	// Expiry is the caller's: an expired request is still returned (once).
+	got, err = p.Consume(ctx, other.Hash)
+	must(t, "Consume other", err)
+	if got.ClientID != "web" || len(got.Params) != 0 {
+		t.Errorf("Consume other = %+v", got)
+	}
+}
+
+func testPushedRequestsConcurrent(t *testing.T, open Opener) {
+	ctx := t.Context()
+	p := migrated(t, open).PushedRequests()
+	want := pushed("urn:ietf:params:oauth:request_uri:race")
+	must(t, "Create", p.Create(ctx, want))
+	got := make([]model.PushedRequest, concurrency)
+	errs := parallel(concurrency, func(i int) error {
+		var err error
+		got[i], err = p.Consume(ctx, want.Hash)
+		return err
+	})
+	exactlyOne(t, "Consume", errs, model.ErrNotFound)
+	for i, err := range errs {
+		if err == nil {
+			equal(t, "the winner's record", got[i], want)
+		}
+	}
+}
+
 func testSessions(t *testing.T, open Opener) {
 	ctx := t.Context()
 	st := migrated(t, open)
@@ -855,6 +919,9 @@ func testGC(t *testing.T, open Opener) {
 	c1, c2 := code("c-old"), code("c-new")
 	c1.ExpiresAt, c2.ExpiresAt = expired, live
 	must(t, "AuthCodes", errors.Join(st.AuthCodes().Create(ctx, c1), st.AuthCodes().Create(ctx, c2)))
+	pr1, pr2 := pushed("pr-old"), pushed("pr-new")
+	pr1.ExpiresAt, pr2.ExpiresAt = expired, live
+	must(t, "PushedRequests", errors.Join(st.PushedRequests().Create(ctx, pr1), st.PushedRequests().Create(ctx, pr2)))
 	s1 := model.Session{Hash: hashOf("s-abs"), ID: "s1", ExpiresAt: expired}
 	s2 := model.Session{Hash: hashOf("s-idle"), ID: "s2", ExpiresAt: now.Add(time.Hour),
 		IdleTimeout: time.Minute, LastSeenAt: now.Add(-time.Minute)}
@@ -869,9 +936,9 @@ func testGC(t *testing.T, open Opener) {
 	stats, err := st.GC(ctx, now)
 	must(t, "GC", err)
 	equal(t, "GC stats", stats, model.GCStats{AccessTokens: 1, Revocations: 1, Assertions: 1, RefreshTokens: 1,
-		AuthCodes: 1, Sessions: 2, Nodes: 1})
-	if stats.Total() != 8 {
-		t.Errorf("Total = %d, want 8", stats.Total())
+		AuthCodes: 1, Sessions: 2, PushedRequests: 1, Nodes: 1})
+	if stats.Total() != 9 {
+		t.Errorf("Total = %d, want 9", stats.Total())
 	}
 
 	gone := func(what string, err error) {
@@ -906,6 +973,10 @@ func testGC(t *testing.T, open Opener) {
 	gone("expired code", err)
 	_, err = st.AuthCodes().Consume(ctx, c2.Hash)
 	kept("live code", err)
+	_, err = st.PushedRequests().Consume(ctx, pr1.Hash)
+	gone("expired pushed request", err)
+	_, err = st.PushedRequests().Consume(ctx, pr2.Hash)
+	kept("live pushed request", err)
 	_, err = st.Sessions().Get(ctx, s1.Hash)
 	gone("session past absolute expiry", err)
 	_, err = st.Sessions().Get(ctx, s2.Hash)

@@ -129,23 +129,12 @@ func userAdd(ctx context.Context, binary, dir string, env []string) error {
 // flow driver instead of a request driver.
 func runCodeflow(ctx context.Context, o options, s scenario, k *benchKeys, work string, pg *postgres) (*result, error) {
 	c := codeflowConcurrency(o)
-	binary, err := userAddBinary(ctx, o, work)
-	if err != nil {
-		return nil, err
-	}
-
-	n, err := startScenarioNode(ctx, o, s, work, binary, pg, func(configDir, db string) error {
-		return writeCodeflowConfig(configDir, s, k, db)
-	})
+	n, err := startSignInNode(ctx, o, s, k, work, pg)
 	defer n.close()
 	if err != nil {
 		return nil, err
 	}
 	profile, srv := n.profile, n.srv
-	// After the node is ready, so the schema is migrated.
-	if err := userAdd(ctx, binary, n.dir, n.env); err != nil {
-		return nil, err
-	}
 
 	f := newFlower(srv.public, c)
 	defer f.hc.CloseIdleConnections()
@@ -162,6 +151,23 @@ func runCodeflow(ctx context.Context, o options, s scenario, k *benchKeys, work 
 	}
 	w.reportNode(s, out)
 	return r, nil
+}
+
+// startSignInNode starts a node on the codeflow config and creates the
+// bench's user. The node is returned for closing even on error.
+func startSignInNode(ctx context.Context, o options, s scenario, k *benchKeys, work string, pg *postgres) (*scenarioNode, error) {
+	binary, err := userAddBinary(ctx, o, work)
+	if err != nil {
+		return &scenarioNode{}, err
+	}
+	n, err := startScenarioNode(ctx, o, s, work, binary, pg, func(configDir, db string) error {
+		return writeCodeflowConfig(configDir, s, k, db)
+	})
+	if err != nil {
+		return n, err
+	}
+	// After the node is ready, so the schema is migrated.
+	return n, userAdd(ctx, binary, n.dir, n.env)
 }
 
 // userAddBinary is the keygate binary for `keygate user add`, built when

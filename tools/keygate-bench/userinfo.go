@@ -21,18 +21,9 @@ const kindUserinfo = "userinfo"
 
 // runUserinfo is runCodeflow's node with a request load.
 func runUserinfo(ctx context.Context, o options, s scenario, k *benchKeys, work string, pg *postgres) (*result, error) {
-	binary, err := userAddBinary(ctx, o, work)
-	if err != nil {
-		return nil, err
-	}
-	n, err := startScenarioNode(ctx, o, s, work, binary, pg, func(configDir, db string) error {
-		return writeCodeflowConfig(configDir, s, k, db)
-	})
+	n, err := startSignInNode(ctx, o, s, k, work, pg)
 	defer n.close()
 	if err != nil {
-		return nil, err
-	}
-	if err := userAdd(ctx, binary, n.dir, n.env); err != nil {
 		return nil, err
 	}
 	tokens, err := userTokens(ctx, n.srv.public, o.tokens)

@@ -324,6 +324,10 @@ clients:
     grant-types: [urn:ietf:params:oauth:grant-type:token-exchange]
     access-tokens: {format: opaque}
     token-exchange: {delegation: true, typo: 1}
+  public:
+    profile: token
+    grant-types: [urn:ietf:params:oauth:grant-type:token-exchange]
+    token-exchange: {impersonation: true}
 `},
 			want: []string{
 				`c.yaml:2:3: clients.none.token-exchange: is required with the urn:ietf:params:oauth:grant-type:token-exchange grant: set delegation: true (with an actor_token, the token names the actor) or impersonation: true (without one), or both`,
@@ -331,6 +335,7 @@ clients:
 				`c.yaml:15:21: clients.stray.token-exchange: is set, but grant-types does not list urn:ietf:params:oauth:grant-type:token-exchange`,
 				`c.yaml:21:34: clients.opaque.token-exchange.delegation: needs JWT access tokens (the act claim is carried in the token); this client's access-tokens.format is opaque`,
 				`c.yaml:21:40: clients.opaque.token-exchange.typo: unknown key "typo"`,
+				`c.yaml:24:18: clients.public.grant-types: token exchange needs a confidential client (a secret or public-keys)`,
 			},
 		},
 		{

@@ -615,6 +615,10 @@ func (l *loader) checkClientValues(c *Client) {
 		if slices.Contains(c.GrantTypes, GrantClientCredentials) {
 			l.at(path+".grant-types", "client_credentials needs a confidential client (a secret or public-keys)")
 		}
+		if slices.Contains(c.GrantTypes, GrantTokenExchange) {
+			// RFC 8693 §5: anyone holding a leaked token could exchange it.
+			l.at(path+".grant-types", "token exchange needs a confidential client (a secret or public-keys)")
+		}
 		if c.IntrospectAllTokens {
 			// Introspection takes no public clients, so the key would only mislead.
 			l.at(path+".introspect-all-tokens", "needs a confidential client (a secret or public-keys): introspection does not accept public clients")

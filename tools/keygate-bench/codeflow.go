@@ -89,7 +89,8 @@ func writeCodeflowConfig(dir string, s scenario, k *benchKeys, dbPath string) er
     signing-keys: [%s]
     endpoints: [discovery, jwks, authorize, token, userinfo]
     authentication-profile: authn
-    access-tokens: {format: jwt, lifetime: 5m}
+    # Long enough for the userinfo scenario's tokens, issued before it.
+    access-tokens: {format: jwt, lifetime: 1h}
   authn:
     type: authentication
     path: %s

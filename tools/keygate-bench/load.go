@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -93,7 +94,8 @@ type load struct {
 	// setup prepares worker w's request (method, URI, headers, body).
 	setup func(w int, req *fasthttp.Request)
 	// bodies, when set, are cycled through as request bodies (shared,
-	// read-only); worker w starts at index w.
+	// read-only): all workers take the next one from one cursor, so a
+	// value comes round again only after every other has been sent.
 	bodies [][]byte
 	// authz, when set, are cycled through as Authorization header values
 	// the same way.
@@ -135,19 +137,22 @@ func drive(ctx context.Context, l load, c int, warmup, duration time.Duration, o
 		NoDefaultUserAgentHeader: true,
 	}
 	defer hc.CloseIdleConnections()
+	var cursor atomic.Uint64
 	return runWorkers(ctx, c, warmup, duration, onStart, onEnd, func(w int) (func() error, func()) {
 		req := fasthttp.AcquireRequest()
 		resp := fasthttp.AcquireResponse()
 		l.setup(w, req)
-		n, na, k := len(l.bodies), len(l.authz), w
+		n, na := uint64(len(l.bodies)), uint64(len(l.authz))
 		op := func() error {
-			if n > 0 {
-				req.SetBodyRaw(l.bodies[k%n])
+			if n > 0 || na > 0 {
+				k := cursor.Add(1) - 1
+				if n > 0 {
+					req.SetBodyRaw(l.bodies[k%n])
+				}
+				if na > 0 {
+					req.Header.SetBytesV(fasthttp.HeaderAuthorization, l.authz[k%na])
+				}
 			}
-			if na > 0 {
-				req.Header.SetBytesV(fasthttp.HeaderAuthorization, l.authz[k%na])
-			}
-			k++
 			if err := hc.Do(req, resp); err != nil {
 				return err
 			}

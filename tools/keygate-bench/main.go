@@ -19,8 +19,8 @@
 //	cc-opaque                                 client_credentials, opaque access tokens (stored hashed)
 //	introspect-jwt, introspect-opaque         RFC 7662 introspection (revocation checked) of -tokens distinct
 //	                                          pre-issued JWT or opaque access tokens, 100,000 by default
-//	userinfo                                  OpenID Connect userinfo with -tokens distinct users' access
-//	                                          tokens (from session code flows issued before the run)
+//	userinfo                                  OpenID Connect userinfo with -tokens distinct access tokens
+//	                                          of one user (from session code flows issued before the run)
 //	jwks                                      GET the JWK Set
 //	cc-jwt-es256-reload                       cc-jwt-es256 while the config is rewritten every 100 ms
 //	                                          (reload_writes, reloads, reload_failures in its line; errors must be 0)

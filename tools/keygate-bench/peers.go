@@ -180,7 +180,7 @@ type peerRatio struct {
 }
 
 func comparePeer(s scenario, peerAlg string, k, p *result) (peerRatio, bool) {
-	if k == nil || p == nil || k.Throughput <= 0 || p.Throughput <= 0 || k.ServerCPUPerReqUS <= 0 || p.P99 <= 0 {
+	if k == nil || p == nil || k.Throughput <= 0 || p.Throughput <= 0 || k.ServerCPUPerReqUS <= 0 || p.ServerCPUPerReqUS <= 0 || p.P99 <= 0 {
 		return peerRatio{}, false
 	}
 	return peerRatio{

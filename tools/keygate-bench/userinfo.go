@@ -1,8 +1,9 @@
 package main
 
 // The userinfo scenario measures OpenID Connect userinfo (Core 1.0 §5.3)
-// over many distinct users' access tokens, so that no per-token cache can
-// flatter it: before the run, a few workers each sign in once (one SSO
+// over many distinct access tokens of one user, each sent again only after
+// all the others (so a token's verified claims may be cached from its
+// previous round, but never from the request before): before the run, a few workers each sign in once (one SSO
 // session each) and then run session-only code flows (authorize with the
 // session, code exchange) until -tokens distinct access tokens are
 // issued; the load then sends GET {token}/userinfo with each token in

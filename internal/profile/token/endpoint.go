@@ -26,8 +26,8 @@ var errTooLarge = func() *oauth.Error {
 }()
 
 // form is the parsed body of a POST to token, introspect or revoke. Each
-// parameter may appear once (RFC 6749 §3.2), except resource, which
-// RFC 8707 §2 allows repeatedly. Unknown parameters are ignored
+// parameter may appear once (RFC 6749 §3.2), except resource and
+// audience, which RFC 8707 §2 and RFC 8693 §2.1 allow repeatedly. Unknown parameters are ignored
 // (RFC 6749 §3.2).
 type form struct {
 	creds clientauth.Credentials
@@ -54,8 +54,9 @@ type form struct {
 }
 
 // onceParams are the parameters a form may carry once, each with its bit
-// in the set of those seen and where its value goes. resource, which may
-// repeat, is not among them.
+// in the set of those seen and where its value goes. resource and
+// audience, which may repeat (RFC 8707 §2, RFC 8693 §2.1), are not among
+// them.
 var onceParams = map[string]struct {
 	bit int
 	set func(f *form, v string)
@@ -68,7 +69,6 @@ var onceParams = map[string]struct {
 	"client_assertion":      {1 << 5, func(f *form, v string) { f.creds.ClientAssertion, f.creds.HasAssertion = v, true }},
 	"token":                 {1 << 6, func(f *form, v string) { f.token, f.hasToken = v, true }},
 	"token_type_hint":       {1 << 7, func(f *form, v string) { f.hint = v }},
-	"audience":              {1 << 8, func(f *form, v string) { f.resources = append(f.resources, v) }},
 	"code":                  {1 << 9, func(f *form, v string) { f.code = v }},
 	"redirect_uri":          {1 << 10, func(f *form, v string) { f.redirectURI = v }},
 	"code_verifier":         {1 << 11, func(f *form, v string) { f.codeVerifier = v }},
@@ -108,7 +108,7 @@ func parseForm(c *fiber.Ctx) (*form, *oauth.Error) {
 			if once(p.bit, key) {
 				p.set(f, string(value))
 			}
-		} else if string(key) == "resource" {
+		} else if string(key) == "resource" || string(key) == "audience" {
 			f.resources = append(f.resources, string(value))
 		}
 	})

@@ -57,11 +57,18 @@ var _ Grant = (*tokenExchange)(nil)
 
 // presented is a verified subject or actor token.
 type presented struct {
-	subject string
-	scopes  []string // nil: the token has no scope (an ID token)
-	expires time.Time
-	act     *actClaim
+	subject  string
+	clientID string // the client it was issued to
+	jti      string // an access token's id ("" for an ID token)
+	scopes   []string
+	expires  time.Time
+	act      *actClaim
 }
+
+// idTokenScopes is what an ID token stands for: that the user signed in
+// to the client, nothing more. Exchanging one gives no API scope the user
+// never granted.
+var idTokenScopes = []string{"openid"}
 
 // exchangeResponse is RFC 8693 §2.2.1.
 type exchangeResponse struct {
@@ -79,6 +86,10 @@ func invalidExchange(reason, desc string) *oauth.Error {
 // Handle implements RFC 8693 §2.1 and §2.2.
 func (g *tokenExchange) Handle(ctx context.Context, r *grantRequest) ([]byte, *oauth.Error) {
 	f, cl := r.form, r.client
+	if g.p.store == nil {
+		// Revocation is read from the zone's database, as introspection does.
+		return nil, oauth.ErrServerError.WithCause(errNoStore)
+	}
 	if f.subjectToken == "" || f.subjectTokenType == "" {
 		return nil, invalidExchange("subject_token_missing", "subject_token and subject_token_type are required")
 	}
@@ -95,7 +106,7 @@ func (g *tokenExchange) Handle(ctx context.Context, r *grantRequest) ([]byte, *o
 	if e != nil {
 		return nil, e
 	}
-	act, actor := subject.act, ""
+	act, actor, notAfter := subject.act, "", subject.expires
 	switch {
 	case f.actorToken != "":
 		if f.actorTokenType == "" {
@@ -108,7 +119,16 @@ func (g *tokenExchange) Handle(ctx context.Context, r *grantRequest) ([]byte, *o
 		if e != nil {
 			return nil, e
 		}
+		// The actor is the client itself: a token issued to it or naming
+		// it as subject. A token merely naming it in aud would let it
+		// claim that a party took part that never did.
+		if a.clientID != cl.id && a.subject != cl.id {
+			return nil, invalidExchange("actor_token_not_client", "the actor_token must be the client's own (issued to it, or with the client as sub)")
+		}
 		act, actor = &actClaim{Sub: a.subject, Act: subject.act}, a.subject
+		if a.expires.Before(notAfter) {
+			notAfter = a.expires
+		}
 		if act.depth() > maxActDepth {
 			return nil, invalidExchange("delegation_chain_too_long", "the delegation chain would be longer than 8 actors")
 		}
@@ -117,13 +137,19 @@ func (g *tokenExchange) Handle(ctx context.Context, r *grantRequest) ([]byte, *o
 	case !cl.exchange.Impersonation:
 		return nil, invalidExchange("impersonation_not_allowed", "this client may not impersonate: present an actor_token (delegation)")
 	}
+	if act != nil && cl.format != config.FormatJWT {
+		// An opaque token would drop the chain of actors.
+		return nil, invalidExchange("act_needs_jwt", "the subject_token names an actor (act), which only a JWT access token can carry; this client's are opaque")
+	}
 	scopes, e := downScope(r, subject)
 	if e != nil {
 		return nil, e
 	}
 	now := g.p.now()
+	// The new token belongs to the subject token's grant, so revoking
+	// that grant (logout, refresh reuse, RFC 7009) ends it too.
 	tok, err := g.p.issue.issueAccess(ctx, accessToken{subject: subject.subject, client: cl, scopes: scopes,
-		audience: r.audience, act: act, notAfter: subject.expires})
+		audience: r.audience, act: act, notAfter: notAfter, jti: grantJTI(grantOf(subject.jti))})
 	if err != nil {
 		return nil, oauth.ErrServerError.WithCause(err)
 	}
@@ -136,7 +162,7 @@ func (g *tokenExchange) Handle(ctx context.Context, r *grantRequest) ([]byte, *o
 	_ = g.p.trail.Record(ctx, model.AuditEvent{Type: audit.TokenExchange, Subject: subject.subject, ClientID: cl.id, Details: details})
 	body, err := json.Marshal(exchangeResponse{
 		AccessToken: string(tok), IssuedTokenType: tokenTypeAccess, TokenType: "Bearer",
-		ExpiresIn: int64(min(cl.lifetime, subject.expires.Sub(now)) / time.Second), Scope: strings.Join(scopes, " "),
+		ExpiresIn: int64(min(cl.lifetime, notAfter.Sub(now)) / time.Second), Scope: strings.Join(scopes, " "),
 	})
 	if err != nil {
 		return nil, oauth.ErrServerError.WithCause(err)
@@ -147,11 +173,9 @@ func (g *tokenExchange) Handle(ctx context.Context, r *grantRequest) ([]byte, *o
 // downScope bounds the scopes by the subject token's (RFC 8693 §2.1: the
 // new token must not carry more than the subject could): a requested scope
 // outside it is invalid_scope; without a request, the client's scopes the
-// subject token also has.
+// subject token also has. None left is invalid_scope too: a token with no
+// scope would be a token for nothing.
 func downScope(r *grantRequest, subject presented) ([]string, *oauth.Error) {
-	if subject.scopes == nil {
-		return r.scopes, nil
-	}
 	var out []string
 	for _, s := range r.scopes {
 		switch {
@@ -160,6 +184,9 @@ func downScope(r *grantRequest, subject presented) ([]string, *oauth.Error) {
 		case r.form.hasScope:
 			return nil, oauth.ErrInvalidScope.WithDescription("a requested scope is not in the subject token's scope").WithReason("scope_exceeds_subject")
 		}
+	}
+	if len(out) == 0 {
+		return nil, oauth.ErrInvalidScope.WithDescription("the subject token and the client have no scope in common").WithReason("scope_exceeds_subject")
 	}
 	return out, nil
 }
@@ -189,6 +216,8 @@ func (g *tokenExchange) verify(ctx context.Context, cl *client, token, typ, whic
 // accessToken verifies one of this profile's access tokens as
 // introspection does: active, unrevoked, and issued to the client or
 // naming it in aud (the client is the service the token was meant for).
+// introspect-all-tokens does not count: reading a token's claims is not
+// holding it.
 func (g *tokenExchange) accessToken(ctx context.Context, cl *client, token, which string) (presented, *oauth.Error) {
 	info, ok, err := g.p.lookup(ctx, token)
 	if err != nil {
@@ -197,7 +226,7 @@ func (g *tokenExchange) accessToken(ctx context.Context, cl *client, token, whic
 	if !ok || !g.p.now().Before(info.expires) {
 		return presented{}, invalidExchange(which+"_invalid", "the "+which+" is not an active token of this issuer")
 	}
-	if !cl.mayIntrospect(info) {
+	if info.clientID != cl.id && !slices.Contains(info.audience, cl.id) {
 		return presented{}, invalidExchange(which+"_not_for_client", "the "+which+" was neither issued to this client nor names it in aud")
 	}
 	switch revoked, err := g.p.families.revoked(ctx, info); {
@@ -206,7 +235,8 @@ func (g *tokenExchange) accessToken(ctx context.Context, cl *client, token, whic
 	case revoked:
 		return presented{}, invalidExchange(which+"_invalid", "the "+which+" is not an active token of this issuer")
 	}
-	return presented{subject: info.subject, scopes: strings.Fields(info.scope), expires: info.expires, act: info.act}, nil
+	return presented{subject: info.subject, clientID: info.clientID, jti: info.jti, scopes: strings.Fields(info.scope),
+		expires: info.expires, act: info.act}, nil
 }
 
 // exchangedIDClaims are the ID token claims an exchange reads.
@@ -219,7 +249,9 @@ type exchangedIDClaims struct {
 
 // idToken verifies one of this profile's ID tokens: signed by a published
 // key, typ JWT, this issuer, unexpired, and issued to this client (an ID
-// token is for its audience alone, OpenID Connect Core 1.0 §2).
+// token is for its audience alone, OpenID Connect Core 1.0 §2). It stands
+// for the sign-in only (idTokenScopes) and lives until its own exp, which
+// is short (id-tokens.lifetime, 5m by default): no grant revokes it.
 func (g *tokenExchange) idToken(cl *client, token, which string) (presented, *oauth.Error) {
 	bad := invalidExchange(which+"_invalid", "the "+which+" is not an active token of this issuer")
 	msg, err := jws.Parse([]byte(token))
@@ -246,5 +278,5 @@ func (g *tokenExchange) idToken(cl *client, token, which string) (presented, *oa
 	if !slices.Contains(c.Aud, cl.id) {
 		return presented{}, invalidExchange(which+"_not_for_client", "the "+which+" is an ID token issued to another client")
 	}
-	return presented{subject: c.Sub, expires: exp}, nil
+	return presented{subject: c.Sub, clientID: cl.id, scopes: idTokenScopes, expires: exp}, nil
 }

@@ -106,16 +106,44 @@ func TestTokenExchange(t *testing.T) {
 	})
 
 	t.Run("a chain nests the earlier actor", func(t *testing.T) {
-		_, first := f.exchangeAs("gateway", gatewaySecret, with(userSubject, "actor_token", gatewayAT, "actor_token_type", tokenTypeAccess))
-		st, m := f.exchangeAs("gateway", gatewaySecret, with(subject(first["access_token"].(string), tokenTypeAccess),
-			"actor_token", batchAT, "actor_token_type", tokenTypeJWT))
+		// The gateway calls the delegator for the user, which calls on.
+		st, first := f.exchangeAs("gateway", gatewaySecret, with(userSubject, "actor_token", gatewayAT, "actor_token_type", tokenTypeAccess,
+			"audience", "delegator"))
+		if st != 200 {
+			t.Fatalf("%d %v", st, first)
+		}
+		st, m := f.exchangeAs("delegator", delegatorSecret, with(subject(first["access_token"].(string), tokenTypeAccess),
+			"actor_token", f.ccToken("delegator", delegatorSecret), "actor_token_type", tokenTypeJWT))
 		if st != 200 {
 			t.Fatalf("%d %v", st, m)
 		}
 		act := jwtClaims(t, m["access_token"].(string))["act"].(map[string]any)
 		inner, _ := act["act"].(map[string]any)
-		if act["sub"] != "batch" || inner["sub"] != "gateway" || inner["act"] != nil {
+		if act["sub"] != "delegator" || inner["sub"] != "gateway" || inner["act"] != nil {
 			t.Fatalf("act %v", act)
+		}
+	})
+
+	t.Run("revoking the subject's grant ends the exchanged token", func(t *testing.T) {
+		own := f.exchange(cookie, cfg, oauth2.GenerateVerifier())
+		st, m := f.exchangeAs("gateway", gatewaySecret, subject(own.AccessToken, tokenTypeAccess))
+		if st != 200 || f.introspect(m["access_token"].(string))["active"] != true {
+			t.Fatalf("%d %v", st, m)
+		}
+		f.revoke(own.RefreshToken, basicAuth("gateway", gatewaySecret), "")
+		if in := f.introspect(m["access_token"].(string)); in["active"] != false {
+			t.Fatalf("exchanged token still active after its grant was revoked: %v", in)
+		}
+	})
+
+	t.Run("audience may repeat", func(t *testing.T) {
+		st, m := f.exchangeAs("gateway", gatewaySecret, url.Values{"subject_token": {userAT}, "subject_token_type": {tokenTypeAccess},
+			"audience": {billingAPI, "delegator"}})
+		if st != 200 {
+			t.Fatalf("%d %v", st, m)
+		}
+		if aud, _ := jwtClaims(t, m["access_token"].(string))["aud"].([]any); len(aud) != 2 {
+			t.Fatalf("aud %v", aud)
 		}
 	})
 
@@ -130,10 +158,14 @@ func TestTokenExchange(t *testing.T) {
 		}
 	})
 
-	t.Run("an ID token issued to the client is a subject", func(t *testing.T) {
-		st, m := f.exchangeAs("gateway", gatewaySecret, with(subject(userID, tokenTypeID), "scope", "a:write"))
-		if st != 200 || jwtClaims(t, m["access_token"].(string))["sub"] != f.user.ID || m["scope"] != "a:write" {
+	t.Run("an ID token issued to the client stands for the sign-in only", func(t *testing.T) {
+		st, m := f.exchangeAs("gateway", gatewaySecret, subject(userID, tokenTypeID))
+		if st != 200 || jwtClaims(t, m["access_token"].(string))["sub"] != f.user.ID || m["scope"] != "openid" {
 			t.Fatalf("%d %v", st, m)
+		}
+		st, m = f.exchangeAs("gateway", gatewaySecret, with(subject(userID, tokenTypeID), "scope", "a:read"))
+		if st != 400 || m["error"] != "invalid_scope" {
+			t.Fatalf("an API scope from an ID token: %d %v", st, m)
 		}
 	})
 
@@ -161,6 +193,7 @@ func TestTokenExchange(t *testing.T) {
 		{"actor_token without its type", "gateway", gatewaySecret, with(userSubject, "actor_token", gatewayAT), 400, "invalid_request", "actor_token_type_missing"},
 		{"actor_token_type without a token", "gateway", gatewaySecret, with(userSubject, "actor_token_type", tokenTypeAccess), 400, "invalid_request", "actor_token_missing"},
 		{"actor not for the client", "gateway", gatewaySecret, with(userSubject, "actor_token", svcAT, "actor_token_type", tokenTypeAccess), 400, "invalid_request", "actor_token_not_for_client"},
+		{"an actor that is not the client", "gateway", gatewaySecret, with(userSubject, "actor_token", batchAT, "actor_token_type", tokenTypeAccess), 400, "invalid_request", "actor_token_not_client"},
 		{"an ID token is for its audience only", "delegator", delegatorSecret, subject(userID, tokenTypeID), 400, "invalid_request", "subject_token_not_for_client"},
 		{"client without the grant", "web", webSecret, subject(other.AccessToken, tokenTypeAccess), 400, "unauthorized_client", "grant_type_not_allowed"},
 		{"repeated subject_token", "gateway", gatewaySecret, url.Values{"subject_token": {userAT, userAT}, "subject_token_type": {tokenTypeAccess}}, 400, "invalid_request", ""},
@@ -235,7 +268,7 @@ func TestTokenExchange(t *testing.T) {
 			}
 		}
 		// Only the exchanges that succeeded, each once.
-		if deleg != 4 || imp != 5 {
+		if deleg != 4 || imp != 7 {
 			t.Fatalf("%d delegation and %d impersonation events: %+v", deleg, imp, evs)
 		}
 	})

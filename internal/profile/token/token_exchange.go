@@ -278,5 +278,7 @@ func (g *tokenExchange) idToken(cl *client, token, which string) (presented, *oa
 	if !slices.Contains(c.Aud, cl.id) {
 		return presented{}, invalidExchange(which+"_not_for_client", "the "+which+" is an ID token issued to another client")
 	}
-	return presented{subject: c.Sub, clientID: cl.id, scopes: idTokenScopes, expires: exp}, nil
+	// No clientID: an ID token says a user signed in to the client, so it
+	// never makes that user the client's actor (see Handle).
+	return presented{subject: c.Sub, scopes: idTokenScopes, expires: exp}, nil
 }

@@ -194,6 +194,7 @@ func TestTokenExchange(t *testing.T) {
 		{"actor_token_type without a token", "gateway", gatewaySecret, with(userSubject, "actor_token_type", tokenTypeAccess), 400, "invalid_request", "actor_token_missing"},
 		{"actor not for the client", "gateway", gatewaySecret, with(userSubject, "actor_token", svcAT, "actor_token_type", tokenTypeAccess), 400, "invalid_request", "actor_token_not_for_client"},
 		{"an actor that is not the client", "gateway", gatewaySecret, with(userSubject, "actor_token", batchAT, "actor_token_type", tokenTypeAccess), 400, "invalid_request", "actor_token_not_client"},
+		{"a user's ID token is no actor", "gateway", gatewaySecret, with(userSubject, "actor_token", userID, "actor_token_type", tokenTypeID), 400, "invalid_request", "actor_token_not_client"},
 		{"an ID token is for its audience only", "delegator", delegatorSecret, subject(userID, tokenTypeID), 400, "invalid_request", "subject_token_not_for_client"},
 		{"client without the grant", "web", webSecret, subject(other.AccessToken, tokenTypeAccess), 400, "unauthorized_client", "grant_type_not_allowed"},
 		{"repeated subject_token", "gateway", gatewaySecret, url.Values{"subject_token": {userAT, userAT}, "subject_token_type": {tokenTypeAccess}}, 400, "invalid_request", ""},

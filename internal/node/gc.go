@@ -108,7 +108,7 @@ func (n *Node) collect(ctx context.Context, every time.Duration) {
 	attrs := []any{"data_source", ds, "deleted", stats.Total(),
 		"access_tokens", stats.AccessTokens, "revocations", stats.Revocations, "assertions", stats.Assertions,
 		"refresh_tokens", stats.RefreshTokens, "auth_codes", stats.AuthCodes, "sessions", stats.Sessions,
-		"pushed_requests", stats.PushedRequests,
+		"pushed_requests", stats.PushedRequests, "device_codes", stats.DeviceCodes,
 		"nodes", stats.Nodes, "audit_events", stats.AuditEvents, "duration", time.Since(start).Round(time.Microsecond)}
 	switch {
 	case err != nil:

@@ -147,6 +147,7 @@ func (s *deadlineStore) AuthCodes() model.AuthCodes {
 func (s *deadlineStore) PushedRequests() model.PushedRequests {
 	return dPushedRequests{s.s.PushedRequests(), s.d}
 }
+func (s *deadlineStore) DeviceCodes() model.DeviceCodes { return dDeviceCodes{s.s.DeviceCodes(), s.d} }
 func (s *deadlineStore) Sessions() model.Sessions {
 	ss := s.s.Sessions()
 	return dSessions{dByHash[model.Session]{ss, s.d}, ss}
@@ -257,6 +258,30 @@ func (a dPushedRequests) Create(ctx context.Context, r model.PushedRequest) erro
 }
 func (a dPushedRequests) Consume(ctx context.Context, h model.Hash) (model.PushedRequest, error) {
 	return get(a.d, ctx, func(ctx context.Context) (model.PushedRequest, error) { return a.a.Consume(ctx, h) })
+}
+
+type dDeviceCodes struct {
+	a model.DeviceCodes
+	d time.Duration
+}
+
+func (a dDeviceCodes) Create(ctx context.Context, c model.DeviceCode) error {
+	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Create(ctx, c) })
+}
+func (a dDeviceCodes) Get(ctx context.Context, h model.Hash) (model.DeviceCode, error) {
+	return get(a.d, ctx, func(ctx context.Context) (model.DeviceCode, error) { return a.a.Get(ctx, h) })
+}
+func (a dDeviceCodes) ByUserCode(ctx context.Context, h model.Hash) (model.DeviceCode, error) {
+	return get(a.d, ctx, func(ctx context.Context) (model.DeviceCode, error) { return a.a.ByUserCode(ctx, h) })
+}
+func (a dDeviceCodes) Decide(ctx context.Context, c model.DeviceCode, now time.Time) error {
+	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Decide(ctx, c, now) })
+}
+func (a dDeviceCodes) Poll(ctx context.Context, h model.Hash, polls int, now time.Time, interval time.Duration) (bool, error) {
+	return get(a.d, ctx, func(ctx context.Context) (bool, error) { return a.a.Poll(ctx, h, polls, now, interval) })
+}
+func (a dDeviceCodes) Consume(ctx context.Context, h model.Hash) (model.DeviceCode, error) {
+	return get(a.d, ctx, func(ctx context.Context) (model.DeviceCode, error) { return a.a.Consume(ctx, h) })
 }
 
 type dSessions struct {

@@ -251,6 +251,67 @@ type PushedRequests interface {
 	Consume(ctx context.Context, hash Hash) (PushedRequest, error)
 }
 
+// Device authorization states (RFC 8628 §3.4, §3.5).
+const (
+	DevicePending  = "pending"
+	DeviceApproved = "approved"
+	DeviceDenied   = "denied"
+)
+
+// DeviceCode is a device authorization request (RFC 8628 §3.2): the
+// device polls with the device_code while its user approves it with the
+// user code on another screen. Both codes are bearer secrets, so only
+// their hashes are stored. The user's part (Subject to AMR) is set when
+// the user approves.
+type DeviceCode struct {
+	Hash     Hash // SHA-256 of the device_code
+	UserCode Hash // SHA-256 of the user code, normalized
+	ClientID string
+	Profile  string
+	Scopes   []string
+	Audience []string
+	Status   string // DevicePending, DeviceApproved, DeviceDenied
+
+	Subject   string
+	SessionID string
+	AuthTime  time.Time
+	ACR       string
+	AMR       []string
+
+	// Interval is the least time between two polls; a poll sooner gets
+	// slow_down and raises it by 5 s (RFC 8628 §3.5). Polls counts the
+	// polls, so that two nodes answering one device at once cannot both
+	// take the same last poll time.
+	Interval     time.Duration
+	Polls        int
+	LastPolledAt time.Time
+	IssuedAt     time.Time
+	ExpiresAt    time.Time
+}
+
+// DeviceCodes stores device authorization requests.
+type DeviceCodes interface {
+	// Create stores d; ErrConflict if either hash exists.
+	Create(ctx context.Context, d DeviceCode) error
+	// Get returns the request of a device_code hash; ByUserCode that of a
+	// user code hash. ErrNotFound if none.
+	Get(ctx context.Context, hash Hash) (DeviceCode, error)
+	ByUserCode(ctx context.Context, userCode Hash) (DeviceCode, error)
+	// Decide records the user's decision (DeviceApproved with the user's
+	// part of d, or DeviceDenied) on the pending request of d.UserCode
+	// that expires after now; ErrNotFound if there is none (decided,
+	// expired or unknown).
+	Decide(ctx context.Context, d DeviceCode, now time.Time) error
+	// Poll records a poll of the request of hash at now with the interval
+	// it now has, if no other poll was recorded since the caller read
+	// polls; false if one was (the device polls from two places at once).
+	Poll(ctx context.Context, hash Hash, polls int, now time.Time, interval time.Duration) (bool, error)
+	// Consume deletes a decided request and returns it, in one atomic
+	// step: of concurrent Consumes on every node exactly one gets it;
+	// ErrNotFound for the others, a pending or an unknown request.
+	Consume(ctx context.Context, hash Hash) (DeviceCode, error)
+}
+
 // Session is an SSO session. The browser cookie holds a random value; the
 // store holds its Hash. ID is the public session id (the ID token's sid),
 // distinct from the cookie so relying parties never learn a credential.
@@ -457,6 +518,8 @@ type GCStats struct {
 	Sessions      int64
 	// PushedRequests are pushed authorization requests never used.
 	PushedRequests int64
+	// DeviceCodes are device authorization requests past their expiry.
+	DeviceCodes int64
 	Nodes          int64
 	// AuditEvents are those past the data source's audit-retention
 	// (Audit.Prune, which the node's GC runs after Store.GC).
@@ -466,7 +529,7 @@ type GCStats struct {
 // Total is the sum of every count.
 func (s GCStats) Total() int64 {
 	return s.AccessTokens + s.Revocations + s.Assertions + s.RefreshTokens + s.AuthCodes + s.Sessions +
-		s.PushedRequests + s.Nodes + s.AuditEvents
+		s.PushedRequests + s.DeviceCodes + s.Nodes + s.AuditEvents
 }
 
 // Store is one data source: every aggregate plus lifecycle. It is safe
@@ -478,6 +541,7 @@ type Store interface {
 	RefreshTokens() RefreshTokens
 	AuthCodes() AuthCodes
 	PushedRequests() PushedRequests
+	DeviceCodes() DeviceCodes
 	Sessions() Sessions
 	Users() Users
 	Groups() Groups

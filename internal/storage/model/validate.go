@@ -25,6 +25,12 @@ func (r PushedRequest) Validate() error {
 		"hash, client id, profile and expiry are required")
 }
 
+func (d DeviceCode) Validate() error {
+	return need("device code", !d.Hash.IsZero() && !d.UserCode.IsZero() && d.ClientID != "" && d.Profile != "" &&
+		d.Status == DevicePending && d.Interval > 0 && !d.ExpiresAt.IsZero(),
+		"hashes, client id, profile, a pending status, an interval and expiry are required")
+}
+
 func (s Session) Validate() error {
 	return need("session", !s.Hash.IsZero() && s.ID != "" && !s.ExpiresAt.IsZero() &&
 		s.IdleTimeout >= 0 && (s.IdleTimeout == 0 || !s.LastSeenAt.IsZero()),

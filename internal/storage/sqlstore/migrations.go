@@ -218,4 +218,29 @@ CREATE TABLE pushed_requests (
 ){norowid};
 CREATE INDEX pushed_requests_expires_at ON pushed_requests (expires_at);
 `},
+	// Device authorization requests (RFC 8628): keyed by the hash of the
+	// device_code, found by the hash of the user code, deleted by the
+	// token endpoint once decided (DELETE ... RETURNING) or by GC.
+	{Version: 7, Name: "device_codes", SQL: `
+CREATE TABLE device_codes (
+	hash           {bytes} PRIMARY KEY,
+	user_code      {bytes} NOT NULL UNIQUE,
+	client_id      TEXT NOT NULL,
+	profile        TEXT NOT NULL,
+	scopes         {list} NOT NULL,
+	audience       {list} NOT NULL,
+	status         TEXT NOT NULL,
+	subject        TEXT NOT NULL,
+	session_id     TEXT NOT NULL,
+	auth_time      {time},
+	acr            TEXT NOT NULL,
+	amr            {list} NOT NULL,
+	interval_ms    BIGINT NOT NULL,
+	polls          INTEGER NOT NULL,
+	last_polled_at {time},
+	issued_at      {time},
+	expires_at     {time} NOT NULL
+){norowid};
+CREATE INDEX device_codes_expires_at ON device_codes (expires_at);
+`},
 }

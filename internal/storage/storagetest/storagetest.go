@@ -42,6 +42,8 @@ func Run(t *testing.T, open Opener) {
 		{"AuthCodeFailures", testAuthCodeFailures},
 		{"PushedRequests", testPushedRequests},
 		{"PushedRequestConsumeConcurrent", testPushedRequestsConcurrent},
+		{"DeviceCodes", testDeviceCodes},
+		{"DeviceCodesConcurrent", testDeviceCodesConcurrent},
 		{"Sessions", testSessions},
 		{"Users", testUsers},
 		{"UsersUpdateConcurrent", testUsersUpdateConcurrent},
@@ -698,6 +700,98 @@ func testPushedRequestsConcurrent(t *testing.T, open Opener) {
 	}
 }
 
+func device(code string) model.DeviceCode {
+	return model.DeviceCode{
+		Hash: hashOf(code), UserCode: hashOf("user-" + code), ClientID: "tv", Profile: "token",
+		Scopes: []string{"openid", "offline_access"}, Audience: []string{"https://api.example"}, Status: model.DevicePending,
+		Interval: 5 * time.Second, IssuedAt: at(0), ExpiresAt: at(10 * time.Minute),
+	}
+}
+
+// A device request is found by either code, decided once while pending
+// and unexpired, polled with a compare-and-set on its poll count, and
+// consumed once decided.
+func testDeviceCodes(t *testing.T, open Opener) {
+	ctx := t.Context()
+	d := migrated(t, open).DeviceCodes()
+	want := device("dc-1")
+	must(t, "Create", d.Create(ctx, want))
+	wantErr(t, "Create duplicate", d.Create(ctx, want), model.ErrConflict)
+	sameUser := device("dc-2")
+	sameUser.UserCode = want.UserCode
+	wantErr(t, "Create with a taken user code", d.Create(ctx, sameUser), model.ErrConflict)
+	if err := d.Create(ctx, model.DeviceCode{Hash: hashOf("x")}); err == nil {
+		t.Error("Create without user code: no error")
+	}
+	got, err := d.Get(ctx, want.Hash)
+	must(t, "Get", err)
+	equal(t, "Get", got, want)
+	got, err = d.ByUserCode(ctx, want.UserCode)
+	must(t, "ByUserCode", err)
+	equal(t, "ByUserCode", got, want)
+	_, err = d.ByUserCode(ctx, hashOf("nope"))
+	wantErr(t, "ByUserCode missing", err, model.ErrNotFound)
+
+	_, err = d.Consume(ctx, want.Hash)
+	wantErr(t, "Consume pending", err, model.ErrNotFound)
+
+	ok, err := d.Poll(ctx, want.Hash, 0, at(time.Second), 10*time.Second)
+	must(t, "Poll", err)
+	if again, _ := d.Poll(ctx, want.Hash, 0, at(2*time.Second), 10*time.Second); !ok || again {
+		t.Errorf("Poll with count 0 twice: %v then %v, want true then false", ok, again)
+	}
+	got, _ = d.Get(ctx, want.Hash)
+	if got.Polls != 1 || !got.LastPolledAt.Equal(at(time.Second)) || got.Interval != 10*time.Second {
+		t.Errorf("after a poll: %+v", got)
+	}
+
+	decision := want
+	decision.Status, decision.Subject, decision.SessionID, decision.AuthTime, decision.ACR, decision.AMR =
+		model.DeviceApproved, "u1", "sid-1", at(time.Minute), "urn:acr", []string{"pwd"}
+	wantErr(t, "Decide after expiry", d.Decide(ctx, decision, at(time.Hour)), model.ErrNotFound)
+	must(t, "Decide", d.Decide(ctx, decision, at(time.Minute)))
+	denied := decision
+	denied.Status = model.DeviceDenied
+	wantErr(t, "Decide twice", d.Decide(ctx, denied, at(time.Minute)), model.ErrNotFound)
+
+	got, err = d.Consume(ctx, want.Hash)
+	must(t, "Consume", err)
+	if got.Status != model.DeviceApproved || got.Subject != "u1" || got.SessionID != "sid-1" || !got.AuthTime.Equal(at(time.Minute)) ||
+		got.ACR != "urn:acr" || len(got.AMR) != 1 || len(got.Scopes) != 2 {
+		t.Errorf("Consume = %+v", got)
+	}
+	_, err = d.Consume(ctx, want.Hash)
+	wantErr(t, "Consume again", err, model.ErrNotFound)
+}
+
+func testDeviceCodesConcurrent(t *testing.T, open Opener) {
+	ctx := t.Context()
+	d := migrated(t, open).DeviceCodes()
+	want := device("dc-race")
+	must(t, "Create", d.Create(ctx, want))
+	won := make([]bool, concurrency)
+	errs := parallel(concurrency, func(i int) error {
+		var err error
+		won[i], err = d.Poll(ctx, want.Hash, 0, at(time.Second), want.Interval)
+		return err
+	})
+	n := 0
+	for i, err := range errs {
+		must(t, "Poll", err)
+		if won[i] {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d concurrent polls recorded from one count, want 1", n)
+	}
+	decision := want
+	decision.Status = model.DeviceDenied
+	must(t, "Decide", d.Decide(ctx, decision, at(time.Second)))
+	errs = parallel(concurrency, func(int) error { _, err := d.Consume(ctx, want.Hash); return err })
+	exactlyOne(t, "Consume", errs, model.ErrNotFound)
+}
+
 func testSessions(t *testing.T, open Opener) {
 	ctx := t.Context()
 	st := migrated(t, open)
@@ -922,6 +1016,9 @@ func testGC(t *testing.T, open Opener) {
 	pr1, pr2 := pushed("pr-old"), pushed("pr-new")
 	pr1.ExpiresAt, pr2.ExpiresAt = expired, live
 	must(t, "PushedRequests", errors.Join(st.PushedRequests().Create(ctx, pr1), st.PushedRequests().Create(ctx, pr2)))
+	dc1, dc2 := device("dc-old"), device("dc-new")
+	dc1.ExpiresAt, dc2.ExpiresAt = expired, live
+	must(t, "DeviceCodes", errors.Join(st.DeviceCodes().Create(ctx, dc1), st.DeviceCodes().Create(ctx, dc2)))
 	s1 := model.Session{Hash: hashOf("s-abs"), ID: "s1", ExpiresAt: expired}
 	s2 := model.Session{Hash: hashOf("s-idle"), ID: "s2", ExpiresAt: now.Add(time.Hour),
 		IdleTimeout: time.Minute, LastSeenAt: now.Add(-time.Minute)}
@@ -936,9 +1033,9 @@ func testGC(t *testing.T, open Opener) {
 	stats, err := st.GC(ctx, now)
 	must(t, "GC", err)
 	equal(t, "GC stats", stats, model.GCStats{AccessTokens: 1, Revocations: 1, Assertions: 1, RefreshTokens: 1,
-		AuthCodes: 1, Sessions: 2, PushedRequests: 1, Nodes: 1})
-	if stats.Total() != 9 {
-		t.Errorf("Total = %d, want 9", stats.Total())
+		AuthCodes: 1, Sessions: 2, PushedRequests: 1, DeviceCodes: 1, Nodes: 1})
+	if stats.Total() != 10 {
+		t.Errorf("Total = %d, want 10", stats.Total())
 	}
 
 	gone := func(what string, err error) {
@@ -977,6 +1074,10 @@ func testGC(t *testing.T, open Opener) {
 	gone("expired pushed request", err)
 	_, err = st.PushedRequests().Consume(ctx, pr2.Hash)
 	kept("live pushed request", err)
+	_, err = st.DeviceCodes().Get(ctx, dc1.Hash)
+	gone("expired device code", err)
+	_, err = st.DeviceCodes().Get(ctx, dc2.Hash)
+	kept("live device code", err)
 	_, err = st.Sessions().Get(ctx, s1.Hash)
 	gone("session past absolute expiry", err)
 	_, err = st.Sessions().Get(ctx, s2.Hash)

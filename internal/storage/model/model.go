@@ -520,7 +520,7 @@ type GCStats struct {
 	PushedRequests int64
 	// DeviceCodes are device authorization requests past their expiry.
 	DeviceCodes int64
-	Nodes          int64
+	Nodes       int64
 	// AuditEvents are those past the data source's audit-retention
 	// (Audit.Prune, which the node's GC runs after Store.GC).
 	AuditEvents int64

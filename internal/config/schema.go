@@ -199,11 +199,14 @@ const (
 	EndpointLogout     = "logout"
 	// EndpointPAR is the pushed authorization request endpoint (RFC 9126).
 	EndpointPAR = "par"
+	// EndpointDeviceAuthorization is the device authorization endpoint
+	// (RFC 8628 §3.1) with its verification page for the user (§3.3).
+	EndpointDeviceAuthorization = "device-authorization"
 )
 
 // TokenEndpoints lists every endpoint a token profile may serve.
 var TokenEndpoints = []string{EndpointDiscovery, EndpointJWKS, EndpointAuthorize, EndpointToken,
-	EndpointIntrospect, EndpointRevoke, EndpointUserinfo, EndpointLogout, EndpointPAR}
+	EndpointIntrospect, EndpointRevoke, EndpointUserinfo, EndpointLogout, EndpointPAR, EndpointDeviceAuthorization}
 
 // Profile is a service: token, authentication or user-management. Which keys
 // are allowed depends on Type (see profileKeys in validate.go).
@@ -228,6 +231,9 @@ type Profile struct {
 	// PushedAuthorizationRequests: the request_uri lifetime of the par
 	// endpoint, and whether every authorization request must be pushed.
 	PushedAuthorizationRequests PARPolicy `yaml:"pushed-authorization-requests"`
+	// DeviceCodes: how long a device authorization request waits for its
+	// user, and how often the device may poll.
+	DeviceCodes DevicePolicy `yaml:"device-codes"`
 	// UserinfoAudiences are audiences besides the issuer whose access
 	// tokens the userinfo endpoint accepts (RFC 9068 §4: a resource server
 	// checks that a token is meant for it).
@@ -322,6 +328,13 @@ type PARPolicy struct {
 	Required bool     `yaml:"required"`
 }
 
+// DevicePolicy: device authorization requests (RFC 8628), default
+// lifetime 10m, interval 5s.
+type DevicePolicy struct {
+	Lifetime Duration `yaml:"lifetime"`
+	Interval Duration `yaml:"interval"`
+}
+
 // SessionPolicy: SSO sessions, default idle 1h, absolute 12h.
 type SessionPolicy struct {
 	IdleLifetime     Duration `yaml:"idle-lifetime"`
@@ -410,6 +423,8 @@ const (
 	GrantAuthorizationCode = "authorization_code"
 	GrantClientCredentials = "client_credentials"
 	GrantRefreshToken      = "refresh_token"
+	// GrantDeviceCode is the device authorization grant (RFC 8628 §3.4).
+	GrantDeviceCode = "urn:ietf:params:oauth:grant-type:device_code"
 	// GrantTokenExchange is OAuth 2.0 Token Exchange (RFC 8693 §2.1).
 	GrantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
 )

@@ -19,6 +19,8 @@ const (
 	DefaultIDTokenLifetime      = 5 * time.Minute
 	DefaultCodeLifetime         = time.Minute
 	DefaultPARLifetime          = time.Minute
+	DefaultDeviceCodeLifetime   = 10 * time.Minute
+	DefaultDeviceInterval       = 5 * time.Second
 	DefaultSessionIdle          = time.Hour
 	DefaultSessionAbsolute      = 12 * time.Hour
 	DefaultPostgresConnections  = 10
@@ -34,7 +36,7 @@ const MaxPARLifetime = 10 * time.Minute
 
 // profileKeys are the keys each profile type may set, beyond type, path, tags, enabled.
 var profileKeys = map[string][]string{
-	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "pushed-authorization-requests", "userinfo-audiences"},
+	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "pushed-authorization-requests", "device-codes", "userinfo-audiences"},
 	ProfileAuthentication: {"authenticators", "sessions", "templates"},
 	ProfileUserManagement: {"token-profile", "scopes", "max-results", "audiences", "zones"},
 	ProfileDemo:           {"token-profile", "client", "user"},
@@ -44,7 +46,7 @@ var (
 	profileTypes       = []string{ProfileToken, ProfileAuthentication, ProfileUserManagement, ProfileDemo}
 	dataSourceTypes    = []string{DataSourceSQLite, DataSourcePostgres}
 	algorithms         = []string{AlgES256, AlgRS256, AlgEdDSA}
-	grantTypes         = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantTokenExchange}
+	grantTypes         = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantDeviceCode, GrantTokenExchange}
 	authMethods        = []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthNone}
 	formats            = []string{FormatJWT, FormatOpaque}
 	authenticatorTypes = []string{"password", "oidc"}
@@ -480,6 +482,32 @@ func (l *loader) checkTokenProfile(path string, p *Profile) {
 	}
 	if par.Required && !slices.Contains(p.Endpoints, EndpointPAR) {
 		l.at(path+".pushed-authorization-requests.required", "needs the par endpoint: add par to endpoints")
+	}
+	l.checkDevice(path, p)
+}
+
+// checkDevice: the device authorization endpoint needs the token endpoint
+// (the device polls it) and a login for its verification page; the
+// request lives minutes (RFC 8628 §3.2 leaves it to the server) and the
+// interval is seconds.
+func (l *loader) checkDevice(path string, p *Profile) {
+	if i := slices.Index(p.Endpoints, EndpointDeviceAuthorization); i >= 0 {
+		at := fmt.Sprintf("%s.endpoints[%d]", path, i)
+		if !slices.Contains(p.Endpoints, EndpointToken) {
+			l.at(at, "device-authorization needs the token endpoint too: the device polls it (RFC 8628 §3.4)")
+		}
+		if p.AuthenticationProfile == "" {
+			l.at(at, "device-authorization needs an authentication-profile: the user signs in on the verification page")
+		}
+	}
+	dev := &p.DeviceCodes
+	defaultDuration(&dev.Lifetime, DefaultDeviceCodeLifetime)
+	defaultDuration(&dev.Interval, DefaultDeviceInterval)
+	if d := dev.Lifetime.D(); d < time.Minute || d > 30*time.Minute {
+		l.at(path+".device-codes.lifetime", "must be between 1m and 30m: long enough to find a second screen, short enough that a guessed user code is useless, got %s", d)
+	}
+	if d := dev.Interval.D(); d < time.Second || d > time.Minute || d%time.Second != 0 {
+		l.at(path+".device-codes.interval", "must be whole seconds from 1s to 1m (the device is told it in seconds), got %s", d)
 	}
 }
 

@@ -200,6 +200,10 @@ func New(snap *config.Snapshot, p *config.Profile, deps Deps) (*Profile, error) 
 	for _, tp := range snap.Profiles {
 		if tp.Type == config.ProfileToken && tp.AuthenticationProfile == p.Name {
 			prof.authorize[strings.TrimSuffix(tp.Path, "/")+"/authorize"] = true
+			if slices.Contains(tp.Endpoints, config.EndpointDeviceAuthorization) {
+				// The device verification page signs its users in here too.
+				prof.authorize[strings.TrimSuffix(tp.Path, "/")+"/device"] = true
+			}
 		}
 	}
 	if prof.csrfKey, err = csrfKey(snap, p.Name); err != nil {

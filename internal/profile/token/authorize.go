@@ -69,15 +69,8 @@ func (p *Profile) consentPage(c *fiber.Ctx, a *authzParams, cl *client, scopes [
 		h = append(h, hidden{k, a.values[k][0]})
 	}
 	h = append(h, hidden{"consent_csrf", token})
-	var desc []string
-	for _, s := range scopes {
-		if t, ok := scopeText[s]; ok {
-			desc = append(desc, t)
-		} else {
-			desc = append(desc, s)
-		}
-	}
-	return sendPage(c, status, "consent", pageData{Title: "Allow access?", Action: p.path + PathAuthorize, Hidden: h, Client: cl.id, Scopes: desc})
+	return sendPage(c, status, "consent", pageData{Title: "Allow access?", Action: p.path + PathAuthorize, Hidden: h, Client: cl.id,
+		Scopes: describeScopes(scopes)})
 }
 
 // paramLoginAfter marks an authorize request sent to the login page because

@@ -62,6 +62,7 @@ type metadata struct {
 	RevocationEndpoint    string `json:"revocation_endpoint,omitempty"`
 	// RFC 9126 §5.
 	PushedAuthorizationRequestEndpoint string `json:"pushed_authorization_request_endpoint,omitempty"`
+	DeviceAuthorizationEndpoint        string `json:"device_authorization_endpoint,omitempty"` // RFC 8628 §4
 	RequirePushedAuthorizationRequests bool   `json:"require_pushed_authorization_requests,omitempty"`
 
 	ScopesSupported                  []string `json:"scopes_supported"`
@@ -103,6 +104,7 @@ func (p *Profile) metadata(snap *config.Snapshot, ks *keys.Set) metadata {
 		RevocationEndpoint:    endpointURL(config.EndpointRevoke),
 
 		PushedAuthorizationRequestEndpoint: endpointURL(config.EndpointPAR),
+		DeviceAuthorizationEndpoint:        endpointURL(config.EndpointDeviceAuthorization),
 		RequirePushedAuthorizationRequests: p.parRequired,
 
 		ScopesSupported:                  scopes(snap, p.name),
@@ -130,8 +132,11 @@ func (p *Profile) metadata(snap *config.Snapshot, ks *keys.Set) metadata {
 	if token {
 		m.GrantTypesSupported = append(m.GrantTypesSupported, config.GrantClientCredentials)
 	}
-	if authorize && token {
+	if (authorize || p.served[config.EndpointDeviceAuthorization]) && token {
 		m.GrantTypesSupported = append(m.GrantTypesSupported, config.GrantRefreshToken)
+	}
+	if token && p.served[config.EndpointDeviceAuthorization] {
+		m.GrantTypesSupported = append(m.GrantTypesSupported, config.GrantDeviceCode)
 	}
 	// Served exactly when a client may use it.
 	if token && p.clients.anyGrant(config.GrantTokenExchange) {

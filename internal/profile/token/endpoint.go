@@ -44,6 +44,7 @@ type form struct {
 	redirectURI  string
 	codeVerifier string
 	refreshToken string // refresh_token grant
+	deviceCode   string // device_code grant
 
 	// token-exchange grant (RFC 8693 §2.1)
 	subjectToken       string
@@ -73,6 +74,7 @@ var onceParams = map[string]struct {
 	"redirect_uri":          {1 << 10, func(f *form, v string) { f.redirectURI = v }},
 	"code_verifier":         {1 << 11, func(f *form, v string) { f.codeVerifier = v }},
 	"refresh_token":         {1 << 12, func(f *form, v string) { f.refreshToken = v }},
+	"device_code":           {1 << 18, func(f *form, v string) { f.deviceCode = v }},
 	"subject_token":         {1 << 13, func(f *form, v string) { f.subjectToken = v }},
 	"subject_token_type":    {1 << 14, func(f *form, v string) { f.subjectTokenType = v }},
 	"actor_token":           {1 << 15, func(f *form, v string) { f.actorToken = v }},

@@ -41,5 +41,12 @@ func newGrants(p *Profile, served map[string]bool, issue *issuer, users *userGra
 		grants[config.GrantAuthorizationCode] = &authorizationCode{userGrants: users}
 		grants[config.GrantRefreshToken] = &refreshToken{userGrants: users, rotate: rotateRefresh}
 	}
+	if served[config.EndpointDeviceAuthorization] {
+		grants[config.GrantDeviceCode] = &deviceCode{userGrants: users}
+		// A device's refresh tokens are refreshed like a browser's.
+		if grants[config.GrantRefreshToken] == nil {
+			grants[config.GrantRefreshToken] = &refreshToken{userGrants: users, rotate: rotateRefresh}
+		}
+	}
 	return grants
 }

@@ -58,10 +58,18 @@ func (p *Profile) MountWith(r fiber.Router, wrap Wrap) {
 	route(config.EndpointToken, post, p.serveToken)
 	route(config.EndpointIntrospect, post, p.serveIntrospect)
 	route(config.EndpointRevoke, post, p.serveRevoke)
-	route(config.EndpointAuthorize, getPost, p.serveAuthorize) // OpenID Connect Core 1.0 §3.1.2.1
-	route(config.EndpointUserinfo, getPost, p.serveUserinfo)   // §5.3.1
-	route(config.EndpointLogout, getPost, p.serveLogout)       // RP-Initiated Logout 1.0 §2
-	route(config.EndpointPAR, post, p.servePAR)                // RFC 9126 §2
+	route(config.EndpointAuthorize, getPost, p.serveAuthorize)                  // OpenID Connect Core 1.0 §3.1.2.1
+	route(config.EndpointUserinfo, getPost, p.serveUserinfo)                    // §5.3.1
+	route(config.EndpointLogout, getPost, p.serveLogout)                        // RP-Initiated Logout 1.0 §2
+	route(config.EndpointPAR, post, p.servePAR)                                 // RFC 9126 §2
+	route(config.EndpointDeviceAuthorization, post, p.serveDeviceAuthorization) // RFC 8628 §3.1
+	if p.served[config.EndpointDeviceAuthorization] {
+		// The verification page for the user's browser (RFC 8628 §3.3).
+		page := p.path + PathDevice
+		r.Get(page, chain(wrap, config.EndpointDeviceAuthorization, p.serveDevicePage)...)
+		r.Post(page, chain(wrap, config.EndpointDeviceAuthorization, p.serveDevicePage)...)
+		r.All(page, chain(wrap, config.EndpointDeviceAuthorization, methodNotAllowed(getPost))...)
+	}
 }
 
 func chain(wrap Wrap, endpoint string, h fiber.Handler) []fiber.Handler {

@@ -38,6 +38,25 @@ button{font:inherit;padding:.5rem 1rem}</style></head><body><main>
 </form>
 {{template "foot" .}}{{end}}
 
+{{define "device"}}{{template "head" .}}
+{{if .Done}}<p>{{.Message}}</p>
+{{else if .Confirm}}<p>The application <strong>{{.Client}}</strong> on the device showing <strong>{{.UserCode}}</strong> asks for access to your account:</p>
+<ul>{{range .Scopes}}<li>{{.}}</li>{{end}}</ul>
+<p>Allow it only if you started this on a device of yours.</p>
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="user_code" value="{{.UserCode}}"><input type="hidden" name="csrf" value="{{.CSRF}}">
+<button type="submit" name="decision" value="approve">Allow</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>
+{{else}}{{if .Message}}<p role="alert">{{.Message}}</p>{{end}}
+{{if .CSRF}}<form method="post" action="{{.Action}}">
+<label for="user_code">Enter the code your device shows</label>
+<input id="user_code" name="user_code" value="{{.UserCode}}" autocomplete="off" autocapitalize="characters" spellcheck="false" maxlength="32" required>
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<button type="submit">Continue</button>
+</form>{{end}}
+{{end}}{{template "foot" .}}{{end}}
+
 {{define "confirm-logout"}}{{template "head" .}}
 <p>Do you want to sign out?</p>
 <form method="post" action="{{.Action}}">
@@ -57,6 +76,13 @@ type pageData struct {
 	Hidden  []hidden
 	Client  string   // consent
 	Scopes  []string // consent: what each requested scope grants
+
+	// The device verification page: the code typed or to confirm, the
+	// form's token, and which step it shows.
+	UserCode string
+	CSRF     string
+	Confirm  bool
+	Done     bool
 }
 
 // sendPage renders a page with headers that keep it out of caches and

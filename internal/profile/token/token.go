@@ -38,6 +38,10 @@ const (
 	PathUserinfo   = "/userinfo"
 	PathLogout     = "/logout"
 	PathPAR        = "/par"
+	// PathDeviceAuthorization is the device authorization endpoint;
+	// PathDevice the verification page users open (RFC 8628 §3.3).
+	PathDeviceAuthorization = "/device_authorization"
+	PathDevice              = "/device"
 )
 
 // PathASMetadata is where RFC 8414 §3 puts authorization server metadata:
@@ -46,15 +50,16 @@ const PathASMetadata = "/.well-known/oauth-authorization-server"
 
 // endpointPaths maps config endpoint names to their paths.
 var endpointPaths = map[string]string{
-	config.EndpointDiscovery:  PathDiscovery,
-	config.EndpointJWKS:       PathJWKS,
-	config.EndpointAuthorize:  PathAuthorize,
-	config.EndpointToken:      PathToken,
-	config.EndpointIntrospect: PathIntrospect,
-	config.EndpointRevoke:     PathRevoke,
-	config.EndpointUserinfo:   PathUserinfo,
-	config.EndpointLogout:     PathLogout,
-	config.EndpointPAR:        PathPAR,
+	config.EndpointDiscovery:           PathDiscovery,
+	config.EndpointJWKS:                PathJWKS,
+	config.EndpointAuthorize:           PathAuthorize,
+	config.EndpointToken:               PathToken,
+	config.EndpointIntrospect:          PathIntrospect,
+	config.EndpointRevoke:              PathRevoke,
+	config.EndpointUserinfo:            PathUserinfo,
+	config.EndpointLogout:              PathLogout,
+	config.EndpointPAR:                 PathPAR,
+	config.EndpointDeviceAuthorization: PathDeviceAuthorization,
 }
 
 // Deps are the long-lived dependencies of a token profile, owned by the
@@ -108,7 +113,11 @@ type Profile struct {
 	// Pushed authorization requests (RFC 9126): how long a request_uri
 	// lives, and whether every authorization request must be pushed.
 	parLifetime time.Duration
-	parRequired bool
+	// Device authorization requests: how long they wait for the user, and
+	// the least time between two polls (RFC 8628 §3.2).
+	deviceLifetime time.Duration
+	deviceInterval time.Duration
+	parRequired    bool
 
 	// userinfoAudiences are the audiences besides the issuer whose access
 	// tokens userinfo accepts (RFC 9068 §4).
@@ -125,7 +134,7 @@ var implemented = map[string]bool{
 	config.EndpointDiscovery: true, config.EndpointJWKS: true,
 	config.EndpointToken: true, config.EndpointIntrospect: true, config.EndpointRevoke: true,
 	config.EndpointAuthorize: true, config.EndpointUserinfo: true, config.EndpointLogout: true,
-	config.EndpointPAR: true,
+	config.EndpointPAR: true, config.EndpointDeviceAuthorization: true,
 }
 
 func implementedList() []string {
@@ -183,6 +192,8 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 	}
 	prof.codeLifetime = orDefault(p.AuthorizationCodes.Lifetime.D(), config.DefaultCodeLifetime)
 	prof.parLifetime = orDefault(p.PushedAuthorizationRequests.Lifetime.D(), config.DefaultPARLifetime)
+	prof.deviceLifetime = orDefault(p.DeviceCodes.Lifetime.D(), config.DefaultDeviceCodeLifetime)
+	prof.deviceInterval = orDefault(p.DeviceCodes.Interval.D(), config.DefaultDeviceInterval)
 	prof.parRequired = p.PushedAuthorizationRequests.Required
 	// config.Load refuses both; a profile built otherwise must neither
 	// refuse every authorization request nor store pushed requests that

@@ -149,9 +149,10 @@ func TestDiscoveryEveryEndpoint(t *testing.T) {
 		"introspection_endpoint":                "https://id.example.com/oauth/v2/introspect",
 		"revocation_endpoint":                   "https://id.example.com/oauth/v2/revoke",
 		"pushed_authorization_request_endpoint": "https://id.example.com/oauth/v2/par",
+		"device_authorization_endpoint":         "https://id.example.com/oauth/v2/device_authorization",
 		"scopes_supported":                      []string{"email", "invoices:read", "openid", "profile"},
 		"response_types_supported":              []string{"code"},
-		"grant_types_supported":                 []string{"authorization_code", "client_credentials", "refresh_token"},
+		"grant_types_supported":                 []string{"authorization_code", "client_credentials", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"ES256", "EdDSA"},
 		"code_challenge_methods_supported":      []string{"S256"},
@@ -311,7 +312,7 @@ func TestNewErrors(t *testing.T) {
 	}{
 		{"type", func(p *config.Profile) { p.Type = config.ProfileAuthentication }, ks, `profile "token" is of type "authentication", not "token"`},
 		{"no-keys", func(*config.Profile) {}, nil, `profile "token": no signing keys`},
-		{"endpoint", func(p *config.Profile) { p.Endpoints = append(p.Endpoints, "device") }, ks, `profile "token": unknown endpoint "device"; want one of discovery, jwks, authorize, token, introspect, revoke, userinfo, logout, par`},
+		{"endpoint", func(p *config.Profile) { p.Endpoints = append(p.Endpoints, "device") }, ks, `profile "token": unknown endpoint "device"; want one of discovery, jwks, authorize, token, introspect, revoke, userinfo, logout, par, device-authorization`},
 		{"no-issuer", func(p *config.Profile) { p.Issuer = "" }, ks, `profile "token": issuer: required`},
 		{"relative-issuer", func(p *config.Profile) { p.Issuer = "/oauth/v2" }, ks, `profile "token": issuer: must be an absolute http(s) URL`},
 		{"issuer-query", func(p *config.Profile) { p.Issuer = "https://id.example.com/?x=1" }, ks, `profile "token": issuer: must not have a query or fragment`},
@@ -356,7 +357,8 @@ func TestUnbuiltEndpointRefused(t *testing.T) {
 	saved := implemented
 	implemented = map[string]bool{}
 	for e, ok := range saved {
-		implemented[e] = ok && e != config.EndpointUserinfo && e != config.EndpointAuthorize && e != config.EndpointLogout && e != config.EndpointPAR
+		implemented[e] = ok && e != config.EndpointUserinfo && e != config.EndpointAuthorize && e != config.EndpointLogout && e != config.EndpointPAR &&
+			e != config.EndpointDeviceAuthorization
 	}
 	t.Cleanup(func() { implemented = saved })
 	ks := keySet(t)

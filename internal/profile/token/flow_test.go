@@ -78,6 +78,7 @@ func newFlowEnvEdit(t *testing.T, ks *keys.Set, withAuthn bool, edit func(cp *co
 
 	cp := tokenProfile("token", "/oauth/v2", issuer, config.TokenEndpoints...)
 	cp.AuthenticationProfile = "authn"
+	cp.DeviceCodes = config.DevicePolicy{Lifetime: config.Duration(10 * time.Minute), Interval: config.Duration(time.Second)}
 	ap := &config.Profile{Type: config.ProfileAuthentication, Path: "/authn"}
 	ap.Name = "authn"
 	snap := snapshot(cp, ap)
@@ -108,6 +109,8 @@ func newFlowEnvEdit(t *testing.T, ks *keys.Set, withAuthn bool, edit func(cp *co
 		"impersonator": {Profile: "token", Secret: secret.New(impersonatorSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
 			GrantTypes: []string{config.GrantTokenExchange}, Scopes: []string{"openid", "a:read"},
 			TokenExchange: &config.TokenExchangePolicy{Impersonation: true}},
+		"tv": {Profile: "token", TokenEndpointAuthMethod: config.AuthNone,
+			GrantTypes: []string{config.GrantDeviceCode, config.GrantRefreshToken}, Scopes: []string{"openid", "profile", model.ScopeOfflineAccess}},
 		"batch": {Profile: "token", Secret: secret.New(batchSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
 			GrantTypes: []string{config.GrantClientCredentials}, Audiences: []string{"gateway"}},
 	}

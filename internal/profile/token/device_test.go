@@ -1,0 +1,225 @@
+package token
+
+import (
+	"context"
+	"html"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/keygate/keygate/internal/session"
+)
+
+var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// devicePage sends the verification page a request with the session
+// cookie (none if ""), and returns the status, body and Location.
+func (f *flowEnv) devicePage(cookie, method string, form url.Values) (int, string, string) {
+	f.t.Helper()
+	var req *http.Request
+	if method == http.MethodGet {
+		req = httptest.NewRequest(method, "/oauth/v2/device?"+form.Encode(), nil)
+	} else {
+		req = httptest.NewRequest(method, "/oauth/v2/device", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if cookie != "" {
+		req.AddCookie(&http.Cookie{Name: session.CookieName, Value: cookie})
+	}
+	resp, err := f.app.Test(req, -1)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var b strings.Builder
+	buf := make([]byte, 64<<10)
+	n, _ := resp.Body.Read(buf)
+	b.Write(buf[:n])
+	return resp.StatusCode, b.String(), resp.Header.Get("Location")
+}
+
+func csrfOf(t *testing.T, page string) string {
+	t.Helper()
+	m := csrfInput.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no csrf in the page:\n%s", page)
+	}
+	return html.UnescapeString(m[1])
+}
+
+// approve walks the verification page as the signed-in user: the code as
+// typed (any case, with or without its dash), the confirmation, the
+// decision.
+func (f *flowEnv) approve(cookie, typed, decision string) string {
+	f.t.Helper()
+	st, page, _ := f.devicePage(cookie, http.MethodGet, url.Values{})
+	if st != 200 {
+		f.t.Fatalf("GET device: %d", st)
+	}
+	st, page, _ = f.devicePage(cookie, http.MethodPost, url.Values{"user_code": {typed}, "csrf": {csrfOf(f.t, page)}})
+	if st != 200 || !strings.Contains(page, "<strong>tv</strong>") {
+		f.t.Fatalf("enter the code: %d\n%s", st, page)
+	}
+	st, page, _ = f.devicePage(cookie, http.MethodPost, url.Values{"user_code": {typed}, "csrf": {csrfOf(f.t, page)}, "decision": {decision}})
+	if st != 200 {
+		f.t.Fatalf("decide: %d\n%s", st, page)
+	}
+	return page
+}
+
+// poll is one token request with a device_code, as client.
+func (f *flowEnv) poll(client, deviceCode string) (int, map[string]any) {
+	f.t.Helper()
+	resp, m := f.post("/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"},
+		"device_code": {deviceCode}, "client_id": {client}}.Encode(), "")
+	return resp.StatusCode, m
+}
+
+// TestDeviceFlow is RFC 8628 end to end with golang.org/x/oauth2's device
+// flow as the device: the device authorization request, the user on the
+// verification page, polling to the tokens, then every error of §3.5.
+func TestDeviceFlow(t *testing.T) {
+	f := newFlowEnv(t)
+	cookie, _ := f.login()
+	cfg := &oauth2.Config{ClientID: "tv", Scopes: []string{"openid", "profile", "offline_access"}, Endpoint: oauth2.Endpoint{
+		DeviceAuthURL: f.issuer + "/device_authorization", TokenURL: f.issuer + "/token", AuthStyle: oauth2.AuthStyleInParams}}
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer cancel()
+
+	t.Run("x/oauth2 signs the device in", func(t *testing.T) {
+		da, err := cfg.DeviceAuth(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(`^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$`).MatchString(da.UserCode) ||
+			da.VerificationURI != f.issuer+"/device" || da.VerificationURIComplete != da.VerificationURI+"?user_code="+da.UserCode ||
+			da.Interval != 1 || time.Until(da.Expiry) < 9*time.Minute {
+			t.Fatalf("device authorization response %+v", da)
+		}
+		// The complete URI, before signing in: to the login page and back.
+		u, _ := url.Parse(da.VerificationURIComplete)
+		st, _, loc := f.devicePage("", http.MethodGet, u.Query())
+		if st != http.StatusFound || !strings.HasPrefix(loc, "/authn/login?return_to="+url.QueryEscape("/oauth/v2/device?user_code=")) {
+			t.Fatalf("verification page without a session: %d %s", st, loc)
+		}
+		if page := f.approve(cookie, strings.ToLower(strings.ReplaceAll(da.UserCode, "-", "")), "approve"); !strings.Contains(page, "Return to your device") {
+			t.Fatalf("done page:\n%s", page)
+		}
+		tok, err := cfg.DeviceAccessToken(ctx, da)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in := f.introspect(tok.AccessToken); in["active"] != true || in["sub"] != f.user.ID || in["client_id"] != "tv" {
+			t.Fatalf("introspection %v", in)
+		}
+		if tok.Extra("id_token") == nil || tok.RefreshToken == "" {
+			t.Fatalf("token %+v", tok)
+		}
+		if st, m := f.poll("tv", da.DeviceCode); st != 400 || m["error"] != "invalid_grant" {
+			t.Fatalf("second use of the device_code: %d %v", st, m)
+		}
+		// A public device's refresh token rotates like a browser's.
+		refreshed, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+		if err != nil || refreshed.RefreshToken == tok.RefreshToken {
+			t.Fatalf("refresh: %v", err)
+		}
+	})
+
+	t.Run("polling before the decision", func(t *testing.T) {
+		da, err := cfg.DeviceAuth(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, m := f.poll("tv", da.DeviceCode); st != 400 || m["error"] != "authorization_pending" {
+			t.Fatalf("first poll: %d %v", st, m)
+		}
+		if st, m := f.poll("tv", da.DeviceCode); st != 400 || m["error"] != "slow_down" {
+			t.Fatalf("poll within the interval: %d %v", st, m)
+		}
+		// The interval is now 6 s: a poll 2 s later is still too soon.
+		f.offset.Store(int64(2 * time.Second))
+		if st, m := f.poll("tv", da.DeviceCode); st != 400 || m["error"] != "slow_down" {
+			t.Fatalf("poll 2 s later: %d %v", st, m)
+		}
+		f.offset.Store(int64(20 * time.Second))
+		if st, m := f.poll("tv", da.DeviceCode); st != 400 || m["error"] != "authorization_pending" {
+			t.Fatalf("poll after the raised interval: %d %v", st, m)
+		}
+		// Another client, authenticated, that may not use the grant.
+		resp, m := f.post("/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"},
+			"device_code": {da.DeviceCode}}.Encode(), basicAuth("web", webSecret))
+		if resp.StatusCode != 400 || m["error"] != "unauthorized_client" {
+			t.Fatalf("another client's poll: %d %v", resp.StatusCode, m)
+		}
+		f.offset.Store(int64(11 * time.Minute))
+		if st, m := f.poll("tv", da.DeviceCode); st != 400 || m["error"] != "expired_token" {
+			t.Fatalf("poll after expiry: %d %v", st, m)
+		}
+		f.offset.Store(0)
+	})
+
+	t.Run("a denied device gets access_denied once", func(t *testing.T) {
+		da, err := cfg.DeviceAuth(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page := f.approve(cookie, da.UserCode, "deny"); !strings.Contains(page, "You denied the device") {
+			t.Fatalf("done page:\n%s", page)
+		}
+		if st, m := f.poll("tv", da.DeviceCode); st != 400 || m["error"] != "access_denied" {
+			t.Fatalf("poll after deny: %d %v", st, m)
+		}
+		f.offset.Store(int64(5 * time.Second))
+		defer f.offset.Store(0)
+		if st, m := f.poll("tv", da.DeviceCode); st != 400 || m["error"] != "invalid_grant" {
+			t.Fatalf("poll after access_denied: %d %v", st, m)
+		}
+	})
+
+	t.Run("the forms are bound to the session and the code", func(t *testing.T) {
+		da, err := cfg.DeviceAuth(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, _, _ := f.devicePage(cookie, http.MethodPost, url.Values{"user_code": {da.UserCode}}); st != http.StatusForbidden {
+			t.Fatalf("POST without csrf: %d", st)
+		}
+		other, _ := f.login()
+		_, page, _ := f.devicePage(other, http.MethodGet, url.Values{})
+		if st, _, _ := f.devicePage(cookie, http.MethodPost, url.Values{"user_code": {da.UserCode}, "csrf": {csrfOf(t, page)}}); st != http.StatusForbidden {
+			t.Fatalf("POST with another session's csrf: %d", st)
+		}
+		// The entry form's token cannot carry a decision.
+		_, page, _ = f.devicePage(cookie, http.MethodGet, url.Values{})
+		if st, _, _ := f.devicePage(cookie, http.MethodPost, url.Values{"user_code": {da.UserCode}, "csrf": {csrfOf(t, page)},
+			"decision": {"approve"}}); st != http.StatusForbidden {
+			t.Fatalf("decision with the entry form's csrf: %d", st)
+		}
+		if st, m := f.poll("tv", da.DeviceCode); m["error"] != "authorization_pending" {
+			t.Fatalf("after refused forms the device is still pending: %d %v", st, m)
+		}
+	})
+
+	t.Run("guessing user codes is limited per user", func(t *testing.T) {
+		da, err := cfg.DeviceAuth(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		guesser, _ := f.login()
+		for i := range maxUserCodeMisses {
+			_, page, _ := f.devicePage(guesser, http.MethodGet, url.Values{})
+			if st, _, _ := f.devicePage(guesser, http.MethodPost, url.Values{"user_code": {"BCDF-GHJK"}, "csrf": {csrfOf(t, page)}}); st != 400 {
+				t.Fatalf("wrong code %d: %d", i, st)
+			}
+		}
+		_, page, _ := f.devicePage(guesser, http.MethodGet, url.Values{})
+		if st, _, _ := f.devicePage(guesser, http.MethodPost, url.Values{"user_code": {da.UserCode}, "csrf": {csrfOf(t, page)}}); st != http.StatusTooManyRequests {
+			t.Fatalf("the right code after %d wrong ones: %d, want 429", maxUserCodeMisses, st)
+		}
+	})
+}

@@ -302,6 +302,33 @@ clients:
 			},
 		},
 		{
+			name: "device authorization",
+			files: map[string]string{"00-base.yaml": `schema: 1
+service-roles:
+  default: {zone: z, profiles: [token]}
+zones:
+  z: {data-source: db}
+data-sources:
+  db: {type: sqlite, path: /tmp/k.db}
+keys:
+  k: {algorithm: ES256, private-key: "-----BEGIN PRIVATE KEY-----"}
+profiles:
+  token:
+    type: token
+    path: /oauth/v2
+    issuer: https://id.example.com/oauth/v2
+    signing-keys: [k]
+    endpoints: [discovery, device-authorization]
+    device-codes: {lifetime: 2h, interval: 1500ms}
+`},
+			want: []string{
+				`00-base.yaml:16:28: profiles.token.endpoints[1]: device-authorization needs an authentication-profile: the user signs in on the verification page`,
+				`00-base.yaml:16:28: profiles.token.endpoints[1]: device-authorization needs the token endpoint too: the device polls it (RFC 8628 §3.4)`,
+				`00-base.yaml:17:30: profiles.token.device-codes.lifetime: must be between 1m and 30m: long enough to find a second screen, short enough that a guessed user code is useless, got 2h0m0s`,
+				`00-base.yaml:17:44: profiles.token.device-codes.interval: must be whole seconds from 1s to 1m (the device is told it in seconds), got 1.5s`,
+			},
+		},
+		{
 			name: "token exchange policy",
 			files: map[string]string{"00-base.yaml": base, "c.yaml": `clients:
   none:

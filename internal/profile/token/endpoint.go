@@ -185,7 +185,9 @@ func (p *Profile) refuse(c *fiber.Ctx, endpoint string, f *form, e *oauth.Error)
 	level := slog.LevelDebug
 	if e.Status >= 500 {
 		level = slog.LevelError
-	} else {
+	} else if e.Code != errAuthorizationPending.Code && e.Code != errSlowDown.Code {
+		// A waiting device answers its every poll with these: the normal
+		// course of the device flow, not a refusal worth a line.
 		client := ""
 		if f != nil {
 			client = f.creds.ClaimedID()

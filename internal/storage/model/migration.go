@@ -43,14 +43,15 @@ type AppliedMigration struct {
 // SchemaMax was migrated by a newer release; expand/contract keeps it
 // usable by this one.
 //
-// SchemaMin is 6: this binary reads and writes the users' SCIM columns
-// and the groups, which migrations 4 and 5 add, and the pushed
-// authorization requests of migration 6. Every migration so far only
-// expands, so the previous release's binary still serves a database at
-// version 6 (it ignores the columns and tables).
+// SchemaMin is 7: this binary reads and writes the users' SCIM columns
+// and the groups, which migrations 4 and 5 add, the pushed authorization
+// requests of migration 6, and the DPoP key bindings and proof ids of
+// migration 7. Every migration so far only expands, so the previous
+// release's binary still serves a database at version 7 (it ignores the
+// columns and tables).
 const (
-	SchemaMin = 6
-	SchemaMax = 6
+	SchemaMin = 7
+	SchemaMax = 7
 )
 
 // CheckSchemaVersion reports whether this binary can serve a database at

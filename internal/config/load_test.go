@@ -366,6 +366,27 @@ profiles:
 			},
 		},
 		{
+			name: "dpop modes and policy",
+			files: map[string]string{"00-base.yaml": base + `    dpop: {nonce: true, nonces: true}
+`, "c.yaml": `clients:
+  typo:
+    profile: token
+    secret: $SECRET
+    grant-types: [client_credentials]
+    dpop: require
+  ok:
+    profile: token
+    secret: $SECRET
+    grant-types: [client_credentials]
+    dpop: required
+`},
+			opts: Options{Environ: []string{"KEY=x", "SECRET=0123456789abcdef0123"}},
+			want: []string{
+				`00-base.yaml:17:25: profiles.token.dpop.nonces: unknown key "nonces" (did you mean "nonce"?)`,
+				`c.yaml:6:11: clients.typo.dpop: "require" is not one of allowed, required, off (did you mean "required"?)`,
+			},
+		},
+		{
 			name: "userinfo-audiences",
 			files: map[string]string{"00-base.yaml": base + `    userinfo-audiences: [https://api.example.com, "", https://api.example.com]
 `},

@@ -234,6 +234,8 @@ type Profile struct {
 	// DeviceCodes: how long a device authorization request waits for its
 	// user, and how often the device may poll.
 	DeviceCodes DevicePolicy `yaml:"device-codes"`
+	// DPoP: how the profile checks DPoP proofs (RFC 9449).
+	DPoP DPoPPolicy `yaml:"dpop"`
 	// UserinfoAudiences are audiences besides the issuer whose access
 	// tokens the userinfo endpoint accepts (RFC 9068 §4: a resource server
 	// checks that a token is meant for it).
@@ -334,6 +336,25 @@ type DevicePolicy struct {
 	Lifetime Duration `yaml:"lifetime"`
 	Interval Duration `yaml:"interval"`
 }
+
+// DPoPPolicy: DPoP (RFC 9449) for a token profile. Nonce makes the token
+// and userinfo endpoints demand a server nonce in every proof (§8, §9);
+// the nonces are derived from the signing key and the time, so every node
+// of the profile issues and accepts the same ones.
+type DPoPPolicy struct {
+	Nonce bool `yaml:"nonce"`
+}
+
+// DPoP modes of a client (clients.<name>.dpop).
+const (
+	// DPoPAllowed (the default): a proof binds the tokens; without one
+	// they are bearer tokens.
+	DPoPAllowed = "allowed"
+	// DPoPRequired: every token request needs a proof (RFC 9449 §5).
+	DPoPRequired = "required"
+	// DPoPOff: a token request with a proof is refused.
+	DPoPOff = "off"
+)
 
 // SessionPolicy: SSO sessions, default idle 1h, absolute 12h.
 type SessionPolicy struct {
@@ -471,6 +492,9 @@ type Client struct {
 	// TokenExchange is what the client may do with the token-exchange
 	// grant; required with it.
 	TokenExchange *TokenExchangePolicy `yaml:"token-exchange"`
+	// DPoP is allowed (default), required or off: whether the client's
+	// token requests may, must or must not carry a DPoP proof (RFC 9449).
+	DPoP string `yaml:"dpop"`
 }
 
 // TokenExchangePolicy says which of RFC 8693's two uses a client may make

@@ -36,7 +36,7 @@ const MaxPARLifetime = 10 * time.Minute
 
 // profileKeys are the keys each profile type may set, beyond type, path, tags, enabled.
 var profileKeys = map[string][]string{
-	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "pushed-authorization-requests", "device-codes", "userinfo-audiences"},
+	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "pushed-authorization-requests", "device-codes", "dpop", "userinfo-audiences"},
 	ProfileAuthentication: {"authenticators", "sessions", "templates"},
 	ProfileUserManagement: {"token-profile", "scopes", "max-results", "audiences", "zones"},
 	ProfileDemo:           {"token-profile", "client", "user"},
@@ -49,6 +49,7 @@ var (
 	grantTypes         = []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantDeviceCode, GrantTokenExchange}
 	authMethods        = []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthNone}
 	formats            = []string{FormatJWT, FormatOpaque}
+	dpopModes          = []string{DPoPAllowed, DPoPRequired, DPoPOff}
 	authenticatorTypes = []string{"password", "oidc"}
 )
 
@@ -659,6 +660,11 @@ func (l *loader) checkClientValues(c *Client) {
 		l.at(path+".redirect-uris", "is required for the authorization_code grant")
 	}
 	l.checkTokenExchange(path, c)
+	if c.DPoP == "" {
+		c.DPoP = DPoPAllowed
+	} else {
+		l.oneOf(path+".dpop", c.DPoP, dpopModes)
+	}
 	l.unique(path+".redirect-uris", c.RedirectURIs)
 	for i, u := range c.RedirectURIs {
 		l.checkRedirectURI(fmt.Sprintf("%s.redirect-uris[%d]", path, i), u)

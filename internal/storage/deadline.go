@@ -148,6 +148,7 @@ func (s *deadlineStore) PushedRequests() model.PushedRequests {
 	return dPushedRequests{s.s.PushedRequests(), s.d}
 }
 func (s *deadlineStore) DeviceCodes() model.DeviceCodes { return dDeviceCodes{s.s.DeviceCodes(), s.d} }
+func (s *deadlineStore) DPoPProofs() model.DPoPProofs   { return dDPoPProofs{s.s.DPoPProofs(), s.d} }
 func (s *deadlineStore) Sessions() model.Sessions {
 	ss := s.s.Sessions()
 	return dSessions{dByHash[model.Session]{ss, s.d}, ss}
@@ -219,6 +220,15 @@ type dAssertions struct {
 
 func (a dAssertions) Use(ctx context.Context, clientID, jti string, exp time.Time) error {
 	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Use(ctx, clientID, jti, exp) })
+}
+
+type dDPoPProofs struct {
+	a model.DPoPProofs
+	d time.Duration
+}
+
+func (a dDPoPProofs) Use(ctx context.Context, jkt, jti string, exp time.Time) error {
+	return do(a.d, ctx, func(ctx context.Context) error { return a.a.Use(ctx, jkt, jti, exp) })
 }
 
 type dRefreshTokens struct {

@@ -40,7 +40,7 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 	// presentation (another client, a guessed verifier) must not use the
 	// code up for its client, nor pass for reuse. Refusals are counted so
 	// the code cannot serve as an oracle for long (MaxCodeFailures).
-	if e := checkExchange(code, g.profile, cl.id, f); e != nil {
+	if e := checkExchange(code, g.profile, cl.id, f, r.jkt); e != nil {
 		if code.UsedAt.IsZero() {
 			if err := g.store.AuthCodes().Fail(ctx, hash); err != nil {
 				return nil, oauth.ErrServerError.WithCause(err)
@@ -77,7 +77,7 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 	body, e := g.issue.issueUser(ctx, userTokens{
 		client: cl, subject: code.Subject, scopes: code.Scopes, audience: code.Audience,
 		sid: code.SessionID, nonce: code.Nonce, authTime: code.AuthTime, acr: code.ACR, amr: code.AMR,
-		jti: code.AccessTokenJTI, family: code.RefreshFamilyID,
+		jti: code.AccessTokenJTI, family: code.RefreshFamilyID, jkt: r.jkt,
 	})
 	if e != nil {
 		return nil, e
@@ -89,8 +89,10 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 }
 
 // checkExchange checks an exchange request against its code: the
-// profile, the client, the redirect URI and the PKCE verifier.
-func checkExchange(code model.AuthCode, profile, clientID string, f *form) *oauth.Error {
+// profile, the client, the redirect URI, the DPoP key the authorization
+// request named (dpop_jkt, RFC 9449 §10; jkt is the proof's) and the PKCE
+// verifier.
+func checkExchange(code model.AuthCode, profile, clientID string, f *form, jkt string) *oauth.Error {
 	switch {
 	case code.Profile != profile:
 		return errBadCode.WithReason("code_other_profile").WithCause(fmt.Errorf("code of profile %s", code.Profile))
@@ -99,6 +101,10 @@ func checkExchange(code model.AuthCode, profile, clientID string, f *form) *oaut
 	case code.RedirectURI != f.redirectURI:
 		// RFC 6749 §4.1.3: identical to the authorization request's.
 		return errBadCode.WithReason("redirect_uri_mismatch").WithCause(errors.New("redirect_uri differs"))
+	case code.DPoPJKT != "" && jkt == "":
+		return errInvalidDPoPProof.WithDescription("this code was requested with dpop_jkt: send a DPoP proof of that key").WithReason("dpop_required")
+	case code.DPoPJKT != "" && subtle.ConstantTimeCompare([]byte(code.DPoPJKT), []byte(jkt)) != 1:
+		return errInvalidDPoPProof.WithDescription("the DPoP proof's key is not the dpop_jkt of the authorization request").WithReason("dpop_key_mismatch")
 	}
 	return checkPKCE(code.CodeChallenge, code.CodeChallengeMethod, f.codeVerifier)
 }

@@ -143,6 +143,9 @@ type authzRequest struct {
 	nonce       string
 	prompt      map[string]bool
 	maxAge      int // seconds; -1: none
+	// dpopJKT binds the code to a DPoP key (RFC 9449 §10): its exchange
+	// needs a proof of that key.
+	dpopJKT string
 }
 
 // checkRedirect checks the redirect URI of cl's request: given once and
@@ -220,6 +223,15 @@ func checkAuthz(cl *client, redirectURI string, a *authzParams) (*authzRequest, 
 	if r.prompt, e = parsePrompt(a.get("prompt")); e != nil {
 		return nil, e
 	}
+	if r.dpopJKT = a.get("dpop_jkt"); r.dpopJKT != "" {
+		switch {
+		case cl.dpop == config.DPoPOff:
+			return nil, oauth.ErrInvalidRequest.WithDescription("DPoP is off for this client: send no dpop_jkt").WithReason("dpop_off")
+		case !validChallenge(r.dpopJKT):
+			// A SHA-256 thumbprint, base64url: 43 characters (RFC 7638).
+			return nil, oauth.ErrInvalidRequest.WithDescription("dpop_jkt must be a base64url SHA-256 JWK thumbprint (43 characters)").WithReason("dpop_jkt_malformed")
+		}
+	}
 	if s := a.get("max_age"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
@@ -282,6 +294,8 @@ func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
 		return fail(e)
 	}
 	scopes, challenge, nonce, prompt, maxAge := r.scopes, r.challenge, r.nonce, r.prompt, r.maxAge
+	// dpop_jkt needs no user: a browser that edits it only makes a code
+	// its client cannot exchange.
 	var loginAfter time.Time
 	if s := a.get(paramLoginAfter); s != "" {
 		loginAfter, _ = p.marker.check(s, a) // a bad marker counts as none: the user signs in
@@ -357,7 +371,7 @@ func (p *Profile) serveAuthorize(c *fiber.Ctx) error {
 		Subject: sess.UserID, SessionID: sess.ID, Nonce: nonce,
 		CodeChallenge: challenge, CodeChallengeMethod: "S256",
 		AuthTime: sess.AuthTime, ACR: sess.ACR, AMR: sess.AMR, Profile: p.name,
-		IssuedAt: now, ExpiresAt: now.Add(p.codeLifetime),
+		IssuedAt: now, ExpiresAt: now.Add(p.codeLifetime), DPoPJKT: r.dpopJKT,
 	}
 	if ac.Audience, e = cl.audiencePolicy(&form{}, p.issuer); e != nil {
 		return fail(e)

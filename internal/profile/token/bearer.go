@@ -28,6 +28,12 @@ func (p *Profile) Authorize(ctx context.Context, tok string, audiences []string)
 	if err != nil || !ok || !p.now().Before(info.expires) {
 		return Access{}, false, err
 	}
+	if info.jkt != "" {
+		// A DPoP-bound token is good only with a proof of its key (RFC
+		// 9449 §7), which these resources do not check yet: refused, as a
+		// bearer presentation of a bound token is at userinfo.
+		return Access{}, false, nil
+	}
 	if !slices.ContainsFunc(info.audience, func(a string) bool { return a == p.issuer || slices.Contains(audiences, a) }) {
 		return Access{}, false, nil
 	}

@@ -26,6 +26,7 @@ type client struct {
 	loopbackAnyPort        bool                       // a loopback IP redirect URI matches on any port (RFC 8252 §7.3)
 	requirePAR             bool                       // its authorization requests must be pushed (RFC 9126 §6)
 	exchange               config.TokenExchangePolicy // what the token-exchange grant may do
+	dpop                   string                     // config.DPoPAllowed, DPoPRequired or DPoPOff
 
 	cfg    *config.Client           // the entry it was built from, for reuse
 	policy config.AccessTokenPolicy // the profile policy it was built with
@@ -88,6 +89,10 @@ func newClient(c *config.Client, p *config.Profile) *client {
 	}
 	for _, g := range c.GrantTypes {
 		cl.grants[g] = true
+	}
+	cl.dpop = c.DPoP
+	if cl.dpop == "" {
+		cl.dpop = config.DPoPAllowed
 	}
 	if c.TokenExchange != nil {
 		cl.exchange = *c.TokenExchange

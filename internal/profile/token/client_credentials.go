@@ -20,9 +20,10 @@ func (g *clientCredentials) Handle(ctx context.Context, r *grantRequest) ([]byte
 		client:   r.client,
 		scopes:   r.scopes,
 		audience: r.audience,
+		jkt:      r.jkt,
 	})
 	if err != nil {
 		return nil, oauth.ErrServerError.WithCause(err)
 	}
-	return tokenResponse(tok, r.client.lifetime, r.scopes), nil
+	return tokenResponse(tok, accessTokenType(r.jkt), r.client.lifetime, r.scopes), nil
 }

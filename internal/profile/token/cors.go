@@ -40,8 +40,9 @@ func (p *Profile) withCORS(h fiber.Handler) fiber.Handler {
 		c.Vary(fiber.HeaderOrigin)
 		if o := c.Get(fiber.HeaderOrigin); p.corsOrigins[o] {
 			c.Set(fiber.HeaderAccessControlAllowOrigin, o)
-			// Userinfo's errors are in WWW-Authenticate (RFC 6750 §3).
-			c.Set(fiber.HeaderAccessControlExposeHeaders, fiber.HeaderWWWAuthenticate)
+			// Userinfo's errors are in WWW-Authenticate (RFC 6750 §3), and
+			// a DPoP client reads its next nonce (RFC 9449 §8).
+			c.Set(fiber.HeaderAccessControlExposeHeaders, fiber.HeaderWWWAuthenticate+", "+headerDPoPNonce)
 		}
 		return h(c)
 	}
@@ -62,7 +63,7 @@ func (p *Profile) preflight(methods string) fiber.Handler {
 		}
 		c.Set(fiber.HeaderAccessControlAllowOrigin, o)
 		c.Set(fiber.HeaderAccessControlAllowMethods, methods)
-		c.Set(fiber.HeaderAccessControlAllowHeaders, "Authorization, Content-Type")
+		c.Set(fiber.HeaderAccessControlAllowHeaders, "Authorization, Content-Type, DPoP")
 		c.Set(fiber.HeaderAccessControlMaxAge, "600")
 		return c.SendStatus(http.StatusNoContent)
 	}

@@ -83,6 +83,8 @@ type metadata struct {
 	IntrospectionEndpointAuthSigningAlgValuesSupported []string `json:"introspection_endpoint_auth_signing_alg_values_supported,omitempty"`
 	RevocationEndpointAuthMethodsSupported             []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
 	RevocationEndpointAuthSigningAlgValuesSupported    []string `json:"revocation_endpoint_auth_signing_alg_values_supported,omitempty"`
+	// RFC 9449 §5.1.
+	DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported,omitempty"`
 }
 
 func (p *Profile) metadata(snap *config.Snapshot, ks *keys.Set) metadata {
@@ -147,6 +149,9 @@ func (p *Profile) metadata(snap *config.Snapshot, ks *keys.Set) metadata {
 	if token {
 		m.TokenEndpointAuthMethodsSupported = authMethods
 		m.TokenEndpointAuthSigningAlgValuesSupported = clientAlgs
+		for _, a := range proofAlgs {
+			m.DPoPSigningAlgValuesSupported = append(m.DPoPSigningAlgValuesSupported, a.String())
+		}
 	}
 	if p.served[config.EndpointIntrospect] {
 		m.IntrospectionEndpointAuthMethodsSupported = authMethods

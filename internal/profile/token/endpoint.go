@@ -209,6 +209,40 @@ func (p *Profile) refuse(c *fiber.Ctx, endpoint string, f *form, e *oauth.Error)
 	return nil
 }
 
+// tokenProof checks the DPoP proof of a request to the token endpoint
+// (RFC 9449 §5) against the client's dpop mode and returns its key's
+// thumbprint, "" without a proof. A request without a DPoP header costs
+// one header lookup.
+func (p *Profile) tokenProof(c *fiber.Ctx, cl *client) (string, *oauth.Error) {
+	raw, e := proofHeader(c)
+	switch {
+	case e != nil:
+		return "", p.withNonce(c, e)
+	case raw == "" && cl.dpop == config.DPoPRequired:
+		return "", p.withNonce(c, errInvalidDPoPProof.WithDescription("this client must send a DPoP proof").WithReason("dpop_required"))
+	case raw == "":
+		return "", nil
+	case cl.dpop == config.DPoPOff:
+		return "", oauth.ErrInvalidRequest.WithDescription("DPoP is off for this client: send no DPoP header").WithReason("dpop_off")
+	}
+	proof, e := p.dpop.check(c.Context(), raw, http.MethodPost, p.htuToken, "")
+	p.withNonce(c, nil)
+	if e != nil {
+		return "", e
+	}
+	return proof.jkt, nil
+}
+
+// withNonce gives the response a fresh DPoP-Nonce when the profile
+// demands nonces (RFC 9449 §8: with use_dpop_nonce, and with any answer
+// to a proof, so the client always holds a current one), and returns e.
+func (p *Profile) withNonce(c *fiber.Ctx, e *oauth.Error) *oauth.Error {
+	if p.dpop.nonce {
+		c.Context().Response.Header.Set(headerDPoPNonce, p.dpop.currentNonce())
+	}
+	return e
+}
+
 // sendJSON sends a token-bearing JSON response (RFC 6749 §5.1 headers).
 func sendJSON(c *fiber.Ctx, body []byte) error {
 	r := &c.Context().Response
@@ -251,7 +285,11 @@ func (p *Profile) serveToken(c *fiber.Ctx) error {
 	if e != nil {
 		return p.refuse(c, ep, f, e)
 	}
-	body, e := g.Handle(c.Context(), &grantRequest{form: f, client: cl, scopes: scopes, audience: aud})
+	jkt, e := p.tokenProof(c, cl)
+	if e != nil {
+		return p.refuse(c, ep, f, e)
+	}
+	body, e := g.Handle(c.Context(), &grantRequest{form: f, client: cl, scopes: scopes, audience: aud, jkt: jkt})
 	if e != nil {
 		return p.refuse(c, ep, f, e)
 	}

@@ -87,7 +87,7 @@ type env struct {
 // setStore replaces the profile's store everywhere New handed it out, as
 // a profile built with that store would have it.
 func (p *Profile) setStore(s model.Store) {
-	p.store, p.issue.store, p.families.store = s, s, s
+	p.store, p.issue.store, p.families.store, p.dpop.store = s, s, s, s
 	if g, ok := p.grants[config.GrantAuthorizationCode].(*authorizationCode); ok {
 		g.store = s // shared with the refresh grant
 	}

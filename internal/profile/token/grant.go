@@ -24,6 +24,9 @@ type grantRequest struct {
 	client   *client
 	scopes   []string
 	audience []string
+	// jkt is the thumbprint of the key of the request's valid DPoP proof
+	// (RFC 9449 §4.3), "" without one: what the tokens are bound to.
+	jkt string
 }
 
 // newGrants returns the grants the profile serves, by grant_type: the

@@ -28,6 +28,7 @@ type tokenInfo struct {
 	issuedAt time.Time
 	expires  time.Time
 	act      *actClaim // a JWT's act claim (RFC 8693 §4.1)
+	jkt      string    // the DPoP key the token is bound to (RFC 9449 §6), "" for a bearer token
 	// stored: an opaque token read from the store, whose read already
 	// joined the revocation (expires is zero if revoked), so no separate
 	// revocation check is needed.
@@ -47,8 +48,15 @@ func (p *Profile) lookup(ctx context.Context, token string) (info tokenInfo, ok 
 		if !ok {
 			return tokenInfo{}, false, nil
 		}
-		return tokenInfo{jti: c.Jti, clientID: c.ClientID, subject: c.Sub, scope: c.Scope, audience: c.Aud,
-			issuedAt: time.Unix(c.Iat, 0), expires: time.Unix(c.Exp, 0), act: c.Act}, true, nil
+		info := tokenInfo{jti: c.Jti, clientID: c.ClientID, subject: c.Sub, scope: c.Scope, audience: c.Aud,
+			issuedAt: time.Unix(c.Iat, 0), expires: time.Unix(c.Exp, 0), act: c.Act}
+		if c.Cnf != nil {
+			if info.jkt = c.Cnf.JKT; info.jkt == "" {
+				// A cnf we cannot check must not pass for no binding.
+				return tokenInfo{}, false, nil
+			}
+		}
+		return info, true, nil
 	}
 	if p.store == nil {
 		return tokenInfo{}, false, errNoStore
@@ -63,7 +71,7 @@ func (p *Profile) lookup(ctx context.Context, token string) (info tokenInfo, ok 
 		return tokenInfo{}, false, nil
 	}
 	info = tokenInfo{jti: t.JTI, clientID: t.ClientID, subject: t.Subject, scope: strings.Join(t.Scopes, " "),
-		audience: t.Audience, issuedAt: t.IssuedAt, expires: t.ExpiresAt, stored: true}
+		audience: t.Audience, issuedAt: t.IssuedAt, expires: t.ExpiresAt, stored: true, jkt: t.JKT}
 	// AccessTokens().Get joins revoked_tokens on jti (both backends), the
 	// same row Revocations().IsRevoked reads.
 	if !t.RevokedAt.IsZero() {
@@ -127,6 +135,8 @@ type introspection struct {
 	Jti       string   `json:"jti,omitempty"`
 	// Act is the actor of a delegated token (RFC 8693 §2.2.1, §4.1).
 	Act *actClaim `json:"act,omitempty"`
+	// Cnf names the DPoP key of a bound token (RFC 9449 §6.2).
+	Cnf *cnfClaim `json:"cnf,omitempty"`
 }
 
 var inactive = []byte(`{"active":false}`)
@@ -191,11 +201,15 @@ func (p *Profile) serveIntrospect(c *fiber.Ctx) error {
 	case revoked:
 		return sendJSON(c, inactive)
 	}
-	body, err := json.Marshal(introspection{
-		Active: true, Scope: info.scope, ClientID: info.clientID, TokenType: "Bearer",
+	resp := introspection{
+		Active: true, Scope: info.scope, ClientID: info.clientID, TokenType: accessTokenType(info.jkt),
 		Exp: info.expires.Unix(), Iat: info.issuedAt.Unix(), Sub: info.subject, Aud: info.audience,
 		Iss: p.issuer, Jti: info.jti, Act: info.act,
-	})
+	}
+	if info.jkt != "" {
+		resp.Cnf = &cnfClaim{JKT: info.jkt}
+	}
+	body, err := json.Marshal(resp)
 	if err != nil {
 		return p.fail(c, ep, oauth.ErrServerError.WithCause(err))
 	}

@@ -47,11 +47,14 @@ func newSecret() string {
 // tokenResponse serializes RFC 6749 §5.1. Access tokens are base64url
 // (opaque) or JWS compact (base64url and dots) and scope tokens exclude
 // '"' and '\' (RFC 6749 §3.3), so no JSON escaping is needed.
-func tokenResponse(token []byte, lifetime time.Duration, scopes []string) []byte {
+// tokenType is Bearer or, for a token bound to a DPoP key, DPoP.
+func tokenResponse(token []byte, tokenType string, lifetime time.Duration, scopes []string) []byte {
 	b := make([]byte, 0, len(token)+128)
 	b = append(b, `{"access_token":"`...)
 	b = append(b, token...)
-	b = append(b, `","token_type":"Bearer","expires_in":`...)
+	b = append(b, `","token_type":"`...)
+	b = append(b, tokenType...)
+	b = append(b, `","expires_in":`...)
 	b = strconv.AppendInt(b, int64(lifetime/time.Second), 10)
 	if len(scopes) > 0 {
 		b = append(b, `,"scope":"`...)
@@ -75,6 +78,22 @@ type accessToken struct {
 	jti      string    // "" = a new one; the code grant pre-assigns it
 	act      *actClaim // the actor of a delegated token (token exchange)
 	notAfter time.Time // a bound on the expiry (token exchange); zero: none
+	jkt      string    // the DPoP key it is bound to (RFC 9449 §6); "": a bearer token
+}
+
+// accessTokenType is the token_type of an access token bound to jkt
+// (RFC 9449 §5), or of a bearer token when jkt is "".
+func accessTokenType(jkt string) string {
+	if jkt != "" {
+		return tokenTypeDPoP
+	}
+	return "Bearer"
+}
+
+// cnfClaim is the confirmation claim of a DPoP-bound JWT (RFC 9449 §6.1,
+// RFC 7800): the SHA-256 thumbprint of the key.
+type cnfClaim struct {
+	JKT string `json:"jkt"`
 }
 
 // atClaims are the claims of a JWT access token (RFC 9068 §2.2).
@@ -88,6 +107,7 @@ type atClaims struct {
 	ClientID string    `json:"client_id"`
 	Scope    string    `json:"scope,omitempty"`
 	Act      *actClaim `json:"act,omitempty"`
+	Cnf      *cnfClaim `json:"cnf,omitempty"`
 }
 
 // audience marshals as a string when single (RFC 7519 §4.1.3).
@@ -140,6 +160,7 @@ func (is *issuer) issueAccess(ctx context.Context, at accessToken) ([]byte, erro
 			Profile:   is.profile,
 			IssuedAt:  now,
 			ExpiresAt: exp,
+			JKT:       at.jkt,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("store access token: %w", err)
@@ -156,6 +177,9 @@ func (is *issuer) issueAccess(ctx context.Context, at accessToken) ([]byte, erro
 		ClientID: at.client.id,
 		Scope:    strings.Join(at.scopes, " "),
 		Act:      at.act,
+	}
+	if at.jkt != "" {
+		c.Cnf = &cnfClaim{JKT: at.jkt}
 	}
 	return is.signJWT(c.appendJSON(make([]byte, 0, 256)), typAccessToken, "access token")
 }
@@ -201,6 +225,11 @@ func (c *atClaims) appendJSON(b []byte) []byte {
 		b = append(b, `,"act":`...)
 		b = append(b, act...)
 	}
+	if c.Cnf != nil {
+		b = append(b, `,"cnf":{"jkt":`...)
+		b = appendJSONString(b, c.Cnf.JKT)
+		b = append(b, '}')
+	}
 	return append(b, '}')
 }
 
@@ -244,6 +273,10 @@ type userTokens struct {
 	family   string // refresh token family; "" = no new refresh token
 	// refresh is the rotated refresh token to return ("" = none).
 	refresh string
+	// jkt is the DPoP key of the request's proof ("" = none): the access
+	// token is bound to it, and so is a new refresh token family of a
+	// public client (RFC 9449 §5).
+	jkt string
 }
 
 // userTokenResponse is RFC 6749 §5.1 plus the id_token of OpenID Connect
@@ -261,12 +294,12 @@ type userTokenResponse struct {
 // for the code grant of a client allowed refresh_token, the first refresh
 // token of the family.
 func (is *issuer) issueUser(ctx context.Context, u userTokens) ([]byte, *oauth.Error) {
-	atb, err := is.issueAccess(ctx, accessToken{subject: u.subject, client: u.client, scopes: u.scopes, audience: u.audience, jti: u.jti})
+	atb, err := is.issueAccess(ctx, accessToken{subject: u.subject, client: u.client, scopes: u.scopes, audience: u.audience, jti: u.jti, jkt: u.jkt})
 	if err != nil {
 		return nil, oauth.ErrServerError.WithCause(err)
 	}
 	at := string(atb)
-	resp := userTokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(u.client.lifetime / time.Second),
+	resp := userTokenResponse{AccessToken: at, TokenType: accessTokenType(u.jkt), ExpiresIn: int64(u.client.lifetime / time.Second),
 		Scope: strings.Join(u.scopes, " "), RefreshToken: u.refresh}
 	if slices.Contains(u.scopes, "openid") {
 		if resp.IDToken, err = is.issueID(u, at); err != nil {
@@ -276,10 +309,17 @@ func (is *issuer) issueUser(ctx context.Context, u userTokens) ([]byte, *oauth.E
 	if u.family != "" && u.client.grants[config.GrantRefreshToken] {
 		now := is.now()
 		rt := newSecret()
+		// RFC 9449 §5: a public client's refresh tokens are bound to its
+		// DPoP key; a confidential client's are bound to its credentials
+		// already, and may outlive the key.
+		var rtJKT string
+		if u.client.public {
+			rtJKT = u.jkt
+		}
 		err := is.store.RefreshTokens().Create(ctx, model.RefreshToken{
 			Hash: model.HashSecret(rt), FamilyID: u.family, ClientID: u.client.id, Subject: u.subject,
 			Scopes: u.scopes, Audience: u.audience, SessionID: u.sid, AuthTime: u.authTime, ACR: u.acr, AMR: u.amr,
-			Profile: is.profile, IssuedAt: now, ExpiresAt: now.Add(is.refreshLifetime),
+			Profile: is.profile, IssuedAt: now, ExpiresAt: now.Add(is.refreshLifetime), JKT: rtJKT,
 		})
 		if err != nil {
 			return nil, oauth.ErrServerError.WithCause(fmt.Errorf("store refresh token: %w", err))

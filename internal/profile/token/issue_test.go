@@ -16,8 +16,10 @@ func TestAccessClaimsJSONIsEncodingJSONs(t *testing.T) {
 	auds := []audience{nil, {}, {"one"}, {"one", "two"}, {`q"`, "<>"}}
 	for _, s := range odd {
 		acts := []*actClaim{nil, {Sub: s}, {Sub: "svc", Act: &actClaim{Sub: s}}}
+		cnfs := []*cnfClaim{nil, {JKT: s}}
 		for i, aud := range auds {
-			c := atClaims{Iss: s, Sub: s, Aud: aud, Exp: 1 << 40, Iat: -5, Jti: s, ClientID: s, Scope: s, Act: acts[i%len(acts)]}
+			c := atClaims{Iss: s, Sub: s, Aud: aud, Exp: 1 << 40, Iat: -5, Jti: s, ClientID: s, Scope: s, Act: acts[i%len(acts)],
+				Cnf: cnfs[i%len(cnfs)]}
 			want, err := json.Marshal(c)
 			if err != nil {
 				t.Fatal(err)
@@ -33,7 +35,8 @@ func FuzzAccessClaimsJSON(f *testing.F) {
 	f.Add("svc", "a:read a:write", "https://api.example.com")
 	f.Add("<&>", "\u2028", "\xff")
 	f.Fuzz(func(t *testing.T, sub, scope, aud string) {
-		c := atClaims{Iss: "https://id.example.com", Sub: sub, Aud: audience{aud, sub}, Jti: scope, ClientID: sub, Scope: scope}
+		c := atClaims{Iss: "https://id.example.com", Sub: sub, Aud: audience{aud, sub}, Jti: scope, ClientID: sub, Scope: scope,
+			Cnf: &cnfClaim{JKT: aud}}
 		want, _ := json.Marshal(c)
 		if got := c.appendJSON(nil); string(got) != string(want) {
 			t.Fatalf("got %s, want %s", got, want)

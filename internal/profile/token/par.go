@@ -1,6 +1,7 @@
 package token
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,6 +91,9 @@ func (p *Profile) servePAR(c *fiber.Ctx) error {
 	if _, e := checkAuthz(cl, redirectURI, a); e != nil {
 		return p.refuse(c, ep, f, e)
 	}
+	if e := p.pushedProof(c, cl, a); e != nil {
+		return p.refuse(c, ep, f, e)
+	}
 	for _, k := range consentParams {
 		delete(a.values, k)
 	}
@@ -105,6 +109,35 @@ func (p *Profile) servePAR(c *fiber.Ctx) error {
 	r.Header.SetContentType(contentTypeJSON)
 	oauth.NoStore(r)
 	r.SetBodyRaw(body)
+	return nil
+}
+
+// pushedProof applies RFC 9449 §10.1: a DPoP proof sent with a pushed
+// request binds the code to its key, as dpop_jkt would; with both, they
+// must name the same key. The client's dpop mode applies as at the token
+// endpoint, except that a required client may push without a proof (it
+// proves its key when it exchanges the code).
+func (p *Profile) pushedProof(c *fiber.Ctx, cl *client, a *authzParams) *oauth.Error {
+	raw, e := proofHeader(c)
+	switch {
+	case e != nil:
+		return p.withNonce(c, e)
+	case raw == "":
+		return nil
+	case cl.dpop == config.DPoPOff:
+		return oauth.ErrInvalidRequest.WithDescription("DPoP is off for this client: send no DPoP header").WithReason("dpop_off")
+	}
+	proof, e := p.dpop.check(c.Context(), raw, http.MethodPost, p.htuPAR, "")
+	p.withNonce(c, nil)
+	if e != nil {
+		return e
+	}
+	switch jkt := a.get("dpop_jkt"); {
+	case jkt == "":
+		a.values.Set("dpop_jkt", proof.jkt)
+	case subtle.ConstantTimeCompare([]byte(jkt), []byte(proof.jkt)) != 1:
+		return errInvalidDPoPProof.WithDescription("dpop_jkt is not the thumbprint of the DPoP proof's key").WithReason("dpop_key_mismatch")
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
@@ -43,6 +44,12 @@ func (g *refreshToken) Handle(ctx context.Context, r *grantRequest) ([]byte, *oa
 		return nil, g.reuse(ctx, old)
 	case !now.Before(old.ExpiresAt):
 		return nil, errBadRefresh.WithReason("refresh_expired").WithCause(errors.New("refresh token expired"))
+	// RFC 9449 §5: a bound refresh token is used only with a proof of
+	// its key; a refused one is not spent.
+	case old.JKT != "" && r.jkt == "":
+		return nil, errInvalidDPoPProof.WithDescription("this refresh token is bound to a DPoP key: send a DPoP proof of that key").WithReason("dpop_required")
+	case old.JKT != "" && subtle.ConstantTimeCompare([]byte(old.JKT), []byte(r.jkt)) != 1:
+		return nil, errInvalidDPoPProof.WithDescription("the DPoP proof's key is not the one this refresh token is bound to").WithReason("dpop_key_mismatch")
 	}
 	// RFC 6749 §6: a narrower scope may be asked for, never a wider one.
 	scopes := old.Scopes
@@ -56,7 +63,7 @@ func (g *refreshToken) Handle(ctx context.Context, r *grantRequest) ([]byte, *oa
 		return nil, e
 	}
 	ut := userTokens{client: cl, subject: old.Subject, scopes: scopes, audience: old.Audience,
-		sid: old.SessionID, authTime: old.AuthTime, acr: old.ACR, amr: old.AMR, jti: grantJTI(old.FamilyID)}
+		sid: old.SessionID, authTime: old.AuthTime, acr: old.ACR, amr: old.AMR, jti: grantJTI(old.FamilyID), jkt: r.jkt}
 	if g.rotate {
 		// The new token keeps the grant's original scope (RFC 6749 §6).
 		next := old

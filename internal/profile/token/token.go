@@ -122,6 +122,11 @@ type Profile struct {
 	// userinfoAudiences are the audiences besides the issuer whose access
 	// tokens userinfo accepts (RFC 9068 §4).
 	userinfoAudiences []string
+	// dpop checks DPoP proofs (RFC 9449); htu* are the normalised URLs
+	// of the endpoints that take them, built from the issuer (never from
+	// the request's Host).
+	dpop                          *dpopChecker
+	htuToken, htuUserinfo, htuPAR string
 	// corsOrigins may call the token, revocation and userinfo endpoints
 	// from a browser (see cors.go).
 	corsOrigins map[string]bool
@@ -283,6 +288,10 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 		idTokenLifetime: orDefault(p.IDTokens.Lifetime.D(), config.DefaultIDTokenLifetime),
 		refreshLifetime: orDefault(p.RefreshTokens.Lifetime.D(), config.DefaultRefreshTokenLifetime),
 	}
+	if prof.dpop, err = newDPoPChecker(ks.Active, deps.Store, prof.now, p.DPoP.Nonce); err != nil {
+		return nil, fmt.Errorf("profile %q: %w", p.Name, err)
+	}
+	prof.htuToken, prof.htuUserinfo, prof.htuPAR = mustNormalHTU(base+PathToken), mustNormalHTU(base+PathUserinfo), mustNormalHTU(base+PathPAR)
 	prof.trail = audit.Trail{Store: deps.Store, Zone: deps.Zone, Logger: prof.log, Metrics: deps.Metrics, Now: prof.now}
 	prof.families = &families{store: deps.Store, clients: prof.clients, trail: prof.trail, profile: p.Name}
 	users := &userGrants{profile: p.Name, store: deps.Store, issue: prof.issue, families: prof.families, trail: prof.trail, now: prof.now}

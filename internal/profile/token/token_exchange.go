@@ -63,6 +63,7 @@ type presented struct {
 	scopes   []string
 	expires  time.Time
 	act      *actClaim
+	jkt      string // the DPoP key an access token is bound to
 }
 
 // idTokenScopes is what an ID token stands for: that the user signed in
@@ -106,6 +107,9 @@ func (g *tokenExchange) Handle(ctx context.Context, r *grantRequest) ([]byte, *o
 	if e != nil {
 		return nil, e
 	}
+	if e := exchangeHolder(subject, r.jkt, "subject_token"); e != nil {
+		return nil, e
+	}
 	act, actor, notAfter := subject.act, "", subject.expires
 	switch {
 	case f.actorToken != "":
@@ -117,6 +121,9 @@ func (g *tokenExchange) Handle(ctx context.Context, r *grantRequest) ([]byte, *o
 		}
 		a, e := g.verify(ctx, cl, f.actorToken, f.actorTokenType, "actor_token")
 		if e != nil {
+			return nil, e
+		}
+		if e := exchangeHolder(a, r.jkt, "actor_token"); e != nil {
 			return nil, e
 		}
 		// The actor is the client itself: a token issued to it or naming
@@ -149,7 +156,7 @@ func (g *tokenExchange) Handle(ctx context.Context, r *grantRequest) ([]byte, *o
 	// The new token belongs to the subject token's grant, so revoking
 	// that grant (logout, refresh reuse, RFC 7009) ends it too.
 	tok, err := g.p.issue.issueAccess(ctx, accessToken{subject: subject.subject, client: cl, scopes: scopes,
-		audience: r.audience, act: act, notAfter: notAfter, jti: grantJTI(grantOf(subject.jti))})
+		audience: r.audience, act: act, notAfter: notAfter, jti: grantJTI(grantOf(subject.jti)), jkt: r.jkt})
 	if err != nil {
 		return nil, oauth.ErrServerError.WithCause(err)
 	}
@@ -161,13 +168,23 @@ func (g *tokenExchange) Handle(ctx context.Context, r *grantRequest) ([]byte, *o
 	}
 	_ = g.p.trail.Record(ctx, model.AuditEvent{Type: audit.TokenExchange, Subject: subject.subject, ClientID: cl.id, Details: details})
 	body, err := json.Marshal(exchangeResponse{
-		AccessToken: string(tok), IssuedTokenType: tokenTypeAccess, TokenType: "Bearer",
+		AccessToken: string(tok), IssuedTokenType: tokenTypeAccess, TokenType: accessTokenType(r.jkt),
 		ExpiresIn: int64(min(cl.lifetime, notAfter.Sub(now)) / time.Second), Scope: strings.Join(scopes, " "),
 	})
 	if err != nil {
 		return nil, oauth.ErrServerError.WithCause(err)
 	}
 	return body, nil
+}
+
+// exchangeHolder refuses a DPoP-bound token presented without a proof of
+// its key: holding a bound token is not enough to use it (RFC 9449 §1),
+// and an exchange is a use.
+func exchangeHolder(t presented, jkt, which string) *oauth.Error {
+	if t.jkt == "" || t.jkt == jkt {
+		return nil
+	}
+	return errInvalidDPoPProof.WithDescription("the " + which + " is bound to a DPoP key: send a DPoP proof of that key").WithReason("dpop_key_mismatch")
 }
 
 // downScope bounds the scopes by the subject token's (RFC 8693 §2.1: the
@@ -236,7 +253,7 @@ func (g *tokenExchange) accessToken(ctx context.Context, cl *client, token, whic
 		return presented{}, invalidExchange(which+"_invalid", "the "+which+" is not an active token of this issuer")
 	}
 	return presented{subject: info.subject, clientID: info.clientID, jti: info.jti, scopes: strings.Fields(info.scope),
-		expires: info.expires, act: info.act}, nil
+		expires: info.expires, act: info.act, jkt: info.jkt}, nil
 }
 
 // exchangedIDClaims are the ID token claims an exchange reads.

@@ -169,6 +169,7 @@ func TestDiscoveryEveryEndpoint(t *testing.T) {
 		"introspection_endpoint_auth_signing_alg_values_supported": algs,
 		"revocation_endpoint_auth_methods_supported":               auth,
 		"revocation_endpoint_auth_signing_alg_values_supported":    algs,
+		"dpop_signing_alg_values_supported":                        []string{"ES256", "EdDSA", "RS256", "PS256"},
 	})
 	if !reflect.DeepEqual(got, want) {
 		gb, _ := json.MarshalIndent(got, "", "  ")

@@ -2,6 +2,7 @@ package token
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,7 +49,7 @@ var (
 // query (§2.3 is not supported: URLs end up in logs).
 func (p *Profile) serveUserinfo(c *fiber.Ctx) error {
 	const ep = config.EndpointUserinfo
-	tok, e := bearerToken(c)
+	tok, scheme, e := bearerToken(c)
 	if e != nil {
 		return p.bearerFail(c, ep, e)
 	}
@@ -69,6 +70,9 @@ func (p *Profile) serveUserinfo(c *fiber.Ctx) error {
 	}
 	if !p.forUserinfo(info.audience) {
 		return p.bearerFail(c, ep, errInvalidToken.WithCause(errors.New("token audience is not userinfo's")))
+	}
+	if e := p.resourceProof(c, info, tok, scheme, p.htuUserinfo); e != nil {
+		return p.dpopFail(c, ep, e)
 	}
 	switch revoked, err := p.families.revoked(ctx, info); {
 	case err != nil:
@@ -126,23 +130,36 @@ func userClaims(u model.User, scopes []string) map[string]any {
 	return out
 }
 
-// bearerToken extracts the token of RFC 6750 §2.1 or §2.2.
-func bearerToken(c *fiber.Ctx) (string, *oauth.Error) {
+// Authorization schemes of an access token: RFC 6750 §2.1 (or the form
+// body, §2.2) and RFC 9449 §7.1.
+const (
+	schemeBearer = "Bearer"
+	schemeDPoP   = tokenTypeDPoP
+)
+
+// bearerToken extracts the token of RFC 6750 §2.1 or §2.2, or of a DPoP
+// Authorization header (RFC 9449 §7.1), with the scheme it came with.
+func bearerToken(c *fiber.Ctx) (string, string, *oauth.Error) {
 	req := &c.Context().Request
 	var header, body string
 	var hasBody bool
+	scheme := schemeBearer
 	if h := req.Header.Peek(fasthttp.HeaderAuthorization); len(h) > 0 {
-		if len(h) < 7 || !strings.EqualFold(string(h[:7]), "bearer ") {
-			return "", errInvalidToken.WithDescription("the Authorization scheme must be Bearer")
+		switch {
+		case len(h) >= 7 && strings.EqualFold(string(h[:7]), "bearer "):
+			header = strings.TrimSpace(string(h[7:]))
+		case len(h) >= 5 && strings.EqualFold(string(h[:5]), "dpop "):
+			header, scheme = strings.TrimSpace(string(h[5:])), schemeDPoP
+		default:
+			return "", "", errInvalidToken.WithDescription("the Authorization scheme must be Bearer or DPoP")
 		}
-		header = strings.TrimSpace(string(h[7:]))
 		if header == "" {
-			return "", oauth.ErrInvalidRequest.WithDescription("empty bearer token")
+			return "", "", oauth.ErrInvalidRequest.WithDescription("empty access token")
 		}
 	}
 	if c.Method() == http.MethodPost {
 		if len(req.Body()) > MaxFormBytes {
-			return "", errTooLarge
+			return "", "", errTooLarge
 		}
 		ct := req.Header.ContentType()
 		if i := bytes.IndexByte(ct, ';'); i >= 0 {
@@ -157,20 +174,20 @@ func bearerToken(c *fiber.Ctx) (string, *oauth.Error) {
 				}
 			})
 			if n > 1 {
-				return "", oauth.ErrInvalidRequest.WithDescription("access_token is repeated")
+				return "", "", oauth.ErrInvalidRequest.WithDescription("access_token is repeated")
 			}
 		}
 	}
 	if len(req.URI().QueryArgs().Peek("access_token")) > 0 {
-		return "", oauth.ErrInvalidRequest.WithDescription("send the access token in the Authorization header, not the URL")
+		return "", "", oauth.ErrInvalidRequest.WithDescription("send the access token in the Authorization header, not the URL")
 	}
 	switch {
 	case header != "" && hasBody:
-		return "", oauth.ErrInvalidRequest.WithDescription("use exactly one way to send the access token")
+		return "", "", oauth.ErrInvalidRequest.WithDescription("use exactly one way to send the access token")
 	case header != "":
-		return header, nil
+		return header, scheme, nil
 	}
-	return body, nil
+	return body, schemeBearer, nil
 }
 
 // bearerFail writes a bearer-token error: the JSON body plus the
@@ -182,6 +199,8 @@ func (p *Profile) bearerFail(c *fiber.Ctx, endpoint string, e *oauth.Error) erro
 		r.SetStatusCode(http.StatusUnauthorized)
 		oauth.NoStore(r)
 		r.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="`+oauth.Realm(p.issuer)+`"`)
+		// Either scheme will do (RFC 9449 §7.1).
+		r.Header.Add(fasthttp.HeaderWWWAuthenticate, dpopChallenge(""))
 		return nil
 	}
 	_ = p.fail(c, endpoint, e) // writes the body; overwrite its Basic challenge
@@ -193,5 +212,55 @@ func (p *Profile) bearerFail(c *fiber.Ctx, endpoint string, e *oauth.Error) erro
 		}
 		r.Header.Set(fasthttp.HeaderWWWAuthenticate, ch)
 	}
+	return nil
+}
+
+// resourceProof applies RFC 9449 §7 to an access token presented at a
+// resource of this profile: a token bound to a key (cnf.jkt) only with
+// the DPoP scheme and a valid proof of that key whose ath is the token's
+// hash; a bearer token only with the Bearer scheme. An unbound token sent
+// with Bearer costs nothing here.
+func (p *Profile) resourceProof(c *fiber.Ctx, info tokenInfo, tok, scheme, htu string) *oauth.Error {
+	if scheme == schemeBearer {
+		if info.jkt != "" {
+			return errInvalidToken.WithDescription("the access token is bound to a DPoP key: send it with the DPoP scheme and a proof").
+				WithReason("dpop_bound_token_as_bearer")
+		}
+		return nil
+	}
+	if info.jkt == "" {
+		return errInvalidToken.WithDescription("the access token is not DPoP-bound: send it with the Bearer scheme").WithReason("dpop_unbound_token")
+	}
+	raw, e := proofHeader(c)
+	switch {
+	case e != nil:
+		return p.withNonce(c, e)
+	case raw == "":
+		return p.withNonce(c, errInvalidDPoPProof.WithDescription("a DPoP-bound token needs a DPoP proof").WithReason("dpop_proof_missing"))
+	}
+	proof, e := p.dpop.check(c.Context(), raw, c.Method(), htu, tok)
+	p.withNonce(c, nil)
+	if e != nil {
+		return e
+	}
+	if subtle.ConstantTimeCompare([]byte(proof.jkt), []byte(info.jkt)) != 1 {
+		return errInvalidDPoPProof.WithDescription("the DPoP proof's key is not the one the access token is bound to").WithReason("dpop_key_mismatch")
+	}
+	return nil
+}
+
+// dpopFail writes a refusal of resourceProof: 401 with a DPoP challenge
+// (RFC 9449 §7.1) for the DPoP errors and for a bound token sent as a
+// bearer token, whose client must learn to use DPoP.
+func (p *Profile) dpopFail(c *fiber.Ctx, endpoint string, e *oauth.Error) error {
+	if e.Status >= 500 {
+		return p.bearerFail(c, endpoint, e)
+	}
+	if e.Status == http.StatusBadRequest {
+		e = e.WithDescription(e.Description) // a copy: the sentinels are shared
+		e.Status = http.StatusUnauthorized
+	}
+	_ = p.fail(c, endpoint, e) // writes the body; overwrite its Basic challenge
+	c.Context().Response.Header.Set(fasthttp.HeaderWWWAuthenticate, dpopChallenge(e.Code))
 	return nil
 }

@@ -43,14 +43,15 @@ type AppliedMigration struct {
 // SchemaMax was migrated by a newer release; expand/contract keeps it
 // usable by this one.
 //
-// SchemaMin is 7: this binary reads and writes the users' SCIM columns
+// SchemaMin is 8: this binary reads and writes the users' SCIM columns
 // and the groups, which migrations 4 and 5 add, the pushed authorization
-// requests of migration 6 and the device codes of migration 7. Every
-// migration so far only expands, so the previous release's binary still
-// serves a database at version 7 (it ignores the columns and tables).
+// requests of migration 6, the device codes of migration 7, and the DPoP
+// key bindings and proof ids of migration 8. Every migration so far only
+// expands, so the previous release's binary still serves a database at
+// version 8 (it ignores the columns and tables).
 const (
-	SchemaMin = 7
-	SchemaMax = 7
+	SchemaMin = 8
+	SchemaMax = 8
 )
 
 // CheckSchemaVersion reports whether this binary can serve a database at

@@ -85,6 +85,9 @@ type AccessToken struct {
 	// RevokedAt is read-only: set by Revocations.Revoke of the token's JTI
 	// (one revocation path for JWT and opaque tokens); zero unless revoked.
 	RevokedAt time.Time
+	// JKT is the RFC 7638 thumbprint of the DPoP key the token is bound to
+	// (RFC 9449 §6); "" for a bearer token.
+	JKT string
 }
 
 // AccessTokens stores opaque access tokens.
@@ -118,6 +121,14 @@ type Assertions interface {
 	Use(ctx context.Context, clientID, jti string, expiresAt time.Time) error
 }
 
+// DPoPProofs remembers the jti of every DPoP proof accepted while its iat
+// window lasts (RFC 9449 §11.1), so a proof is used once across the zone.
+type DPoPProofs interface {
+	// Use records (jkt, jti) until expiresAt, or returns ErrReplay if it
+	// is already recorded. One insert, atomic across nodes.
+	Use(ctx context.Context, jkt, jti string, expiresAt time.Time) error
+}
+
 // RefreshToken is stored hashed. Tokens rotated from one grant share a
 // FamilyID, so reuse of any member can revoke the whole family
 // (OAuth 2.0 Security BCP §4.14.2).
@@ -137,6 +148,9 @@ type RefreshToken struct {
 	ExpiresAt time.Time
 	UsedAt    time.Time // set when rotated; kept until expiry to detect reuse
 	RevokedAt time.Time // set when the family is revoked
+	// JKT binds the token to a DPoP key (RFC 9449 §5: a public client's
+	// refresh tokens); "" for an unbound token. Rotation keeps it.
+	JKT string
 }
 
 // ScopeOfflineAccess is the scope that asks for refresh tokens that
@@ -197,6 +211,9 @@ type AuthCode struct {
 	// FailedAttempts counts exchanges refused before Consume (another
 	// client, redirect URI or code_verifier); read-only, set by Fail.
 	FailedAttempts int
+	// DPoPJKT is the dpop_jkt of the authorization request (RFC 9449
+	// §10): the code is exchanged only with a proof of that key.
+	DPoPJKT string
 }
 
 // MaxCodeFailures is how many refused exchanges a code survives: after
@@ -520,7 +537,9 @@ type GCStats struct {
 	PushedRequests int64
 	// DeviceCodes are device authorization requests past their expiry.
 	DeviceCodes int64
-	Nodes       int64
+	// DPoPProofs are DPoP proof ids past their iat window.
+	DPoPProofs int64
+	Nodes      int64
 	// AuditEvents are those past the data source's audit-retention
 	// (Audit.Prune, which the node's GC runs after Store.GC).
 	AuditEvents int64
@@ -529,7 +548,7 @@ type GCStats struct {
 // Total is the sum of every count.
 func (s GCStats) Total() int64 {
 	return s.AccessTokens + s.Revocations + s.Assertions + s.RefreshTokens + s.AuthCodes + s.Sessions +
-		s.PushedRequests + s.DeviceCodes + s.Nodes + s.AuditEvents
+		s.PushedRequests + s.DeviceCodes + s.DPoPProofs + s.Nodes + s.AuditEvents
 }
 
 // Store is one data source: every aggregate plus lifecycle. It is safe
@@ -542,6 +561,7 @@ type Store interface {
 	AuthCodes() AuthCodes
 	PushedRequests() PushedRequests
 	DeviceCodes() DeviceCodes
+	DPoPProofs() DPoPProofs
 	Sessions() Sessions
 	Users() Users
 	Groups() Groups

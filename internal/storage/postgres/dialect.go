@@ -62,7 +62,7 @@ var dialect = sqlstore.Dialect{
 	// Rotate is one statement; INSERT ... SELECT does not infer parameter
 	// types from the target columns.
 	RotateValues: `$1::bytea, $2::text, $3::text, $4::text, $5::text[], $6::text[], $7::text, $8::timestamptz,
-		$9::text, $10::text[], $11::text, $12::timestamptz, $13::timestamptz, $14::timestamptz, $15::timestamptz`,
+		$9::text, $10::text[], $11::text, $12::timestamptz, $13::timestamptz, $14::timestamptz, $15::timestamptz, $16::text`,
 	IsUnique: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505" // unique_violation

@@ -15,16 +15,16 @@ import (
 type refreshTokens struct{ s *Store }
 
 const refreshCols = `hash, family_id, client_id, subject, scopes, audience, session_id, auth_time, acr, amr,
-	profile, issued_at, expires_at, used_at, revoked_at`
+	profile, issued_at, expires_at, used_at, revoked_at, jkt`
 
 const insertRefreshSQL = `INSERT INTO refresh_tokens (` + refreshCols + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
 
 func (s *Store) refreshArgs(t model.RefreshToken) []any {
 	d := s.d
 	return []any{t.Hash[:], t.FamilyID, t.ClientID, t.Subject, d.List(t.Scopes), d.List(t.Audience), t.SessionID,
 		d.Time(t.AuthTime), t.ACR, d.List(t.AMR), t.Profile, d.Time(t.IssuedAt), d.Time(t.ExpiresAt),
-		d.Time(t.UsedAt), d.Time(t.RevokedAt)}
+		d.Time(t.UsedAt), d.Time(t.RevokedAt), t.JKT}
 }
 
 func (r refreshTokens) Create(ctx context.Context, t model.RefreshToken) error {
@@ -41,7 +41,7 @@ func (r refreshTokens) Get(ctx context.Context, hash model.Hash) (model.RefreshT
 	err := scan(r.s.r.QueryRow(ctx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = $1`, hash[:]),
 		(*hashCol)(&t.Hash), &t.FamilyID, &t.ClientID, &t.Subject, d.ScanList(&t.Scopes), d.ScanList(&t.Audience),
 		&t.SessionID, d.ScanTime(&t.AuthTime), &t.ACR, d.ScanList(&t.AMR), &t.Profile, d.ScanTime(&t.IssuedAt),
-		d.ScanTime(&t.ExpiresAt), d.ScanTime(&t.UsedAt), d.ScanTime(&t.RevokedAt))
+		d.ScanTime(&t.ExpiresAt), d.ScanTime(&t.UsedAt), d.ScanTime(&t.RevokedAt), &t.JKT)
 	return t, found("refresh token", err)
 }
 
@@ -91,7 +91,7 @@ func (r refreshTokens) Rotate(ctx context.Context, oldHash model.Hash, next mode
 func (r refreshTokens) rotate(ctx context.Context, oldHash model.Hash, next model.RefreshToken) (bool, error) {
 	now := r.s.d.Time(time.Now())
 	if values := r.s.d.RotateValues; values != "" {
-		n, err := r.s.w.Exec(ctx, `WITH old AS (`+markUsedSQL("$16", "$17", "$2")+` RETURNING 1)
+		n, err := r.s.w.Exec(ctx, `WITH old AS (`+markUsedSQL("$17", "$18", "$2")+` RETURNING 1)
 			INSERT INTO refresh_tokens (`+refreshCols+`) SELECT `+values+` FROM old`,
 			append(r.s.refreshArgs(next), oldHash[:], now)...)
 		return n == 1, err
@@ -170,7 +170,8 @@ func (r refreshTokens) RevokeSession(ctx context.Context, sessionID string) (int
 type authCodes struct{ s *Store }
 
 const codeCols = `hash, client_id, redirect_uri, scopes, audience, subject, session_id, nonce, code_challenge,
-	code_challenge_method, auth_time, acr, amr, profile, access_token_jti, refresh_family_id, issued_at, expires_at, used_at`
+	code_challenge_method, auth_time, acr, amr, profile, access_token_jti, refresh_family_id, issued_at, expires_at, used_at,
+	dpop_jkt`
 
 // readCodeCols are codeCols plus what only the store writes.
 const readCodeCols = codeCols + `, failed_attempts`
@@ -181,10 +182,10 @@ func (a authCodes) Create(ctx context.Context, c model.AuthCode) error {
 	}
 	d := a.s.d
 	_, err := a.s.w.Exec(ctx, `INSERT INTO auth_codes (`+codeCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
 		c.Hash[:], c.ClientID, c.RedirectURI, d.List(c.Scopes), d.List(c.Audience), c.Subject, c.SessionID, c.Nonce,
 		c.CodeChallenge, c.CodeChallengeMethod, d.Time(c.AuthTime), c.ACR, d.List(c.AMR), c.Profile, c.AccessTokenJTI,
-		c.RefreshFamilyID, d.Time(c.IssuedAt), d.Time(c.ExpiresAt), d.Time(c.UsedAt))
+		c.RefreshFamilyID, d.Time(c.IssuedAt), d.Time(c.ExpiresAt), d.Time(c.UsedAt), c.DPoPJKT)
 	return a.s.failed("create auth code", err)
 }
 
@@ -230,6 +231,6 @@ func (a authCodes) scan(row Row) (model.AuthCode, error) {
 	err := scan(row, (*hashCol)(&c.Hash), &c.ClientID, &c.RedirectURI, d.ScanList(&c.Scopes), d.ScanList(&c.Audience),
 		&c.Subject, &c.SessionID, &c.Nonce, &c.CodeChallenge, &c.CodeChallengeMethod, d.ScanTime(&c.AuthTime), &c.ACR,
 		d.ScanList(&c.AMR), &c.Profile, &c.AccessTokenJTI, &c.RefreshFamilyID, d.ScanTime(&c.IssuedAt),
-		d.ScanTime(&c.ExpiresAt), d.ScanTime(&c.UsedAt), &c.FailedAttempts)
+		d.ScanTime(&c.ExpiresAt), d.ScanTime(&c.UsedAt), &c.DPoPJKT, &c.FailedAttempts)
 	return c, err
 }

@@ -243,4 +243,21 @@ CREATE TABLE device_codes (
 ){norowid};
 CREATE INDEX device_codes_expires_at ON device_codes (expires_at);
 `},
+	// DPoP (RFC 9449): the key an opaque access token, a refresh token or
+	// a code is bound to ('' = unbound; constant defaults, so PostgreSQL
+	// adds the columns without rewriting the tables and older binaries
+	// keep inserting), and the ids of accepted proofs, kept for their iat
+	// window so a proof is used once across the zone.
+	{Version: 8, Name: "dpop", SQL: `
+ALTER TABLE access_tokens ADD COLUMN jkt TEXT NOT NULL DEFAULT '';
+ALTER TABLE refresh_tokens ADD COLUMN jkt TEXT NOT NULL DEFAULT '';
+ALTER TABLE auth_codes ADD COLUMN dpop_jkt TEXT NOT NULL DEFAULT '';
+CREATE TABLE dpop_proofs (
+	jkt        TEXT NOT NULL,
+	jti        TEXT NOT NULL,
+	expires_at {time} NOT NULL,
+	PRIMARY KEY (jkt, jti)
+){norowid};
+CREATE INDEX dpop_proofs_expires_at ON dpop_proofs (expires_at);
+`},
 }

@@ -68,6 +68,7 @@ func (s *Store) RefreshTokens() model.RefreshTokens   { return refreshTokens{s} 
 func (s *Store) AuthCodes() model.AuthCodes           { return authCodes{s} }
 func (s *Store) PushedRequests() model.PushedRequests { return pushedRequests{s} }
 func (s *Store) DeviceCodes() model.DeviceCodes       { return deviceCodes{s} }
+func (s *Store) DPoPProofs() model.DPoPProofs         { return dpopProofs{s} }
 func (s *Store) Sessions() model.Sessions             { return sessions{s} }
 func (s *Store) Users() model.Users                   { return users{s} }
 func (s *Store) Groups() model.Groups                 { return groups{s} }
@@ -168,6 +169,7 @@ func (s *Store) GC(ctx context.Context, now time.Time) (model.GCStats, error) {
 		{&st.Sessions, "sessions", "hash", "(expires_at <= $1 OR idle_expires_at <= $1)"},
 		{&st.PushedRequests, "pushed_requests", "hash", "expires_at <= $1"},
 		{&st.DeviceCodes, "device_codes", "hash", "expires_at <= $1"},
+		{&st.DPoPProofs, "dpop_proofs", "(jkt, jti)", "expires_at <= $1"},
 		{&st.Nodes, "nodes", "id", "expires_at <= $1"},
 	}
 	for _, j := range jobs {

@@ -16,12 +16,12 @@ import (
 type accessTokens struct{ s *Store }
 
 const insertAccessTokenSQL = `INSERT INTO access_tokens
-	(hash, jti, client_id, subject, scopes, audience, profile, issued_at, expires_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`
+	(hash, jti, client_id, subject, scopes, audience, profile, issued_at, expires_at, jkt)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`
 
 // getAccessTokenSQL joins the revocation, which is kept only there.
 const getAccessTokenSQL = `SELECT a.hash, a.jti, a.client_id, a.subject, a.scopes, a.audience, a.profile,
-	a.issued_at, a.expires_at, r.revoked_at
+	a.issued_at, a.expires_at, r.revoked_at, a.jkt
 	FROM access_tokens a LEFT JOIN revoked_tokens r ON r.jti = a.jti WHERE a.hash = $1`
 
 // tokenBatch bounds one group commit.
@@ -42,7 +42,7 @@ func (s *Store) insertAccessTokens(ctx context.Context, toks []model.AccessToken
 	args := make([][]any, len(toks))
 	for i, t := range toks {
 		args[i] = []any{t.Hash[:], t.JTI, t.ClientID, t.Subject, s.d.List(t.Scopes), s.d.List(t.Audience),
-			t.Profile, s.d.Time(t.IssuedAt), s.d.Time(t.ExpiresAt)}
+			t.Profile, s.d.Time(t.IssuedAt), s.d.Time(t.ExpiresAt), t.JKT}
 	}
 	changed, err := s.db.ExecBatch(ctx, insertAccessTokenSQL, args)
 	errs := make([]error, len(toks))
@@ -61,7 +61,7 @@ func (a accessTokens) Get(ctx context.Context, hash model.Hash) (model.AccessTok
 	d := a.s.d
 	err := scan(a.s.r.QueryRow(ctx, getAccessTokenSQL, hash[:]), (*hashCol)(&t.Hash), &t.JTI, &t.ClientID,
 		&t.Subject, d.ScanList(&t.Scopes), d.ScanList(&t.Audience), &t.Profile,
-		d.ScanTime(&t.IssuedAt), d.ScanTime(&t.ExpiresAt), d.ScanTime(&t.RevokedAt))
+		d.ScanTime(&t.IssuedAt), d.ScanTime(&t.ExpiresAt), d.ScanTime(&t.RevokedAt), &t.JKT)
 	return t, found("access token", err)
 }
 
@@ -112,6 +112,27 @@ func (a assertions) Use(ctx context.Context, clientID, jti string, expiresAt tim
 	}
 	if n == 0 {
 		return fmt.Errorf("assertion jti: %w", model.ErrReplay)
+	}
+	return nil
+}
+
+// ---- DPoP proofs ----
+
+type dpopProofs struct{ s *Store }
+
+// Use is one insert on the (jkt, jti) key: of two nodes racing with one
+// proof, the database lets one row in and the other inserts nothing.
+func (p dpopProofs) Use(ctx context.Context, jkt, jti string, expiresAt time.Time) error {
+	if jkt == "" || jti == "" || expiresAt.IsZero() {
+		return errors.New("use dpop proof: jkt, jti and expiry are required")
+	}
+	n, err := p.s.w.Exec(ctx, `INSERT INTO dpop_proofs (jkt, jti, expires_at) VALUES ($1, $2, $3)
+		ON CONFLICT DO NOTHING`, jkt, jti, p.s.d.Time(expiresAt))
+	if err != nil {
+		return fmt.Errorf("use dpop proof: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("dpop proof jti: %w", model.ErrReplay)
 	}
 	return nil
 }

@@ -32,6 +32,8 @@ func Run(t *testing.T, open Opener) {
 		{"Revocations", testRevocations},
 		{"Assertions", testAssertions},
 		{"AssertionsConcurrent", testAssertionsConcurrent},
+		{"DPoPProofs", testDPoPProofs},
+		{"DPoPProofsConcurrent", testDPoPProofsConcurrent},
 		{"RefreshTokens", testRefreshTokens},
 		{"RefreshRotateConcurrent", testRefreshRotateConcurrent},
 		{"RefreshRevokeFamilyDuringRotation", testRefreshRevokeFamilyDuringRotation},
@@ -171,7 +173,7 @@ func testAccessTokens(t *testing.T, open Opener) {
 	tok := model.AccessToken{
 		Hash: hashOf("handle-1"), JTI: "jti-1", ClientID: "web", Subject: "alice",
 		Scopes: []string{"openid", "invoices:read"}, Audience: []string{"https://api.example", "billing"},
-		Profile: "token", IssuedAt: at(0), ExpiresAt: at(5 * time.Minute),
+		Profile: "token", IssuedAt: at(0), ExpiresAt: at(5 * time.Minute), JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
 	}
 	must(t, "Create", s.Create(ctx, tok))
 	got, err := s.Get(ctx, tok.Hash)
@@ -252,6 +254,26 @@ func testAssertionsConcurrent(t *testing.T, open Opener) {
 	exactlyOne(t, "Use", errs, model.ErrReplay)
 }
 
+func testDPoPProofs(t *testing.T, open Opener) {
+	ctx := t.Context()
+	p := migrated(t, open).DPoPProofs()
+	must(t, "Use", p.Use(ctx, "jkt-a", "p-1", at(time.Minute)))
+	wantErr(t, "Use replayed", p.Use(ctx, "jkt-a", "p-1", at(time.Minute)), model.ErrReplay)
+	must(t, "Use same jti, other key", p.Use(ctx, "jkt-b", "p-1", at(time.Minute)))
+	must(t, "Use other jti", p.Use(ctx, "jkt-a", "p-2", at(time.Minute)))
+	if err := p.Use(ctx, "", "p-3", at(time.Minute)); err == nil || errors.Is(err, model.ErrReplay) {
+		t.Errorf("Use without jkt: %v, want a plain error", err)
+	}
+}
+
+// testDPoPProofsConcurrent: one proof sent to every node at once is
+// accepted by exactly one.
+func testDPoPProofsConcurrent(t *testing.T, open Opener) {
+	p := migrated(t, open).DPoPProofs()
+	errs := parallel(concurrency, func(int) error { return p.Use(t.Context(), "jkt", "race", at(time.Minute)) })
+	exactlyOne(t, "Use", errs, model.ErrReplay)
+}
+
 // exactlyOne checks that one call succeeded and every other failed with loser.
 func exactlyOne(t *testing.T, what string, errs []error, loser error) {
 	t.Helper()
@@ -274,7 +296,7 @@ func refresh(secret, family string) model.RefreshToken {
 		Hash: hashOf(secret), FamilyID: family, ClientID: "web", Subject: "alice",
 		Scopes: []string{"openid", "offline_access"}, Audience: []string{"web"}, SessionID: "sid-1",
 		AuthTime: at(-time.Minute), ACR: "1", AMR: []string{"pwd"}, Profile: "token",
-		IssuedAt: at(0), ExpiresAt: at(720 * time.Hour),
+		IssuedAt: at(0), ExpiresAt: at(720 * time.Hour), JKT: "jkt-" + family,
 	}
 }
 
@@ -551,6 +573,7 @@ func code(secret string) model.AuthCode {
 		Nonce: "n-0S6", CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", CodeChallengeMethod: "S256",
 		AuthTime: at(-time.Minute), ACR: "1", AMR: []string{"pwd", "otp"}, Profile: "token",
 		AccessTokenJTI: "at-jti", RefreshFamilyID: "fam-1", IssuedAt: at(0), ExpiresAt: at(time.Minute),
+		DPoPJKT: "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
 	}
 }
 
@@ -1003,6 +1026,7 @@ func testGC(t *testing.T, open Opener) {
 	must(t, "AccessTokens", errors.Join(st.AccessTokens().Create(ctx, at1), st.AccessTokens().Create(ctx, at2)))
 	must(t, "Revocations", errors.Join(st.Revocations().Revoke(ctx, "r-old", expired), st.Revocations().Revoke(ctx, "r-new", live)))
 	must(t, "Assertions", errors.Join(st.Assertions().Use(ctx, "c", "a-old", expired), st.Assertions().Use(ctx, "c", "a-new", live)))
+	must(t, "DPoPProofs", errors.Join(st.DPoPProofs().Use(ctx, "k", "p-old", expired), st.DPoPProofs().Use(ctx, "k", "p-new", live)))
 	rt1, rt2 := refresh("rt-old", "f1"), refresh("rt-new", "f2")
 	rt1.ExpiresAt, rt2.ExpiresAt = expired, live
 	must(t, "RefreshTokens", errors.Join(st.RefreshTokens().Create(ctx, rt1), st.RefreshTokens().Create(ctx, rt2)))
@@ -1033,9 +1057,9 @@ func testGC(t *testing.T, open Opener) {
 	stats, err := st.GC(ctx, now)
 	must(t, "GC", err)
 	equal(t, "GC stats", stats, model.GCStats{AccessTokens: 1, Revocations: 1, Assertions: 1, RefreshTokens: 1,
-		AuthCodes: 1, Sessions: 2, PushedRequests: 1, DeviceCodes: 1, Nodes: 1})
-	if stats.Total() != 10 {
-		t.Errorf("Total = %d, want 10", stats.Total())
+		AuthCodes: 1, Sessions: 2, PushedRequests: 1, DeviceCodes: 1, DPoPProofs: 1, Nodes: 1})
+	if stats.Total() != 11 {
+		t.Errorf("Total = %d, want 11", stats.Total())
 	}
 
 	gone := func(what string, err error) {
@@ -1060,6 +1084,8 @@ func testGC(t *testing.T, open Opener) {
 	}
 	kept("expired assertion jti reusable", st.Assertions().Use(ctx, "c", "a-old", live))
 	wantErr(t, "live assertion jti", st.Assertions().Use(ctx, "c", "a-new", live), model.ErrReplay)
+	kept("expired dpop proof jti reusable", st.DPoPProofs().Use(ctx, "k", "p-old", live))
+	wantErr(t, "live dpop proof jti", st.DPoPProofs().Use(ctx, "k", "p-new", live), model.ErrReplay)
 	_, err = st.RefreshTokens().Get(ctx, rt1.Hash)
 	gone("expired refresh token", err)
 	_, err = st.RefreshTokens().Get(ctx, rt2.Hash)

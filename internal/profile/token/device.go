@@ -227,7 +227,7 @@ func (g *deviceCode) Handle(ctx context.Context, r *grantRequest) ([]byte, *oaut
 		family = model.NewID()
 	}
 	return g.issue.issueUser(ctx, userTokens{client: cl, subject: rec.Subject, scopes: rec.Scopes, audience: rec.Audience,
-		sid: rec.SessionID, authTime: rec.AuthTime, acr: rec.ACR, amr: rec.AMR, jti: grantJTI(family), family: family})
+		sid: rec.SessionID, authTime: rec.AuthTime, acr: rec.ACR, amr: rec.AMR, jti: grantJTI(family), family: family, jkt: r.jkt})
 }
 
 // deviceCSRF binds the verification page's forms to the SSO session (the

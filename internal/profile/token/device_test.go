@@ -130,6 +130,26 @@ func TestDeviceFlow(t *testing.T) {
 		}
 	})
 
+	t.Run("a device with a DPoP key gets bound tokens", func(t *testing.T) {
+		da, err := cfg.DeviceAuth(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.approve(cookie, da.UserCode, "approve")
+		key := newProofKey(t)
+		resp, m := f.postDPoP("/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"},
+			"device_code": {da.DeviceCode}, "client_id": {"tv"}}.Encode(), "", key.proof(t, "POST", f.issuer+"/token", "", proofOpts{}))
+		if resp.StatusCode != 200 || m["token_type"] != "DPoP" || cnfJKT(claimsOf(t, m["access_token"].(string))) != key.jkt {
+			t.Fatalf("%d %v", resp.StatusCode, m)
+		}
+		// The public device's refresh token is bound to the key too.
+		resp, m = f.post("/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {m["refresh_token"].(string)},
+			"client_id": {"tv"}}.Encode(), "")
+		if resp.StatusCode == 200 {
+			t.Fatalf("a bound refresh token without a proof: %v", m)
+		}
+	})
+
 	t.Run("polling before the decision", func(t *testing.T) {
 		da, err := cfg.DeviceAuth(ctx)
 		if err != nil {

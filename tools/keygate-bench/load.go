@@ -98,8 +98,9 @@ type load struct {
 	// value comes round again only after every other has been sent.
 	bodies [][]byte
 	// authz, when set, are cycled through as Authorization header values
-	// the same way.
+	// the same way; dpop as DPoP header values.
 	authz [][]byte
+	dpop  [][]byte
 	// want is the prefix a successful response body has.
 	want []byte
 }
@@ -142,15 +143,18 @@ func drive(ctx context.Context, l load, c int, warmup, duration time.Duration, o
 		req := fasthttp.AcquireRequest()
 		resp := fasthttp.AcquireResponse()
 		l.setup(w, req)
-		n, na := uint64(len(l.bodies)), uint64(len(l.authz))
+		n, na, nd := uint64(len(l.bodies)), uint64(len(l.authz)), uint64(len(l.dpop))
 		op := func() error {
-			if n > 0 || na > 0 {
+			if n > 0 || na > 0 || nd > 0 {
 				k := cursor.Add(1) - 1
 				if n > 0 {
 					req.SetBodyRaw(l.bodies[k%n])
 				}
 				if na > 0 {
 					req.Header.SetBytesV(fasthttp.HeaderAuthorization, l.authz[k%na])
+				}
+				if nd > 0 {
+					req.Header.SetBytesV("DPoP", l.dpop[k%nd])
 				}
 			}
 			if err := hc.Do(req, resp); err != nil {

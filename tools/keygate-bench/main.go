@@ -16,6 +16,9 @@
 // Scenarios (each on sqlite and on postgres unless -storage says otherwise):
 //
 //	cc-jwt-es256, cc-jwt-rs256, cc-jwt-eddsa  client_credentials (client_secret_basic), JWT access tokens
+//	cc-dpop                                   cc-jwt-es256 with a DPoP proof per request (-proofs signed before
+//	                                          the run), followed by a {"scenario":"dpop-cost"} line against
+//	                                          cc-jwt-es256 of the same storage (dpop.go)
 //	cc-opaque                                 client_credentials, opaque access tokens (stored hashed)
 //	introspect-jwt, introspect-opaque         RFC 7662 introspection (revocation checked) of -tokens distinct
 //	                                          pre-issued JWT or opaque access tokens, 100,000 by default
@@ -95,7 +98,14 @@ type scenario struct {
 	alg     string // signing key of the profile: ES256, RS256, EdDSA
 	format  string // the profile's access-token format: jwt, opaque
 	reload  bool   // rewrite the config every -reload-every while loading
+	dpop    bool   // a DPoP proof on every request (dpop.go)
 	peerOf  string // a peer's load: the keygate scenario (id) it is compared with
+}
+
+// efficiencyMeasured: the plain client_credentials JWT scenario of an
+// algorithm with a ceiling, which the efficiency line compares with it.
+func (s scenario) efficiencyMeasured() bool {
+	return s.kind == kindToken && s.format == "jwt" && !s.reload && !s.dpop && slices.Contains(ceilingAlgs, s.alg)
 }
 
 func (s scenario) id() string {
@@ -111,6 +121,7 @@ func catalogue(storages []string) []scenario {
 		{name: "cc-jwt-es256", kind: kindToken, alg: "ES256", format: "jwt"},
 		{name: "cc-jwt-rs256", kind: kindToken, alg: "RS256", format: "jwt"},
 		{name: "cc-jwt-eddsa", kind: kindToken, alg: "EdDSA", format: "jwt"},
+		{name: "cc-dpop", kind: kindToken, alg: "ES256", format: "jwt", dpop: true},
 		{name: "cc-opaque", kind: kindToken, alg: "ES256", format: "opaque"},
 		{name: "introspect-jwt", kind: kindIntrospect, alg: "ES256", format: "jwt"},
 		{name: "introspect-opaque", kind: kindIntrospect, alg: "ES256", format: "opaque"},
@@ -125,7 +136,7 @@ func catalogue(storages []string) []scenario {
 			s.storage = st
 			// Each ceiling runs right before the scenario it is the
 			// ceiling of, so that the two are measured close together.
-			if st == "sqlite" && s.kind == kindToken && s.format == "jwt" && !s.reload && slices.Contains(ceilingAlgs, s.alg) {
+			if st == "sqlite" && s.efficiencyMeasured() {
 				out = append(out, scenario{name: "ceiling-" + strings.ToLower(s.alg), kind: kindCeiling, alg: s.alg, format: "jwt"})
 			}
 			out = append(out, s)
@@ -153,6 +164,7 @@ type options struct {
 	repeat      int
 	serverEnv   []string
 	codeflowC   int
+	proofs      int
 	peers       bool
 	dex         string
 }
@@ -184,6 +196,7 @@ func run() int {
 	fs.StringVar(&stor, "storage", "sqlite,postgres", "comma-separated storages: sqlite, postgres")
 	fs.StringVar(&o.pgURL, "pg", "", "PostgreSQL server URL (default $KEYGATE_TEST_POSTGRES_URL or "+pgtest.DefaultURL+"); a fresh schema per scenario, dropped after")
 	fs.DurationVar(&o.reloadEvery, "reload-every", 100*time.Millisecond, "config rewrite interval of the -reload scenarios")
+	fs.IntVar(&o.proofs, "proofs", 400000, "DPoP proofs signed before the cc-dpop scenario, one per request (each is single use)")
 	fs.IntVar(&o.tokens, "tokens", 100000, "distinct tokens pre-issued for each introspect and userinfo scenario (so no cache can flatter it)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the server during each measured window to FILE (FILE-<scenario>.pprof); the server then runs in-process in a bench child instead of the binary")
 	fs.BoolVar(&o.baselineIn, "baseline-inprocess", false, "serve the ceilings inside the bench process (default: a child process, like keygate, so its CPU and RSS are measured the same way)")
@@ -347,6 +360,11 @@ func run() int {
 			}
 			_ = enc.Encode(r)
 			byID[s.id()] = r
+			if s.dpop {
+				if dc, ok := compareDPoP(s.storage, r, byID["cc-jwt-es256/"+s.storage]); ok {
+					_ = enc.Encode(dc)
+				}
+			}
 			if s.kind == kindPeer {
 				if pr, ok := comparePeer(s, peerAlg, byID[s.peerOf], r); ok {
 					if o.repeat > 1 {
@@ -358,7 +376,7 @@ func run() int {
 			switch {
 			case s.kind == kindCeiling:
 				ceilings[s.alg] = r
-			case s.kind == kindToken && s.format == "jwt" && !s.reload && s.storage == "sqlite":
+			case s.storage == "sqlite" && s.efficiencyMeasured():
 				measured[s.alg] = r
 			}
 		}

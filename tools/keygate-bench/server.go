@@ -484,7 +484,15 @@ func buildLoad(ctx context.Context, o options, s scenario, addr string) (load, e
 			want: []byte(`{"keys":[`),
 		}, nil
 	case kindToken:
-		return tokenLoad(addr, profilePath+"/token"), nil
+		l := tokenLoad(addr, profilePath+"/token")
+		if s.dpop {
+			proofs, err := dpopProofs(ctx, o.proofs, issuer+"/token")
+			if err != nil {
+				return load{}, fmt.Errorf("sign DPoP proofs: %w", err)
+			}
+			l.dpop, l.want = proofs, []byte(`{"access_token":"`)
+		}
+		return l, nil
 	case kindIntrospect:
 		tokens, err := issueTokens(ctx, addr, o.tokens, s.format == "opaque")
 		if err != nil {

@@ -23,8 +23,10 @@ type Store struct {
 	r, w   Querier // db.Read(), db.Write()
 	d      Dialect
 	target string // names the database in errors, never with a URL
-	// tokens group-commits opaque access tokens: one commit per batch.
+	// tokens group-commits opaque access tokens: one commit per batch;
+	// proofs the DPoP proof ids, which every bound request writes.
 	tokens *batch.Batcher[model.AccessToken]
+	proofs *batch.Batcher[usedProof]
 }
 
 // New returns the store on db; target prefixes the errors of whole-store
@@ -32,11 +34,16 @@ type Store struct {
 func New(target string, db DB, d Dialect) *Store {
 	s := &Store{db: db, r: db.Read(), w: db.Write(), d: d, target: target}
 	s.tokens = batch.New(d.TokenWriters, tokenBatch, s.insertAccessTokens)
+	s.proofs = batch.New(d.TokenWriters, tokenBatch, s.insertProofs)
 	return s
 }
 
-// Close stops the token writers; the backend closes the database after.
-func (s *Store) Close() { s.tokens.Close() }
+// Close stops the token and proof writers; the backend closes the
+// database after.
+func (s *Store) Close() {
+	s.tokens.Close()
+	s.proofs.Close()
+}
 
 // failed prefixes a write's error with op; a unique violation is
 // ErrConflict.

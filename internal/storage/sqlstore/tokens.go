@@ -120,19 +120,45 @@ func (a assertions) Use(ctx context.Context, clientID, jti string, expiresAt tim
 
 type dpopProofs struct{ s *Store }
 
+// usedProof is a DPoP proof id to record.
+type usedProof struct {
+	jkt, jti  string
+	expiresAt time.Time
+}
+
 // Use is one insert on the (jkt, jti) key: of two nodes racing with one
-// proof, the database lets one row in and the other inserts nothing.
+// proof, the database lets one row in and the other inserts nothing. The
+// inserts of concurrent requests share a commit (s.proofs).
 func (p dpopProofs) Use(ctx context.Context, jkt, jti string, expiresAt time.Time) error {
 	if jkt == "" || jti == "" || expiresAt.IsZero() {
 		return errors.New("use dpop proof: jkt, jti and expiry are required")
 	}
-	n, err := p.s.w.Exec(ctx, `INSERT INTO dpop_proofs (jkt, jti, expires_at) VALUES ($1, $2, $3)
-		ON CONFLICT DO NOTHING`, jkt, jti, p.s.d.Time(expiresAt))
-	if err != nil {
+	switch err := p.s.proofs.Do(ctx, usedProof{jkt, jti, expiresAt}); {
+	case errors.Is(err, model.ErrReplay):
+		return fmt.Errorf("dpop proof jti: %w", err)
+	case err != nil:
 		return fmt.Errorf("use dpop proof: %w", err)
 	}
-	if n == 0 {
-		return fmt.Errorf("dpop proof jti: %w", model.ErrReplay)
-	}
 	return nil
+}
+
+// insertProofs records a batch of proof ids in one transaction; a row the
+// key already holds (another node, or the same batch) inserts nothing,
+// which is that proof's replay.
+func (s *Store) insertProofs(ctx context.Context, proofs []usedProof) []error {
+	args := make([][]any, len(proofs))
+	for i, p := range proofs {
+		args[i] = []any{p.jkt, p.jti, s.d.Time(p.expiresAt)}
+	}
+	changed, err := s.db.ExecBatch(ctx, `INSERT INTO dpop_proofs (jkt, jti, expires_at) VALUES ($1, $2, $3)
+		ON CONFLICT DO NOTHING`, args)
+	errs := make([]error, len(proofs))
+	for i := range errs {
+		if err != nil {
+			errs[i] = err
+		} else if changed[i] == 0 {
+			errs[i] = model.ErrReplay
+		}
+	}
+	return errs
 }

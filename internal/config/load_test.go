@@ -329,6 +329,57 @@ profiles:
 			},
 		},
 		{
+			name: "fapi-2.0 security profile",
+			files: map[string]string{"00-base.yaml": `schema: 1
+service-roles:
+  default: {zone: z, profiles: [token, authn]}
+zones:
+  z: {data-source: db}
+data-sources:
+  db: {type: sqlite, path: /tmp/k.db}
+keys:
+  ec: {algorithm: ES256, private-key: "-----BEGIN PRIVATE KEY-----"}
+  rsa: {algorithm: RS256, private-key: "-----BEGIN PRIVATE KEY-----"}
+profiles:
+  token:
+    type: token
+    path: /oauth/v2
+    issuer: https://id.example.com/oauth/v2
+    signing-keys: [ec, rsa]
+    endpoints: [discovery, authorize, token]
+    authentication-profile: authn
+    authorization-codes: {lifetime: 5m}
+    security-profile: fapi-2.0
+  authn:
+    type: authentication
+    path: /authn
+    authenticators:
+      password: {type: password}
+  other:
+    type: token
+    path: /other
+    issuer: https://id.example.com/other
+    signing-keys: [ec]
+    endpoints: [discovery]
+    security-profile: fapi-1.0
+clients:
+  web:
+    profile: token
+    secret: web-secret-0123456789abcdef
+    grant-types: [authorization_code]
+    redirect-uris: [https://app.example.com/cb]
+    dpop: "off"
+`},
+			want: []string{
+				`00-base.yaml:16:24: profiles.token.signing-keys[1]: is key "rsa", an RS256 key: security-profile fapi-2.0 signs with ES256, PS256 or EdDSA only`,
+				`00-base.yaml:17:16: profiles.token.endpoints: must list par: security-profile fapi-2.0 pushes every authorization request (PAR)`,
+				`00-base.yaml:19:37: profiles.token.authorization-codes.lifetime: must be at most 60s under security-profile fapi-2.0, got 5m0s`,
+				`00-base.yaml:32:23: profiles.other.security-profile: "fapi-1.0" is not one of fapi-2.0 (did you mean "fapi-2.0"?)`,
+				`00-base.yaml:34:3: clients.web.token-endpoint-auth-method: must be private_key_jwt: profile "token" has security-profile fapi-2.0, got client_secret_basic`,
+				`00-base.yaml:39:11: clients.web.dpop: cannot be off: profile "token" has security-profile fapi-2.0, whose tokens are all DPoP-bound`,
+			},
+		},
+		{
 			name: "token exchange policy",
 			files: map[string]string{"00-base.yaml": base, "c.yaml": `clients:
   none:

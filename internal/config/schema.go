@@ -236,6 +236,9 @@ type Profile struct {
 	DeviceCodes DevicePolicy `yaml:"device-codes"`
 	// DPoP: how the profile checks DPoP proofs (RFC 9449).
 	DPoP DPoPPolicy `yaml:"dpop"`
+	// SecurityProfile: "fapi-2.0" turns on the FAPI 2.0 Security Profile
+	// (SecurityProfileFAPI2); "" (the default) none.
+	SecurityProfile string `yaml:"security-profile"`
 	// UserinfoAudiences are audiences besides the issuer whose access
 	// tokens the userinfo endpoint accepts (RFC 9068 §4: a resource server
 	// checks that a token is meant for it).
@@ -344,6 +347,13 @@ type DevicePolicy struct {
 type DPoPPolicy struct {
 	Nonce bool `yaml:"nonce"`
 }
+
+// SecurityProfileFAPI2 is the FAPI 2.0 Security Profile: every
+// authorization request pushed (PAR), PKCE S256, private_key_jwt client
+// authentication, DPoP-bound tokens, iss in authorization responses,
+// ES256, PS256 or EdDSA signatures, and codes that live at most 60 s.
+// The loader refuses a profile or client that contradicts it.
+const SecurityProfileFAPI2 = "fapi-2.0"
 
 // DPoP modes of a client (clients.<name>.dpop).
 const (

@@ -36,7 +36,7 @@ const MaxPARLifetime = 10 * time.Minute
 
 // profileKeys are the keys each profile type may set, beyond type, path, tags, enabled.
 var profileKeys = map[string][]string{
-	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "pushed-authorization-requests", "device-codes", "dpop", "userinfo-audiences"},
+	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "pushed-authorization-requests", "device-codes", "dpop", "security-profile", "userinfo-audiences"},
 	ProfileAuthentication: {"authenticators", "sessions", "templates"},
 	ProfileUserManagement: {"token-profile", "scopes", "max-results", "audiences", "zones"},
 	ProfileDemo:           {"token-profile", "client", "user"},
@@ -485,6 +485,28 @@ func (l *loader) checkTokenProfile(path string, p *Profile) {
 		l.at(path+".pushed-authorization-requests.required", "needs the par endpoint: add par to endpoints")
 	}
 	l.checkDevice(path, p)
+	l.checkSecurityProfile(path, p)
+}
+
+// checkSecurityProfile: a FAPI 2.0 profile (SecurityProfileFAPI2) serves
+// par, signs with no RS256 key and issues codes for at most 60 s (FAPI 2.0
+// Security Profile §5.3.2.1, §5.4.1); each error names the key in the way.
+// Its clients are checked in checkClient.
+func (l *loader) checkSecurityProfile(path string, p *Profile) {
+	if p.SecurityProfile == "" || !l.oneOf(path+".security-profile", p.SecurityProfile, []string{SecurityProfileFAPI2}) {
+		return
+	}
+	if !slices.Contains(p.Endpoints, EndpointPAR) {
+		l.at(path+".endpoints", "must list par: security-profile fapi-2.0 pushes every authorization request (PAR)")
+	}
+	for i, name := range p.SigningKeys {
+		if k := l.raw.Keys[name]; k != nil && k.Algorithm == AlgRS256 {
+			l.at(fmt.Sprintf("%s.signing-keys[%d]", path, i), "is key %q, an RS256 key: security-profile fapi-2.0 signs with ES256, PS256 or EdDSA only", name)
+		}
+	}
+	if d := p.AuthorizationCodes.Lifetime.D(); d > time.Minute {
+		l.at(path+".authorization-codes.lifetime", "must be at most 60s under security-profile fapi-2.0, got %s", d)
+	}
 }
 
 // checkDevice: the device authorization endpoint needs the token endpoint
@@ -588,6 +610,16 @@ func (l *loader) checkClient(c *Client) {
 		if p := l.raw.Profiles[c.Profile]; c.RequirePushedAuthorizationRequests && p != nil && p.Type == ProfileToken &&
 			l.complete("profiles", c.Profile) && !slices.Contains(p.Endpoints, EndpointPAR) {
 			l.at(path+".require-pushed-authorization-requests", "needs profile %q to serve the par endpoint: add par to its endpoints", c.Profile)
+		}
+		if p := l.raw.Profiles[c.Profile]; p != nil && p.Type == ProfileToken && p.SecurityProfile == SecurityProfileFAPI2 {
+			// FAPI 2.0 §5.3.2.1: confidential clients with private_key_jwt
+			// (mTLS is not built), tokens sender-constrained with DPoP.
+			if c.TokenEndpointAuthMethod != AuthPrivateKeyJWT {
+				l.at(path+".token-endpoint-auth-method", "must be private_key_jwt: profile %q has security-profile fapi-2.0, got %s", c.Profile, c.TokenEndpointAuthMethod)
+			}
+			if c.DPoP == DPoPOff {
+				l.at(path+".dpop", "cannot be off: profile %q has security-profile fapi-2.0, whose tokens are all DPoP-bound", c.Profile)
+			}
 		}
 	}
 }

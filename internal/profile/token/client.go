@@ -30,6 +30,7 @@ type client struct {
 
 	cfg    *config.Client           // the entry it was built from, for reuse
 	policy config.AccessTokenPolicy // the profile policy it was built with
+	secure string                   // the profile's security-profile it was built with
 }
 
 // clients are the profile's clients by client_id. The map is filled in New
@@ -60,7 +61,7 @@ func (cs clients) anyGrant(grant string) bool {
 // fills the client's gaps) is unchanged; clients are immutable once built.
 func reuseOrNewClient(prev *Profile, c *config.Client, p *config.Profile) *client {
 	if prev != nil {
-		if cl, ok := prev.clients[c.Name]; ok && cl.cfg == c && cl.policy == p.AccessTokens {
+		if cl, ok := prev.clients[c.Name]; ok && cl.cfg == c && cl.policy == p.AccessTokens && cl.secure == p.SecurityProfile {
 			return cl
 		}
 	}
@@ -93,6 +94,10 @@ func newClient(c *config.Client, p *config.Profile) *client {
 	cl.dpop = c.DPoP
 	if cl.dpop == "" {
 		cl.dpop = config.DPoPAllowed
+	}
+	if cl.secure = p.SecurityProfile; cl.secure == config.SecurityProfileFAPI2 {
+		// FAPI 2.0: every token sender-constrained, every request pushed.
+		cl.dpop, cl.requirePAR = config.DPoPRequired, true
 	}
 	if c.TokenExchange != nil {
 		cl.exchange = *c.TokenExchange

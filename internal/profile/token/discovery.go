@@ -146,19 +146,23 @@ func (p *Profile) metadata(snap *config.Snapshot, ks *keys.Set) metadata {
 	}
 	// RFC 8414 §2: the signing algs MUST be listed when private_key_jwt is.
 	clientAlgs := supportedAlgs()
+	methods := authMethods
+	if p.fapi {
+		methods = []string{config.AuthPrivateKeyJWT} // what the loader lets FAPI clients use
+	}
 	if token {
-		m.TokenEndpointAuthMethodsSupported = authMethods
+		m.TokenEndpointAuthMethodsSupported = methods
 		m.TokenEndpointAuthSigningAlgValuesSupported = clientAlgs
 		for _, a := range proofAlgs {
 			m.DPoPSigningAlgValuesSupported = append(m.DPoPSigningAlgValuesSupported, a.String())
 		}
 	}
 	if p.served[config.EndpointIntrospect] {
-		m.IntrospectionEndpointAuthMethodsSupported = authMethods
+		m.IntrospectionEndpointAuthMethodsSupported = methods
 		m.IntrospectionEndpointAuthSigningAlgValuesSupported = clientAlgs
 	}
 	if p.served[config.EndpointRevoke] {
-		m.RevocationEndpointAuthMethodsSupported = authMethods
+		m.RevocationEndpointAuthMethodsSupported = methods
 		m.RevocationEndpointAuthSigningAlgValuesSupported = clientAlgs
 	}
 	return m

@@ -118,6 +118,8 @@ type Profile struct {
 	deviceLifetime time.Duration
 	deviceInterval time.Duration
 	parRequired    bool
+	// fapi: the FAPI 2.0 Security Profile is on (config.SecurityProfileFAPI2).
+	fapi bool
 
 	// userinfoAudiences are the audiences besides the issuer whose access
 	// tokens userinfo accepts (RFC 9068 §4).
@@ -199,7 +201,8 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 	prof.parLifetime = orDefault(p.PushedAuthorizationRequests.Lifetime.D(), config.DefaultPARLifetime)
 	prof.deviceLifetime = orDefault(p.DeviceCodes.Lifetime.D(), config.DefaultDeviceCodeLifetime)
 	prof.deviceInterval = orDefault(p.DeviceCodes.Interval.D(), config.DefaultDeviceInterval)
-	prof.parRequired = p.PushedAuthorizationRequests.Required
+	prof.fapi = p.SecurityProfile == config.SecurityProfileFAPI2
+	prof.parRequired = p.PushedAuthorizationRequests.Required || prof.fapi
 	// config.Load refuses both; a profile built otherwise must neither
 	// refuse every authorization request nor store pushed requests that
 	// nothing can use.

@@ -46,13 +46,14 @@ const (
 	RuleRefreshRotationOff = "refresh-rotation-off"
 	RuleConsentOff         = "consent-off"
 	RuleDemoProfile        = "demo-profile"
+	RuleFAPIOutside        = "fapi-outside-profile"
 	RuleUnknownRule        = "unknown-rule"
 )
 
 // Rules lists every rule id.
 var Rules = []string{RuleLiteralSecret, RuleSecretDefault, RuleHTTPURL, RuleLoopbackRedirect, RuleExcludedTag,
 	RuleUnusedEndpoint, RuleUnservedProfile, RuleUnusedKey, RuleWeakRSA, RuleLongAccessToken,
-	RuleRefreshRotationOff, RuleConsentOff, RuleDemoProfile, RuleUnknownRule}
+	RuleRefreshRotationOff, RuleConsentOff, RuleDemoProfile, RuleFAPIOutside, RuleUnknownRule}
 
 // Finding is one problem, at the value (or entry) it concerns.
 type Finding struct {
@@ -121,6 +122,7 @@ func Check(w *config.Written, opts Options) []Finding {
 	}
 	c.unused()
 	c.weak()
+	c.fapi()
 	c.ignores()
 	slices.SortFunc(c.out, func(a, b Finding) int {
 		return cmp.Or(cmp.Compare(a.Pos.File, b.Pos.File), cmp.Compare(a.Pos.Line, b.Pos.Line),
@@ -366,6 +368,36 @@ func (c *checker) weak() {
 				"access tokens living %s outlast a revocation that resource servers checking JWTs offline cannot see; keep them at 1h or less", d)
 		}
 		c.consent(name, cl)
+	}
+}
+
+// fapi: a profile with security-profile fapi-2.0 that also serves flows
+// the FAPI 2.0 Security Profile does not cover (the device flow, token
+// exchange: no pushed request, no user at the client) is no longer FAPI
+// 2.0 as a whole, which an assessor will flag before go-live.
+func (c *checker) fapi() {
+	for _, name := range sorted(c.def.Profiles) {
+		p := c.def.Profiles[name]
+		if p.Type != config.ProfileToken || p.SecurityProfile != config.SecurityProfileFAPI2 {
+			continue
+		}
+		if slices.Contains(p.Endpoints, config.EndpointDeviceAuthorization) {
+			c.add("profiles", &p.Meta, "profiles."+name+".endpoints", RuleFAPIOutside, Warning,
+				"the device-authorization endpoint is outside the FAPI 2.0 Security Profile this profile declares")
+		}
+	}
+	for _, name := range sorted(c.def.Clients) {
+		cl := c.def.Clients[name]
+		p := c.def.Profiles[cl.Profile]
+		if p == nil || p.SecurityProfile != config.SecurityProfileFAPI2 {
+			continue
+		}
+		for _, g := range []string{config.GrantDeviceCode, config.GrantTokenExchange} {
+			if slices.Contains(cl.GrantTypes, g) {
+				c.add("clients", &cl.Meta, "clients."+name+".grant-types", RuleFAPIOutside, Warning,
+					"the %s grant is outside the FAPI 2.0 Security Profile of profile %q", g, cl.Profile)
+			}
+		}
 	}
 }
 

@@ -214,7 +214,7 @@ func TestRules(t *testing.T) {
 				"  authn:\n    type: authentication\n    path: /authn\n    authenticators:\n      password: {type: password}\n",
 			"40-clients.yaml": "clients:\n  tv:\n    profile: token\n    token-endpoint-auth-method: private_key_jwt\n    public-keys: [$PUB]\n" +
 				"    grant-types: [urn:ietf:params:oauth:grant-type:device_code]\n"},
-			env:  []string{"PUB=-----BEGIN PUBLIC KEY-----"},
+			env: []string{"PUB=-----BEGIN PUBLIC KEY-----"},
 			want: []string{"profiles.token.endpoints fapi-outside-profile warning", "profiles.token.endpoints[3] unused-endpoint warning",
 				"clients.tv.grant-types fapi-outside-profile warning"}},
 		// unknown-rule

@@ -82,7 +82,7 @@ func (g *authorizationCode) Handle(ctx context.Context, r *grantRequest) ([]byte
 	if e != nil {
 		return nil, e
 	}
-	if e := g.sessionStillOpen(ctx, code); e != nil {
+	if e := g.sessionStillOpen(ctx, code.SessionID, code.RefreshFamilyID); e != nil {
 		return nil, e
 	}
 	return body, nil
@@ -109,29 +109,29 @@ func checkExchange(code model.AuthCode, profile, clientID string, f *form, jkt s
 	return checkPKCE(code.CodeChallenge, code.CodeChallengeMethod, f.codeVerifier)
 }
 
-var errSessionEnded = oauth.ErrInvalidGrant.WithDescription("the sign-in session of this authorization code has ended").WithReason("session_ended")
+var errSessionEnded = oauth.ErrInvalidGrant.WithDescription("the sign-in session of this grant has ended").WithReason("session_ended")
 
-// sessionStillOpen refuses a code whose SSO session was ended (logout)
-// after the code was issued, and revokes the refresh token family its
-// exchange has just stored. Checked after that token is stored: logout
-// revokes the session's families, deletes the session, then revokes
-// again, so a family stored before the deletion is caught by logout and
-// one stored after it is caught here.
-func (g *authorizationCode) sessionStillOpen(ctx context.Context, code model.AuthCode) *oauth.Error {
-	if code.SessionID == "" {
+// sessionStillOpen refuses a grant (a code, an approved device) whose SSO
+// session sid was ended (logout) after the grant was made, and revokes
+// the refresh token family its exchange has just stored. Checked after
+// that token is stored: logout revokes the session's families, deletes
+// the session, then revokes again, so a family stored before the deletion
+// is caught by logout and one stored after it is caught here.
+func (u *userGrants) sessionStillOpen(ctx context.Context, sid, family string) *oauth.Error {
+	if sid == "" {
 		return nil
 	}
-	open, err := g.store.Sessions().Exists(ctx, code.SessionID)
+	open, err := u.store.Sessions().Exists(ctx, sid)
 	if err == nil && open {
 		return nil
 	}
-	if code.RefreshFamilyID != "" {
-		if rerr := g.store.RefreshTokens().RevokeFamily(ctx, code.RefreshFamilyID); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("revoke refresh tokens of a code whose session ended: %w", rerr))
+	if family != "" {
+		if rerr := u.store.RefreshTokens().RevokeFamily(ctx, family); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("revoke refresh tokens of a grant whose session ended: %w", rerr))
 		}
 	}
 	if err != nil {
-		return oauth.ErrServerError.WithCause(fmt.Errorf("check the code's session: %w", err))
+		return oauth.ErrServerError.WithCause(fmt.Errorf("check the grant's session: %w", err))
 	}
 	return errSessionEnded
 }

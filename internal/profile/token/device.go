@@ -52,16 +52,23 @@ const userCodeAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
 
 const userCodeLen = 8
 
-// Guessing (RFC 8628 §5.1): a signed-in user who enters this many wrong
-// codes within userCodeWindow is turned away until the window has passed.
-// The misses are audit events in the zone's database, so the limit holds
-// across nodes.
+// Guessing (RFC 8628 §5.1): a signed-in user may enter a code this many
+// times within userCodeWindow, right or wrong, then is turned away until
+// the window has passed. Every entry is an audit event in the zone's
+// database, written before the code is looked up and counted with it, so
+// the limit holds across nodes and for entries sent at once; an entry
+// that cannot be written is refused.
 const (
-	maxUserCodeMisses = 5
-	userCodeWindow    = 15 * time.Minute
-	auditUserCodeMiss = "device_user_code_miss"
-	auditDeviceDecide = "device_authorization"
+	maxUserCodeEntries = 10
+	userCodeWindow     = 15 * time.Minute
+	auditUserCodeEntry = "device_user_code_entered"
+	auditDeviceDecide  = "device_authorization"
 )
+
+// pollSlack is how much sooner than the interval a poll may come without
+// slow_down: the last poll's time was written by whichever node answered
+// it, whose clock and the network add a little to a device's own timing.
+func pollSlack(interval time.Duration) time.Duration { return min(time.Second, interval/5) }
 
 // newUserCode is a random user code, userCodeLen characters of
 // userCodeAlphabet, without modulo bias (20 divides 240).
@@ -195,7 +202,7 @@ func (g *deviceCode) Handle(ctx context.Context, r *grantRequest) ([]byte, *oaut
 		return nil, errExpiredToken.WithReason("device_code_expired")
 	}
 	interval := rec.Interval
-	early := !rec.LastPolledAt.IsZero() && now.Sub(rec.LastPolledAt) < rec.Interval
+	early := !rec.LastPolledAt.IsZero() && now.Sub(rec.LastPolledAt) < rec.Interval-pollSlack(rec.Interval)
 	if early {
 		interval += 5 * time.Second
 	}
@@ -226,8 +233,16 @@ func (g *deviceCode) Handle(ctx context.Context, r *grantRequest) ([]byte, *oaut
 	if cl.grants[config.GrantRefreshToken] {
 		family = model.NewID()
 	}
-	return g.issue.issueUser(ctx, userTokens{client: cl, subject: rec.Subject, scopes: rec.Scopes, audience: rec.Audience,
+	body, e := g.issue.issueUser(ctx, userTokens{client: cl, subject: rec.Subject, scopes: rec.Scopes, audience: rec.Audience,
 		sid: rec.SessionID, authTime: rec.AuthTime, acr: rec.ACR, amr: rec.AMR, jti: grantJTI(family), family: family, jkt: r.jkt})
+	if e != nil {
+		return nil, e
+	}
+	// The user may have signed out between approving and this poll.
+	if e := g.sessionStillOpen(ctx, rec.SessionID, family); e != nil {
+		return nil, e
+	}
+	return body, nil
 }
 
 // deviceCSRF binds the verification page's forms to the SSO session (the
@@ -250,9 +265,12 @@ func (p *Profile) serveDevicePage(c *fiber.Ctx) error {
 	ctx := c.Context()
 	now := p.now()
 	cookie := c.Cookies(session.CookieName)
+	// GET and HEAD show the page; only a POST body carries a code or a
+	// decision (never a URL, where the form's token would be logged).
+	show := c.Method() != http.MethodPost
 	sess, err := session.Lookup(ctx, p.store, cookie, now)
 	if errors.Is(err, model.ErrNotFound) {
-		if c.Method() != http.MethodGet {
+		if !show {
 			return p.devicePage(c, http.StatusForbidden, pageData{Message: "Your sign-in has ended. Open the page again."})
 		}
 		returnTo := p.path + PathDevice
@@ -267,32 +285,32 @@ func (p *Profile) serveDevicePage(c *fiber.Ctx) error {
 		p.count(c, ep, oauth.ErrServerError.WithCause(fmt.Errorf("session lookup: %w", err)))
 		return p.devicePage(c, http.StatusServiceUnavailable, pageData{Message: "Sign-in is temporarily unavailable. Try again in a moment."})
 	}
-	if c.Method() == http.MethodGet {
+	if show {
 		return p.devicePage(c, http.StatusOK, pageData{UserCode: c.Query("user_code"), CSRF: deviceCSRF(cookie, "")})
 	}
 
-	typed := c.FormValue("user_code")
+	form := c.Context().PostArgs()
+	typed := string(form.Peek("user_code"))
 	code := normalizeUserCode(typed)
-	decision := c.FormValue("decision")
+	decision := string(form.Peek("decision"))
 	csrfFor := ""
 	if decision != "" {
 		csrfFor = code // the decision form is bound to its code too
 	}
-	if subtle.ConstantTimeCompare([]byte(c.FormValue("csrf")), []byte(deviceCSRF(cookie, csrfFor))) != 1 {
+	if subtle.ConstantTimeCompare(form.Peek("csrf"), []byte(deviceCSRF(cookie, csrfFor))) != 1 {
 		return p.devicePage(c, http.StatusForbidden, pageData{Message: "This form has expired. Open the page again.", CSRF: deviceCSRF(cookie, "")})
 	}
-	misses, err := p.userCodeMisses(ctx, sess.UserID, now)
+	entries, err := p.enterUserCode(ctx, sess.UserID, c.Context().RemoteIP().String(), now)
 	if err != nil {
 		p.count(c, ep, oauth.ErrServerError.WithCause(err))
 		return p.devicePage(c, http.StatusServiceUnavailable, pageData{Message: "Sign-in is temporarily unavailable. Try again in a moment."})
 	}
-	if misses >= maxUserCodeMisses {
-		return p.devicePage(c, http.StatusTooManyRequests, pageData{Message: "Too many wrong codes. Wait a few minutes, then try again."})
+	if entries > maxUserCodeEntries {
+		return p.devicePage(c, http.StatusTooManyRequests, pageData{Message: "Too many codes entered. Wait a few minutes, then try again."})
 	}
 	rec, err := p.store.DeviceCodes().ByUserCode(ctx, model.HashSecret(code))
 	if code == "" || errors.Is(err, model.ErrNotFound) || err == nil &&
 		(rec.Profile != p.name || rec.Status != model.DevicePending || !now.Before(rec.ExpiresAt)) {
-		_ = p.trail.Record(ctx, model.AuditEvent{Type: auditUserCodeMiss, Subject: sess.UserID, IP: c.Context().RemoteIP().String()})
 		return p.devicePage(c, http.StatusBadRequest, pageData{Message: "That code is not valid, or has expired. Check the code your device shows.",
 			UserCode: typed, CSRF: deviceCSRF(cookie, "")})
 	}
@@ -324,12 +342,17 @@ func (p *Profile) serveDevicePage(c *fiber.Ctx) error {
 	return p.devicePage(c, http.StatusOK, pageData{Done: true, Message: "Done. Return to your device: it is signed in."})
 }
 
-// userCodeMisses counts the user's wrong codes in the guessing window.
-func (p *Profile) userCodeMisses(ctx context.Context, userID string, now time.Time) (int, error) {
-	evs, err := p.store.Audit().List(ctx, model.AuditQuery{Type: auditUserCodeMiss, Subject: userID,
-		Since: now.Add(-userCodeWindow), Limit: maxUserCodeMisses})
+// enterUserCode records that the user entered a code, then returns how
+// many they entered in the guessing window, this one included (up to one
+// more than the limit).
+func (p *Profile) enterUserCode(ctx context.Context, userID, ip string, now time.Time) (int, error) {
+	if err := p.trail.Record(ctx, model.AuditEvent{Time: now, Type: auditUserCodeEntry, Subject: userID, IP: ip}); err != nil {
+		return 0, fmt.Errorf("record a user code entry: %w", err)
+	}
+	evs, err := p.store.Audit().List(ctx, model.AuditQuery{Type: auditUserCodeEntry, Subject: userID,
+		Since: now.Add(-userCodeWindow), Limit: maxUserCodeEntries + 1})
 	if err != nil {
-		return 0, fmt.Errorf("count wrong user codes: %w", err)
+		return 0, fmt.Errorf("count user code entries: %w", err)
 	}
 	return len(evs), nil
 }

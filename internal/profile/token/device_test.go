@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +42,16 @@ func (f *flowEnv) devicePage(cookie, method string, form url.Values) (int, strin
 	n, _ := resp.Body.Read(buf)
 	b.Write(buf[:n])
 	return resp.StatusCode, b.String(), resp.Header.Get("Location")
+}
+
+// mustGet is the verification page as the session's user sees it.
+func mustGet(f *flowEnv, cookie string) string {
+	f.t.Helper()
+	st, page, _ := f.devicePage(cookie, http.MethodGet, url.Values{})
+	if st != 200 {
+		f.t.Fatalf("GET device: %d", st)
+	}
+	return page
 }
 
 func csrfOf(t *testing.T, page string) string {
@@ -225,21 +236,72 @@ func TestDeviceFlow(t *testing.T) {
 		}
 	})
 
-	t.Run("guessing user codes is limited per user", func(t *testing.T) {
+	t.Run("a code or a decision in the URL does nothing", func(t *testing.T) {
+		da, err := cfg.DeviceAuth(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, page, _ := f.devicePage(cookie, http.MethodPost, url.Values{"user_code": {da.UserCode}, "csrf": {csrfOf(t, mustGet(f, cookie))}})
+		q := url.Values{"user_code": {da.UserCode}, "csrf": {csrfOf(t, page)}, "decision": {"approve"}}
+		for _, m := range []string{http.MethodGet, http.MethodHead} {
+			if st, _, _ := f.devicePage(cookie, m, q); st != 200 {
+				t.Fatalf("%s with a decision in the query: %d", m, st)
+			}
+		}
+		if st, m := f.poll("tv", da.DeviceCode); m["error"] != "authorization_pending" {
+			t.Fatalf("after a decision in the URL the device is still pending: %d %v", st, m)
+		}
+	})
+
+	t.Run("signing out between approval and poll ends the grant", func(t *testing.T) {
+		da, err := cfg.DeviceAuth(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		own, sess := f.login()
+		f.approve(own, da.UserCode, "approve")
+		if err := f.store.Sessions().Delete(context.Background(), sess.Hash); err != nil {
+			t.Fatal(err)
+		}
+		f.offset.Store(int64(5 * time.Second))
+		defer f.offset.Store(0)
+		if st, m := f.poll("tv", da.DeviceCode); st != 400 || m["error"] != "invalid_grant" {
+			t.Fatalf("poll after the session ended: %d %v", st, m)
+		}
+	})
+
+	t.Run("entering codes is limited per user, also at once", func(t *testing.T) {
 		da, err := cfg.DeviceAuth(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		guesser, _ := f.login()
-		for i := range maxUserCodeMisses {
-			_, page, _ := f.devicePage(guesser, http.MethodGet, url.Values{})
-			if st, _, _ := f.devicePage(guesser, http.MethodPost, url.Values{"user_code": {"BCDF-GHJK"}, "csrf": {csrfOf(t, page)}}); st != 400 {
-				t.Fatalf("wrong code %d: %d", i, st)
+		// The entries so far in this test count too: send enough at once
+		// to pass the limit whatever they were.
+		csrf := csrfOf(t, mustGet(f, guesser))
+		statuses := make(chan int, 2*maxUserCodeEntries)
+		var wg sync.WaitGroup
+		for range 2 * maxUserCodeEntries {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, _, _ := f.devicePage(guesser, http.MethodPost, url.Values{"user_code": {"BCDF-GHJK"}, "csrf": {csrf}})
+				statuses <- st
+			}()
+		}
+		wg.Wait()
+		close(statuses)
+		wrong := 0
+		for st := range statuses {
+			if st == http.StatusBadRequest {
+				wrong++
 			}
 		}
-		_, page, _ := f.devicePage(guesser, http.MethodGet, url.Values{})
-		if st, _, _ := f.devicePage(guesser, http.MethodPost, url.Values{"user_code": {da.UserCode}, "csrf": {csrfOf(t, page)}}); st != http.StatusTooManyRequests {
-			t.Fatalf("the right code after %d wrong ones: %d, want 429", maxUserCodeMisses, st)
+		if wrong > maxUserCodeEntries {
+			t.Fatalf("%d wrong codes answered as wrong, at most %d should have been looked up", wrong, maxUserCodeEntries)
+		}
+		if st, _, _ := f.devicePage(guesser, http.MethodPost, url.Values{"user_code": {da.UserCode}, "csrf": {csrf}}); st != http.StatusTooManyRequests {
+			t.Fatalf("the right code past the limit: %d, want 429", st)
 		}
 	})
 }

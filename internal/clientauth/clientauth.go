@@ -109,9 +109,10 @@ type Authenticator struct {
 	clients map[string]*Client
 	// audiences an assertion may name: the token endpoint URL and the
 	// issuer (RFC 7523 §3 item 3).
-	audiences []string
-	store     model.Store // for assertion replay; nil: private_key_jwt fails closed
-	now       func() time.Time
+	audiences      []string
+	singleAudience bool
+	store          model.Store // for assertion replay; nil: private_key_jwt fails closed
+	now            func() time.Time
 }
 
 // Options configure New.
@@ -119,8 +120,15 @@ type Options struct {
 	// Audiences are the values an assertion's aud may contain (one
 	// match suffices): the token endpoint URL and the issuer.
 	Audiences []string
-	Store     model.Store
-	Now       func() time.Time // nil: time.Now
+	// SingleAudience: aud must be one value, not a list that contains one
+	// of Audiences among others (FAPI 2.0's defence against audience
+	// injection).
+	SingleAudience bool
+	// NoRS256 refuses RSA public keys, which verify RS256 here (FAPI 2.0
+	// allows PS256, ES256 and EdDSA; PS256 is not built).
+	NoRS256 bool
+	Store   model.Store
+	Now     func() time.Time // nil: time.Now
 	// Previous is the authenticator of the snapshot being replaced: a
 	// client whose config entry is the same object (the loader keeps
 	// unchanged entries) is reused rather than derived again, so a reload
@@ -131,13 +139,17 @@ type Options struct {
 // New builds the authenticator for clients (the profile's). Public keys
 // are parsed here, once per snapshot.
 func New(clients []*config.Client, o Options) (*Authenticator, error) {
-	a := &Authenticator{clients: make(map[string]*Client, len(clients)), audiences: o.Audiences, store: o.Store, now: o.Now}
+	a := &Authenticator{clients: make(map[string]*Client, len(clients)), audiences: o.Audiences, singleAudience: o.SingleAudience,
+		store: o.Store, now: o.Now}
 	if a.now == nil {
 		a.now = time.Now
 	}
 	for _, c := range clients {
 		if o.Previous != nil {
 			if prev, ok := o.Previous.clients[c.Name]; ok && prev.Config == c {
+				if err := checkAlgs(prev, o.NoRS256); err != nil {
+					return nil, err
+				}
 				a.clients[c.Name] = prev // immutable once built
 				continue
 			}
@@ -163,9 +175,26 @@ func New(clients []*config.Client, o Options) (*Authenticator, error) {
 			}
 			cl.keys = set
 		}
+		if err := checkAlgs(cl, o.NoRS256); err != nil {
+			return nil, err
+		}
 		a.clients[c.Name] = cl
 	}
 	return a, nil
+}
+
+// checkAlgs refuses a client key whose algorithm the profile does not
+// allow.
+func checkAlgs(cl *Client, noRS256 bool) error {
+	if !noRS256 || cl.keys == nil {
+		return nil
+	}
+	for i := range cl.keys.Len() {
+		if k, ok := cl.keys.Key(i); ok && k.Algorithm() == jwa.RS256 {
+			return fmt.Errorf("clients.%s.public-keys[%d]: an RSA key signs RS256, which security-profile fapi-2.0 does not allow; use a P-256 (ES256) or Ed25519 (EdDSA) key", cl.ID, i)
+		}
+	}
+	return nil
 }
 
 // publicKeys parses PEM public keys (PKIX) into a JWK Set, each key with
@@ -426,7 +455,8 @@ func (a *Authenticator) assertion(ctx context.Context, cr *Credentials) (*Client
 	case err != nil: // iss or sub
 		return nil, errAssertionIssuer.WithCause(fmt.Errorf("client %s: %v", id, err))
 	}
-	if !slices.ContainsFunc(tok.Audience(), func(aud string) bool { return slices.Contains(a.audiences, aud) }) {
+	if !slices.ContainsFunc(tok.Audience(), func(aud string) bool { return slices.Contains(a.audiences, aud) }) ||
+		a.singleAudience && len(tok.Audience()) != 1 {
 		return nil, errAssertionAudience.WithCause(fmt.Errorf("client %s: assertion audience %v", id, tok.Audience()))
 	}
 	exp := tok.Expiration()

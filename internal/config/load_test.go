@@ -346,7 +346,7 @@ profiles:
     path: /oauth/v2
     issuer: https://id.example.com/oauth/v2
     signing-keys: [ec, rsa]
-    endpoints: [discovery, authorize, token]
+    endpoints: [discovery, authorize, token, device-authorization]
     authentication-profile: authn
     authorization-codes: {lifetime: 5m}
     security-profile: fapi-2.0
@@ -366,16 +366,19 @@ clients:
   web:
     profile: token
     secret: web-secret-0123456789abcdef
-    grant-types: [authorization_code]
+    grant-types: [authorization_code, urn:ietf:params:oauth:grant-type:token-exchange]
     redirect-uris: [https://app.example.com/cb]
     dpop: "off"
+    token-exchange: {delegation: true}
 `},
 			want: []string{
-				`00-base.yaml:16:24: profiles.token.signing-keys[1]: is key "rsa", an RS256 key: security-profile fapi-2.0 signs with ES256, PS256 or EdDSA only`,
+				`00-base.yaml:16:24: profiles.token.signing-keys[1]: is key "rsa", an RS256 key: security-profile fapi-2.0 signs with ES256 or EdDSA (PS256 is not built)`,
 				`00-base.yaml:17:16: profiles.token.endpoints: must list par: security-profile fapi-2.0 pushes every authorization request (PAR)`,
+				`00-base.yaml:17:46: profiles.token.endpoints[3]: device-authorization is outside security-profile fapi-2.0: serve it from another token profile`,
 				`00-base.yaml:19:37: profiles.token.authorization-codes.lifetime: must be at most 60s under security-profile fapi-2.0, got 5m0s`,
 				`00-base.yaml:32:23: profiles.other.security-profile: "fapi-1.0" is not one of fapi-2.0 (did you mean "fapi-2.0"?)`,
 				`00-base.yaml:34:3: clients.web.token-endpoint-auth-method: must be private_key_jwt: profile "token" has security-profile fapi-2.0, got client_secret_basic`,
+				`00-base.yaml:37:39: clients.web.grant-types[1]: urn:ietf:params:oauth:grant-type:token-exchange is outside security-profile fapi-2.0 of profile "token"`,
 				`00-base.yaml:39:11: clients.web.dpop: cannot be off: profile "token" has security-profile fapi-2.0, whose tokens are all DPoP-bound`,
 			},
 		},

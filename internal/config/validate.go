@@ -499,9 +499,13 @@ func (l *loader) checkSecurityProfile(path string, p *Profile) {
 	if !slices.Contains(p.Endpoints, EndpointPAR) {
 		l.at(path+".endpoints", "must list par: security-profile fapi-2.0 pushes every authorization request (PAR)")
 	}
+	if i := slices.Index(p.Endpoints, EndpointDeviceAuthorization); i >= 0 {
+		// Its user tokens come without a pushed request, PKCE or redirect.
+		l.at(fmt.Sprintf("%s.endpoints[%d]", path, i), "device-authorization is outside security-profile fapi-2.0: serve it from another token profile")
+	}
 	for i, name := range p.SigningKeys {
 		if k := l.raw.Keys[name]; k != nil && k.Algorithm == AlgRS256 {
-			l.at(fmt.Sprintf("%s.signing-keys[%d]", path, i), "is key %q, an RS256 key: security-profile fapi-2.0 signs with ES256, PS256 or EdDSA only", name)
+			l.at(fmt.Sprintf("%s.signing-keys[%d]", path, i), "is key %q, an RS256 key: security-profile fapi-2.0 signs with ES256 or EdDSA (PS256 is not built)", name)
 		}
 	}
 	if d := p.AuthorizationCodes.Lifetime.D(); d > time.Minute {
@@ -619,6 +623,11 @@ func (l *loader) checkClient(c *Client) {
 			}
 			if c.DPoP == DPoPOff {
 				l.at(path+".dpop", "cannot be off: profile %q has security-profile fapi-2.0, whose tokens are all DPoP-bound", c.Profile)
+			}
+			for i, g := range c.GrantTypes {
+				if g == GrantDeviceCode || g == GrantTokenExchange {
+					l.at(fmt.Sprintf("%s.grant-types[%d]", path, i), "%s is outside security-profile fapi-2.0 of profile %q", g, c.Profile)
+				}
 			}
 		}
 	}

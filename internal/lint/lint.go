@@ -46,14 +46,14 @@ const (
 	RuleRefreshRotationOff = "refresh-rotation-off"
 	RuleConsentOff         = "consent-off"
 	RuleDemoProfile        = "demo-profile"
-	RuleFAPIOutside        = "fapi-outside-profile"
+	RuleFAPIRotation       = "fapi-refresh-rotation"
 	RuleUnknownRule        = "unknown-rule"
 )
 
 // Rules lists every rule id.
 var Rules = []string{RuleLiteralSecret, RuleSecretDefault, RuleHTTPURL, RuleLoopbackRedirect, RuleExcludedTag,
 	RuleUnusedEndpoint, RuleUnservedProfile, RuleUnusedKey, RuleWeakRSA, RuleLongAccessToken,
-	RuleRefreshRotationOff, RuleConsentOff, RuleDemoProfile, RuleFAPIOutside, RuleUnknownRule}
+	RuleRefreshRotationOff, RuleConsentOff, RuleDemoProfile, RuleFAPIRotation, RuleUnknownRule}
 
 // Finding is one problem, at the value (or entry) it concerns.
 type Finding struct {
@@ -356,7 +356,8 @@ func (c *checker) weak() {
 			c.add("profiles", &p.Meta, "profiles."+name+".access-tokens.lifetime", RuleLongAccessToken, Warning,
 				"access tokens living %s outlast a revocation that resource servers checking JWTs offline cannot see; keep them at 1h or less", d)
 		}
-		if r := p.RefreshTokens.Rotate; r != nil && !*r {
+		// Under FAPI 2.0 no rotation is the advice (fapi).
+		if r := p.RefreshTokens.Rotate; r != nil && !*r && p.SecurityProfile != config.SecurityProfileFAPI2 {
 			c.add("profiles", &p.Meta, "profiles."+name+".refresh-tokens.rotate", RuleRefreshRotationOff, Warning,
 				"without rotation a stolen refresh token works until it expires and its reuse goes unnoticed")
 		}
@@ -371,32 +372,19 @@ func (c *checker) weak() {
 	}
 }
 
-// fapi: a profile with security-profile fapi-2.0 that also serves flows
-// the FAPI 2.0 Security Profile does not cover (the device flow, token
-// exchange: no pushed request, no user at the client) is no longer FAPI
-// 2.0 as a whole, which an assessor will flag before go-live.
+// fapi: a FAPI 2.0 profile's refresh tokens are bound to their client
+// (client authentication, DPoP), and FAPI 2.0 §5.3.2.1 asks that they not
+// rotate: a client that loses a refresh response would lose the grant,
+// and reuse detection would end it. Keygate rotates by default.
 func (c *checker) fapi() {
 	for _, name := range sorted(c.def.Profiles) {
 		p := c.def.Profiles[name]
 		if p.Type != config.ProfileToken || p.SecurityProfile != config.SecurityProfileFAPI2 {
 			continue
 		}
-		if slices.Contains(p.Endpoints, config.EndpointDeviceAuthorization) {
-			c.add("profiles", &p.Meta, "profiles."+name+".endpoints", RuleFAPIOutside, Warning,
-				"the device-authorization endpoint is outside the FAPI 2.0 Security Profile this profile declares")
-		}
-	}
-	for _, name := range sorted(c.def.Clients) {
-		cl := c.def.Clients[name]
-		p := c.def.Profiles[cl.Profile]
-		if p == nil || p.SecurityProfile != config.SecurityProfileFAPI2 {
-			continue
-		}
-		for _, g := range []string{config.GrantDeviceCode, config.GrantTokenExchange} {
-			if slices.Contains(cl.GrantTypes, g) {
-				c.add("clients", &cl.Meta, "clients."+name+".grant-types", RuleFAPIOutside, Warning,
-					"the %s grant is outside the FAPI 2.0 Security Profile of profile %q", g, cl.Profile)
-			}
+		if r := p.RefreshTokens.Rotate; r == nil || *r {
+			c.add("profiles", &p.Meta, "profiles."+name+".refresh-tokens.rotate", RuleFAPIRotation, Warning,
+				"security-profile fapi-2.0 asks that refresh tokens not rotate (they are bound to their client); set refresh-tokens.rotate: false")
 		}
 	}
 }

@@ -207,16 +207,22 @@ func TestRules(t *testing.T) {
 		{name: "third-party silenced", files: map[string]string{"40-clients.yaml": strings.Replace(web("https://partner.example.net/cb", "    lint-ignore: {consent-off: \"our own app\"}\n")["40-clients.yaml"], "consent: true", "consent: false", 1)},
 			want: []string{"clients.web.redirect-uris[0] consent-off warning silenced"}},
 		{name: "third-party with consent", files: web("https://partner.example.net/cb", "")},
-		// fapi-outside-profile
-		{name: "fapi profile with the device flow", files: map[string]string{
+		// fapi-refresh-rotation
+		{name: "fapi profile that rotates refresh tokens", files: map[string]string{
 			"00-service.yaml": strings.Replace(base["00-service.yaml"], "[token]", "[token, authn]", 1),
-			"30-profiles.yaml": strings.Replace(base["30-profiles.yaml"], "token]", "token, authorize, par, device-authorization]\n    authentication-profile: authn\n    security-profile: fapi-2.0", 1) +
+			"30-profiles.yaml": strings.Replace(base["30-profiles.yaml"], "token]", "token, authorize, par]\n    authentication-profile: authn\n    security-profile: fapi-2.0", 1) +
 				"  authn:\n    type: authentication\n    path: /authn\n    authenticators:\n      password: {type: password}\n",
-			"40-clients.yaml": "clients:\n  tv:\n    profile: token\n    token-endpoint-auth-method: private_key_jwt\n    public-keys: [$PUB]\n" +
-				"    grant-types: [urn:ietf:params:oauth:grant-type:device_code]\n"},
-			env: []string{"PUB=-----BEGIN PUBLIC KEY-----"},
-			want: []string{"profiles.token.endpoints fapi-outside-profile warning", "profiles.token.endpoints[3] unused-endpoint warning",
-				"clients.tv.grant-types fapi-outside-profile warning"}},
+			"40-clients.yaml": "clients:\n  bank:\n    profile: token\n    token-endpoint-auth-method: private_key_jwt\n    public-keys: [$PUB]\n" +
+				"    redirect-uris: [\"https://bank.example.com/cb\"]\n    grant-types: [authorization_code, refresh_token]\n    consent: true\n"},
+			env:  []string{"PUB=-----BEGIN PUBLIC KEY-----"},
+			want: []string{"profiles.token.refresh-tokens.rotate fapi-refresh-rotation warning"}},
+		{name: "fapi profile without rotation", files: map[string]string{
+			"00-service.yaml": strings.Replace(base["00-service.yaml"], "[token]", "[token, authn]", 1),
+			"30-profiles.yaml": strings.Replace(base["30-profiles.yaml"], "token]", "token, authorize, par]\n    authentication-profile: authn\n    security-profile: fapi-2.0\n    refresh-tokens: {rotate: false}", 1) +
+				"  authn:\n    type: authentication\n    path: /authn\n    authenticators:\n      password: {type: password}\n",
+			"40-clients.yaml": "clients:\n  bank:\n    profile: token\n    token-endpoint-auth-method: private_key_jwt\n    public-keys: [$PUB]\n" +
+				"    redirect-uris: [\"https://bank.example.com/cb\"]\n    grant-types: [authorization_code, refresh_token]\n    consent: true\n"},
+			env: []string{"PUB=-----BEGIN PUBLIC KEY-----"}},
 		// unknown-rule
 		{name: "misspelt rule", files: client("    secret: $S\n    lint-ignore: {unused-kye: \"typo\"}\n"),
 			want: []string{"clients.machine.lint-ignore.unused-kye unknown-rule warning"}},

@@ -148,12 +148,14 @@ func (p *Profile) metadata(snap *config.Snapshot, ks *keys.Set) metadata {
 	clientAlgs := supportedAlgs()
 	methods := authMethods
 	if p.fapi {
-		methods = []string{config.AuthPrivateKeyJWT} // what the loader lets FAPI clients use
+		// What the loader and clientauth let FAPI clients use.
+		methods = []string{config.AuthPrivateKeyJWT}
+		clientAlgs = slices.DeleteFunc(clientAlgs, func(a string) bool { return a == "RS256" })
 	}
 	if token {
 		m.TokenEndpointAuthMethodsSupported = methods
 		m.TokenEndpointAuthSigningAlgValuesSupported = clientAlgs
-		for _, a := range proofAlgs {
+		for _, a := range p.dpop.algs {
 			m.DPoPSigningAlgValuesSupported = append(m.DPoPSigningAlgValuesSupported, a.String())
 		}
 	}

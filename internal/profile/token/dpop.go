@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
@@ -63,17 +64,21 @@ const (
 
 // proofAlgs are the proof algorithms accepted: asymmetric only (§4.3: no
 // none, no MAC). Discovery lists them (dpop_signing_alg_values_supported).
-var proofAlgs = []jwa.SignatureAlgorithm{jwa.ES256, jwa.EdDSA, jwa.RS256, jwa.PS256}
+// A FAPI 2.0 profile leaves out RS256 (fapiProofAlgs).
+var (
+	proofAlgs     = []jwa.SignatureAlgorithm{jwa.ES256, jwa.EdDSA, jwa.RS256, jwa.PS256}
+	fapiProofAlgs = []jwa.SignatureAlgorithm{jwa.ES256, jwa.EdDSA, jwa.PS256}
+)
 
-// proofAlgNames is proofAlgs space-separated, for the algs of a DPoP
-// challenge (§7.1).
-var proofAlgNames = func() string {
-	s := make([]string, len(proofAlgs))
-	for i, a := range proofAlgs {
+// algNames is algs space-separated, for the algs of a DPoP challenge
+// (§7.1) and the error that names them.
+func algNames(algs []jwa.SignatureAlgorithm) string {
+	s := make([]string, len(algs))
+	for i, a := range algs {
 		s[i] = a.String()
 	}
 	return strings.Join(s, " ")
-}()
+}
 
 // DPoP error codes (RFC 9449 §5.1, §7.1, §8).
 var (
@@ -105,18 +110,24 @@ type dpopChecker struct {
 	now      func() time.Time
 	nonce    bool   // demand a server nonce (dpop.nonce)
 	nonceKey []byte // derived from the active signing key: the same on every node
+	algs     []jwa.SignatureAlgorithm
+	algNames string
 }
 
 // newDPoPChecker derives the nonce key from the profile's active signing
 // key, which every node of the profile shares, so a nonce issued by one
 // node is accepted by all (no shared state); a key rotation only costs a
 // use_dpop_nonce round trip.
-func newDPoPChecker(signer *keys.Signer, store model.Store, now func() time.Time, nonce bool) (*dpopChecker, error) {
+func newDPoPChecker(signer *keys.Signer, store model.Store, now func() time.Time, nonce, fapi bool) (*dpopChecker, error) {
 	key, err := signer.DeriveKey("keygate dpop-nonce v1")
 	if err != nil {
 		return nil, err
 	}
-	return &dpopChecker{store: store, now: now, nonce: nonce, nonceKey: key}, nil
+	algs := proofAlgs
+	if fapi {
+		algs = fapiProofAlgs
+	}
+	return &dpopChecker{store: store, now: now, nonce: nonce, nonceKey: key, algs: algs, algNames: algNames(algs)}, nil
 }
 
 // nonceAt is the nonce of the window that holds t: a MAC of the window's
@@ -184,11 +195,16 @@ func (d *dpopChecker) check(ctx context.Context, raw, method, htu, accessToken s
 		return nil, bad("the DPoP proof's typ must be dpop+jwt", "dpop_proof_invalid")
 	}
 	alg := h.Algorithm()
-	if !containsAlg(proofAlgs, alg) {
-		return nil, bad("the DPoP proof's alg must be one of "+proofAlgNames, "dpop_proof_invalid")
+	if !containsAlg(d.algs, alg) {
+		return nil, bad("the DPoP proof's alg must be one of "+d.algNames, "dpop_proof_invalid")
 	}
-	if len(h.Critical()) > 0 {
+	// No JWS extension is supported: a crit member, even empty, or b64
+	// (RFC 7797, which changes what is signed) is refused.
+	if _, ok := h.Get(jws.CriticalKey); ok {
 		return nil, bad("the DPoP proof has a crit header, which is not supported", "dpop_proof_invalid")
+	}
+	if _, ok := h.Get("b64"); ok {
+		return nil, bad("the DPoP proof has a b64 header, which is not supported", "dpop_proof_invalid")
 	}
 	key := h.JWK()
 	if key == nil {
@@ -289,7 +305,7 @@ func checkProofKey(key jwk.Key, alg jwa.SignatureAlgorithm) *oauth.Error {
 			return nil
 		}
 	case jwk.RSAPublicKey:
-		if (alg == jwa.RS256 || alg == jwa.PS256) && len(k.N())*8 >= 2048 {
+		if (alg == jwa.RS256 || alg == jwa.PS256) && new(big.Int).SetBytes(k.N()).BitLen() >= 2048 {
 			return nil
 		}
 	}
@@ -353,8 +369,8 @@ func mustNormalHTU(s string) string {
 // dpopChallenge is the WWW-Authenticate challenge of a resource that
 // accepts DPoP-bound tokens (RFC 9449 §7.1); code may be "" (no
 // credentials sent).
-func dpopChallenge(code string) string {
-	ch := `DPoP algs="` + proofAlgNames + `"`
+func (d *dpopChecker) challenge(code string) string {
+	ch := `DPoP algs="` + d.algNames + `"`
 	if code != "" {
 		ch += `, error="` + code + `"`
 	}

@@ -39,10 +39,10 @@ func TestFAPI2Profile(t *testing.T) {
 			Scopes:     []string{"openid", "a:read"}, RedirectURIs: []string{"https://fapi.example.com/cb"},
 			PublicKeys: []string{string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}}
 	})
-	assertion := func() string {
+	assertion := func(aud any) string {
 		tok := jwt.New()
 		now := time.Now()
-		for k, v := range map[string]any{"iss": "fapi-app", "sub": "fapi-app", "aud": f.issuer + "/token",
+		for k, v := range map[string]any{"iss": "fapi-app", "sub": "fapi-app", "aud": aud,
 			"exp": now.Add(time.Minute), "iat": now, "jti": model.NewID()} {
 			_ = tok.Set(k, v)
 		}
@@ -52,8 +52,12 @@ func TestFAPI2Profile(t *testing.T) {
 		}
 		return string(b)
 	}
-	cc := func() string {
-		return url.Values{"grant_type": {"client_credentials"}, "client_assertion": {assertion()},
+	cc := func(aud ...string) string {
+		var a any = f.issuer
+		if len(aud) > 0 {
+			a = aud
+		}
+		return url.Values{"grant_type": {"client_credentials"}, "client_assertion": {assertion(a)},
 			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}}.Encode()
 	}
 
@@ -63,6 +67,13 @@ func TestFAPI2Profile(t *testing.T) {
 		t.Fatalf("discovery: auth methods %v, require PAR %v", methods, m["require_pushed_authorization_requests"])
 	}
 
+	// FAPI 2.0: the issuer, alone, is the assertion's audience.
+	for _, aud := range [][]string{{f.issuer + "/token"}, {f.issuer, "https://elsewhere.example.com"}} {
+		resp, m = f.post("/token", cc(aud...), "")
+		if resp.StatusCode != 401 || m["error"] != "invalid_client" {
+			t.Fatalf("assertion with aud %v: %d %v", aud, resp.StatusCode, m)
+		}
+	}
 	resp, m = f.post("/token", cc(), "")
 	if resp.StatusCode != 400 || m["error"] != "invalid_dpop_proof" {
 		t.Fatalf("token without a DPoP proof: %d %v", resp.StatusCode, m)

@@ -272,11 +272,18 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 	if served[config.EndpointPAR] {
 		audiences = append(audiences, base+PathPAR)
 	}
+	if prof.fapi {
+		// FAPI 2.0 §5.3.2.1: the issuer alone, as the one audience, so an
+		// assertion made for another endpoint or server never passes.
+		audiences = []string{p.Issuer}
+	}
 	auth, err := clientauth.New(cfgClients, clientauth.Options{
-		Previous:  prevAuth,
-		Audiences: audiences,
-		Store:     deps.Store,
-		Now:       prof.now,
+		Previous:       prevAuth,
+		Audiences:      audiences,
+		SingleAudience: prof.fapi,
+		NoRS256:        prof.fapi,
+		Store:          deps.Store,
+		Now:            prof.now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("profile %q: %w", p.Name, err)
@@ -291,7 +298,7 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 		idTokenLifetime: orDefault(p.IDTokens.Lifetime.D(), config.DefaultIDTokenLifetime),
 		refreshLifetime: orDefault(p.RefreshTokens.Lifetime.D(), config.DefaultRefreshTokenLifetime),
 	}
-	if prof.dpop, err = newDPoPChecker(ks.Active, deps.Store, prof.now, p.DPoP.Nonce); err != nil {
+	if prof.dpop, err = newDPoPChecker(ks.Active, deps.Store, prof.now, p.DPoP.Nonce, prof.fapi); err != nil {
 		return nil, fmt.Errorf("profile %q: %w", p.Name, err)
 	}
 	prof.htuToken, prof.htuUserinfo, prof.htuPAR = mustNormalHTU(base+PathToken), mustNormalHTU(base+PathUserinfo), mustNormalHTU(base+PathPAR)

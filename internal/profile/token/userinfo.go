@@ -200,7 +200,7 @@ func (p *Profile) bearerFail(c *fiber.Ctx, endpoint string, e *oauth.Error) erro
 		oauth.NoStore(r)
 		r.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="`+oauth.Realm(p.issuer)+`"`)
 		// Either scheme will do (RFC 9449 §7.1).
-		r.Header.Add(fasthttp.HeaderWWWAuthenticate, dpopChallenge(""))
+		r.Header.Add(fasthttp.HeaderWWWAuthenticate, p.dpop.challenge(""))
 		return nil
 	}
 	_ = p.fail(c, endpoint, e) // writes the body; overwrite its Basic challenge
@@ -261,6 +261,6 @@ func (p *Profile) dpopFail(c *fiber.Ctx, endpoint string, e *oauth.Error) error 
 		e.Status = http.StatusUnauthorized
 	}
 	_ = p.fail(c, endpoint, e) // writes the body; overwrite its Basic challenge
-	c.Context().Response.Header.Set(fasthttp.HeaderWWWAuthenticate, dpopChallenge(e.Code))
+	c.Context().Response.Header.Set(fasthttp.HeaderWWWAuthenticate, p.dpop.challenge(e.Code))
 	return nil
 }

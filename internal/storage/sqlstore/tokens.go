@@ -1,9 +1,11 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -143,20 +145,35 @@ func (p dpopProofs) Use(ctx context.Context, jkt, jti string, expiresAt time.Tim
 }
 
 // insertProofs records a batch of proof ids in one transaction; a row the
-// key already holds (another node, or the same batch) inserts nothing,
-// which is that proof's replay.
+// key already holds (another node's batch) inserts nothing, which is that
+// proof's replay. The rows go in key order, so two batches that share keys
+// lock them in the same order and never deadlock; a key twice in the batch
+// is a replay found here, without a row for it.
 func (s *Store) insertProofs(ctx context.Context, proofs []usedProof) []error {
-	args := make([][]any, len(proofs))
-	for i, p := range proofs {
-		args[i] = []any{p.jkt, p.jti, s.d.Time(p.expiresAt)}
+	errs := make([]error, len(proofs))
+	order := make([]int, len(proofs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return cmp.Or(strings.Compare(proofs[a].jkt, proofs[b].jkt), strings.Compare(proofs[a].jti, proofs[b].jti))
+	})
+	var args [][]any
+	var sent []int // index in proofs of each row of args
+	for k, i := range order {
+		if k > 0 && proofs[order[k-1]].jkt == proofs[i].jkt && proofs[order[k-1]].jti == proofs[i].jti {
+			errs[i] = model.ErrReplay
+			continue
+		}
+		args = append(args, []any{proofs[i].jkt, proofs[i].jti, s.d.Time(proofs[i].expiresAt)})
+		sent = append(sent, i)
 	}
 	changed, err := s.db.ExecBatch(ctx, `INSERT INTO dpop_proofs (jkt, jti, expires_at) VALUES ($1, $2, $3)
 		ON CONFLICT DO NOTHING`, args)
-	errs := make([]error, len(proofs))
-	for i := range errs {
+	for row, i := range sent {
 		if err != nil {
 			errs[i] = err
-		} else if changed[i] == 0 {
+		} else if changed[row] == 0 {
 			errs[i] = model.ErrReplay
 		}
 	}

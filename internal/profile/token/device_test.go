@@ -181,6 +181,9 @@ func TestDeviceFlow(t *testing.T) {
 		if st, m := f.poll("tv", da.DeviceCode); st != 400 || m["error"] != "authorization_pending" {
 			t.Fatalf("poll after the raised interval: %d %v", st, m)
 		}
+		if st, m := f.poll("tv2", da.DeviceCode); st != 400 || m["error"] != "invalid_grant" {
+			t.Fatalf("another device client's poll: %d %v", st, m)
+		}
 		// Another client, authenticated, that may not use the grant.
 		resp, m := f.post("/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"},
 			"device_code": {da.DeviceCode}}.Encode(), basicAuth("web", webSecret))

@@ -111,6 +111,7 @@ func newFlowEnvEdit(t *testing.T, ks *keys.Set, withAuthn bool, edit func(cp *co
 			TokenExchange: &config.TokenExchangePolicy{Impersonation: true}},
 		"tv": {Profile: "token", TokenEndpointAuthMethod: config.AuthNone,
 			GrantTypes: []string{config.GrantDeviceCode, config.GrantRefreshToken}, Scopes: []string{"openid", "profile", model.ScopeOfflineAccess}},
+		"tv2": {Profile: "token", TokenEndpointAuthMethod: config.AuthNone, GrantTypes: []string{config.GrantDeviceCode}, Scopes: []string{"openid"}},
 		"batch": {Profile: "token", Secret: secret.New(batchSecret), TokenEndpointAuthMethod: config.AuthSecretBasic,
 			GrantTypes: []string{config.GrantClientCredentials}, Audiences: []string{"gateway"}},
 	}

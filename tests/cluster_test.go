@@ -33,27 +33,15 @@ const (
 // private_key_jwt one (svc-key, public key pub) and a resource server (rs).
 func clusterConfig(t *testing.T, pub string) string {
 	t.Helper()
-	k1 := testkit.KeyFile(t, t.TempDir(), "k1")
 	indented := "        " + strings.ReplaceAll(strings.TrimSpace(pub), "\n", "\n        ")
-	return testkit.ConfigDir(t, map[string]string{
-		"00-service.yaml": `schema: 1
-service-roles:
-  default: {zone: eu, profiles: [token]}
-zones:
-  eu: {data-source: eu-db}
-data-sources:
-  eu-db: {type: postgres, url: $PG_URL, max-connections: 4}
-`,
-		"10-keys.yaml": testkit.KeysConfig(map[string]string{"k1": k1}),
-		"20-profiles.yaml": `profiles:
+	return pgClusterConfig(t, "token", `profiles:
   token:
     type: token
     path: /oauth/v2
-    issuer: ` + clusterIssuer + `
+    issuer: `+clusterIssuer+`
     signing-keys: [k1]
     endpoints: [discovery, jwks, token, introspect, revoke]
-`,
-		"30-clients.yaml": `clients:
+`, `clients:
   svc:
     profile: token
     secret: $SVC_SECRET
@@ -71,13 +59,34 @@ data-sources:
     scopes: [jobs]
     public-keys:
       - |
-` + indented + `
+`+indented+`
   rs:
     profile: token
     secret: $RS_SECRET
     grant-types: [client_credentials]
     introspect-all-tokens: true
+`)
+}
+
+// pgClusterConfig is a config of one role in zone eu, serving profiles
+// (comma-separated), on the postgres data source $PG_URL, with the signing
+// key k1 and the given profiles and clients sections: the shape every
+// two-nodes-on-one-PostgreSQL test starts from.
+func pgClusterConfig(t *testing.T, profiles, profilesYAML, clientsYAML string) string {
+	t.Helper()
+	k1 := testkit.KeyFile(t, t.TempDir(), "k1")
+	return testkit.ConfigDir(t, map[string]string{
+		"00-service.yaml": `schema: 1
+service-roles:
+  default: {zone: eu, profiles: [` + profiles + `]}
+zones:
+  eu: {data-source: eu-db}
+data-sources:
+  eu-db: {type: postgres, url: $PG_URL, max-connections: 4}
 `,
+		"10-keys.yaml":     testkit.KeysConfig(map[string]string{"k1": k1}),
+		"20-profiles.yaml": profilesYAML,
+		"30-clients.yaml":  clientsYAML,
 	})
 }
 

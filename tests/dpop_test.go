@@ -17,7 +17,6 @@ import (
 
 	"github.com/keygate/keygate/internal/storage/model"
 	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
-	"github.com/keygate/keygate/internal/testkit"
 )
 
 const dpopSecret = "dpop-svc-secret-0123456789abcdef"
@@ -27,35 +26,22 @@ const dpopSecret = "dpop-svc-secret-0123456789abcdef"
 // must use DPoP.
 func dpopConfig(t *testing.T) string {
 	t.Helper()
-	k1 := testkit.KeyFile(t, t.TempDir(), "k1")
-	return testkit.ConfigDir(t, map[string]string{
-		"00-service.yaml": `schema: 1
-service-roles:
-  default: {zone: eu, profiles: [token]}
-zones:
-  eu: {data-source: eu-db}
-data-sources:
-  eu-db: {type: postgres, url: $PG_URL, max-connections: 4}
-`,
-		"10-keys.yaml": testkit.KeysConfig(map[string]string{"k1": k1}),
-		"20-profiles.yaml": `profiles:
+	return pgClusterConfig(t, "token", `profiles:
   token:
     type: token
     path: /oauth/v2
-    issuer: ` + clusterIssuer + `
+    issuer: `+clusterIssuer+`
     signing-keys: [k1]
     endpoints: [discovery, jwks, token, introspect]
     dpop: {nonce: true}
-`,
-		"30-clients.yaml": `clients:
+`, `clients:
   svc:
     profile: token
     secret: $SVC_SECRET
     grant-types: [client_credentials]
     scopes: [a:read]
     dpop: required
-`,
-	})
+`)
 }
 
 // dpopToken asks n for a token with proof; it returns the status, the

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/storage/postgres/pgtest"
-	"github.com/keygate/keygate/internal/testkit"
 )
 
 const (
@@ -23,22 +22,11 @@ const (
 // confidential client, rp.
 func parConfig(t *testing.T) string {
 	t.Helper()
-	k1 := testkit.KeyFile(t, t.TempDir(), "k1")
-	return testkit.ConfigDir(t, map[string]string{
-		"00-service.yaml": `schema: 1
-service-roles:
-  default: {zone: eu, profiles: [token, authn]}
-zones:
-  eu: {data-source: eu-db}
-data-sources:
-  eu-db: {type: postgres, url: $PG_URL, max-connections: 4}
-`,
-		"10-keys.yaml": testkit.KeysConfig(map[string]string{"k1": k1}),
-		"20-profiles.yaml": `profiles:
+	return pgClusterConfig(t, "token, authn", `profiles:
   token:
     type: token
     path: /oauth/v2
-    issuer: ` + clusterIssuer + `
+    issuer: `+clusterIssuer+`
     signing-keys: [k1]
     authentication-profile: authn
     endpoints: [discovery, jwks, authorize, token, par]
@@ -48,16 +36,14 @@ data-sources:
     path: /authn
     authenticators:
       password: {type: password}
-`,
-		"30-clients.yaml": `clients:
+`, `clients:
   rp:
     profile: token
     secret: $RP_SECRET
-    redirect-uris: [` + parRedirect + `]
+    redirect-uris: [`+parRedirect+`]
     grant-types: [authorization_code]
     scopes: [openid]
-`,
-	})
+`)
 }
 
 // noRedirects reports redirects instead of following them.

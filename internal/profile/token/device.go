@@ -86,7 +86,8 @@ func newUserCode() string {
 	return string(out)
 }
 
-// displayUserCode shows a code as XXXX-XXXX, easier to read and type.
+// displayUserCode shows a code in two groups of four (WDJB-MJHT), easier
+// to read and type.
 func displayUserCode(code string) string { return code[:4] + "-" + code[4:] }
 
 // normalizeUserCode is what a user typed, as stored: upper case, without

@@ -383,6 +383,26 @@ clients:
 			},
 		},
 		{
+			name: "token exchange trusted issuers",
+			files: map[string]string{"00-base.yaml": base + `    token-exchange:
+      trusted-issuers:
+        partner: {issuer: https://idp.partner.example, jwks-uri: http://idp.partner.example/jwks}
+        nothing: {}
+`, "c.yaml": `clients:
+  gw:
+    profile: token
+    secret: gw-secret-0123456789abcdef
+    grant-types: [urn:ietf:params:oauth:grant-type:token-exchange]
+    token-exchange: {impersonation: true, trusted-issuers: [partner, partnr]}
+`},
+			want: []string{
+				`00-base.yaml:19:66: profiles.token.token-exchange.trusted-issuers.partner.jwks-uri: must be an https URL (http for localhost only), got "http://idp.partner.example/jwks"`,
+				`00-base.yaml:20:18: profiles.token.token-exchange.trusted-issuers.nothing.issuer: is required`,
+				`00-base.yaml:20:18: profiles.token.token-exchange.trusted-issuers.nothing.jwks-uri: is required`,
+				`c.yaml:6:70: clients.gw.token-exchange.trusted-issuers[1]: names no trusted issuer of profile "token" (its token-exchange.trusted-issuers)`,
+			},
+		},
+		{
 			name: "token exchange policy",
 			files: map[string]string{"00-base.yaml": base, "c.yaml": `clients:
   none:

@@ -236,6 +236,9 @@ type Profile struct {
 	DeviceCodes DevicePolicy `yaml:"device-codes"`
 	// DPoP: how the profile checks DPoP proofs (RFC 9449).
 	DPoP DPoPPolicy `yaml:"dpop"`
+	// TokenExchange: the other issuers whose JWTs this profile's clients
+	// may exchange (RFC 8693), by name.
+	TokenExchange ExchangeIssuers `yaml:"token-exchange"`
 	// SecurityProfile: "fapi-2.0" turns on the FAPI 2.0 Security Profile
 	// (SecurityProfileFAPI2); "" (the default) none.
 	SecurityProfile string `yaml:"security-profile"`
@@ -507,6 +510,24 @@ type Client struct {
 	DPoP string `yaml:"dpop"`
 }
 
+// ExchangeIssuers are a token profile's trusted issuers for token
+// exchange.
+type ExchangeIssuers struct {
+	TrustedIssuers map[string]*TrustedIssuer `yaml:"trusted-issuers"`
+}
+
+// TrustedIssuer is another OAuth/OpenID issuer whose signed JWTs a client
+// may present as a subject_token: verified with the keys at JWKSURI, and
+// standing for the local user (in the profile's zone) whose username is
+// the token's UsernameClaim (default preferred_username).
+type TrustedIssuer struct {
+	Name          string   `yaml:"-"`
+	Pos           Position `yaml:"-"`
+	Issuer        string   `yaml:"issuer"`
+	JWKSURI       string   `yaml:"jwks-uri"`
+	UsernameClaim string   `yaml:"username-claim"`
+}
+
 // TokenExchangePolicy says which of RFC 8693's two uses a client may make
 // of the token-exchange grant (§1.1). Neither is on by default: each lets
 // the client act for the users whose tokens it holds.
@@ -518,6 +539,10 @@ type TokenExchangePolicy struct {
 	// Impersonation: without an actor_token, a token for the subject that
 	// is indistinguishable from one issued to the subject.
 	Impersonation bool `yaml:"impersonation"`
+	// TrustedIssuers names the profile's token-exchange.trusted-issuers
+	// whose tokens this client may present; this issuer's own are always
+	// accepted.
+	TrustedIssuers []string `yaml:"trusted-issuers"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("5m", "720h").

@@ -36,7 +36,7 @@ const MaxPARLifetime = 10 * time.Minute
 
 // profileKeys are the keys each profile type may set, beyond type, path, tags, enabled.
 var profileKeys = map[string][]string{
-	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "pushed-authorization-requests", "device-codes", "dpop", "security-profile", "userinfo-audiences"},
+	ProfileToken:          {"issuer", "authentication-profile", "signing-keys", "endpoints", "access-tokens", "refresh-tokens", "id-tokens", "authorization-codes", "pushed-authorization-requests", "device-codes", "dpop", "security-profile", "token-exchange", "userinfo-audiences"},
 	ProfileAuthentication: {"authenticators", "sessions", "templates"},
 	ProfileUserManagement: {"token-profile", "scopes", "max-results", "audiences", "zones"},
 	ProfileDemo:           {"token-profile", "client", "user"},
@@ -486,6 +486,20 @@ func (l *loader) checkTokenProfile(path string, p *Profile) {
 	}
 	l.checkDevice(path, p)
 	l.checkSecurityProfile(path, p)
+	for _, name := range slices.Sorted(maps.Keys(p.TokenExchange.TrustedIssuers)) {
+		ti, at := p.TokenExchange.TrustedIssuers[name], path+".token-exchange.trusted-issuers."+name
+		if l.required(at+".issuer", ti.Issuer) {
+			l.checkIssuer(at+".issuer", ti.Issuer)
+		}
+		if l.required(at+".jwks-uri", ti.JWKSURI) {
+			if u, err := url.Parse(ti.JWKSURI); err != nil || u.Host == "" || u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
+				l.at(at+".jwks-uri", "must be an https URL (http for localhost only), got %s", l.q(at+".jwks-uri", ti.JWKSURI))
+			}
+		}
+		if ti.Issuer == p.Issuer && ti.Issuer != "" {
+			l.at(at+".issuer", "is this profile's own issuer, whose tokens are always accepted")
+		}
+	}
 }
 
 // checkSecurityProfile: a FAPI 2.0 profile (SecurityProfileFAPI2) serves
@@ -614,6 +628,13 @@ func (l *loader) checkClient(c *Client) {
 		if p := l.raw.Profiles[c.Profile]; c.RequirePushedAuthorizationRequests && p != nil && p.Type == ProfileToken &&
 			l.complete("profiles", c.Profile) && !slices.Contains(p.Endpoints, EndpointPAR) {
 			l.at(path+".require-pushed-authorization-requests", "needs profile %q to serve the par endpoint: add par to its endpoints", c.Profile)
+		}
+		if p := l.raw.Profiles[c.Profile]; p != nil && p.Type == ProfileToken && c.TokenExchange != nil {
+			for i, name := range c.TokenExchange.TrustedIssuers {
+				if _, ok := p.TokenExchange.TrustedIssuers[name]; !ok {
+					l.at(fmt.Sprintf("%s.token-exchange.trusted-issuers[%d]", path, i), "names no trusted issuer of profile %q (its token-exchange.trusted-issuers)", c.Profile)
+				}
+			}
 		}
 		if p := l.raw.Profiles[c.Profile]; p != nil && p.Type == ProfileToken && p.SecurityProfile == SecurityProfileFAPI2 {
 			// FAPI 2.0 §5.3.2.1: confidential clients with private_key_jwt

@@ -121,7 +121,7 @@ func newFlowEnvEdit(t *testing.T, ks *keys.Set, withAuthn bool, edit func(cp *co
 	for n, c := range snap.Clients {
 		c.Name = n
 	}
-	p, err := New(snap, cp, ks, Deps{Store: e.store, Metrics: e.metrics,
+	p, err := New(snap, cp, ks, Deps{Store: e.store, Zone: "local", Metrics: e.metrics,
 		Now: func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) }})
 	if err != nil {
 		t.Fatal(err)

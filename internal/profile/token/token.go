@@ -120,6 +120,8 @@ type Profile struct {
 	parRequired    bool
 	// fapi: the FAPI 2.0 Security Profile is on (config.SecurityProfileFAPI2).
 	fapi bool
+	// trusted are the issuers whose JWTs token exchange accepts, by issuer.
+	trusted map[string]*trustedIssuer
 
 	// userinfoAudiences are the audiences besides the issuer whose access
 	// tokens userinfo accepts (RFC 9068 §4).
@@ -202,6 +204,7 @@ func New(snap *config.Snapshot, p *config.Profile, ks *keys.Set, deps Deps) (*Pr
 	prof.deviceLifetime = orDefault(p.DeviceCodes.Lifetime.D(), config.DefaultDeviceCodeLifetime)
 	prof.deviceInterval = orDefault(p.DeviceCodes.Interval.D(), config.DefaultDeviceInterval)
 	prof.fapi = p.SecurityProfile == config.SecurityProfileFAPI2
+	prof.trusted = newTrustedIssuers(p)
 	prof.parRequired = p.PushedAuthorizationRequests.Required || prof.fapi
 	// config.Load refuses both; a profile built otherwise must neither
 	// refuse every authorization request nor store pushed requests that

@@ -212,6 +212,18 @@ func downScope(r *grantRequest, subject presented) ([]string, *oauth.Error) {
 // in errors. A token that is not an active token of this issuer for this
 // client is invalid_request (RFC 8693 §2.2.2).
 func (g *tokenExchange) verify(ctx context.Context, cl *client, token, typ, which string) (presented, *oauth.Error) {
+	// Another issuer's JWT (an access token, an ID token, or any JWT):
+	// verified with that issuer's keys, if it is a trusted one.
+	if iss := issuerOf(token); iss != "" && iss != g.p.issuer && typ != "" {
+		ti := g.p.trusted[iss]
+		switch {
+		case ti == nil:
+			return presented{}, invalidExchange(which+"_untrusted_issuer", "the "+which+"'s issuer is not one this client may exchange tokens of")
+		case typ != tokenTypeAccess && typ != tokenTypeID && typ != tokenTypeJWT:
+			return presented{}, invalidExchange("token_type_unsupported", which+"_type must be "+tokenTypeAccess+", "+tokenTypeID+" or "+tokenTypeJWT)
+		}
+		return g.external(ctx, cl, ti, token, which)
+	}
 	switch typ {
 	case tokenTypeAccess:
 		return g.accessToken(ctx, cl, token, which)
